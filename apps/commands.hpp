@@ -1,0 +1,19 @@
+#pragma once
+
+// Subcommands of the `rondo` executable. Each add_*_command registers one
+// CLI11 subcommand on `app`; its callback runs the command and sets
+// `exit_code` (0 on success, 1 on a failure it has reported on stderr).
+
+namespace CLI {
+class App;
+} // namespace CLI
+
+namespace rondo::apps {
+
+/// `rondo config check FILE`: validate a round config (JSON).
+void add_config_command(CLI::App& app, int& exit_code);
+
+/// `rondo store ...`: inspect and edit a local model store.
+void add_store_command(CLI::App& app, int& exit_code);
+
+} // namespace rondo::apps

@@ -1,0 +1,16 @@
+// The `rondo` executable: every Rondo role and tool is a subcommand.
+
+#include "apps/commands.hpp"
+
+#include <CLI/CLI.hpp>
+
+int main(int argc, char** argv) {
+  CLI::App app{"Rondo: a federated-learning round engine speaking FEDn's "
+               "client protocol"};
+  app.require_subcommand(1);
+  int exit_code = 0;
+  rondo::apps::add_config_command(app, exit_code);
+  rondo::apps::add_store_command(app, exit_code);
+  CLI11_PARSE(app, argc, argv);
+  return exit_code;
+}

@@ -1,0 +1,301 @@
+#include "messages/records_codec.hpp"
+
+#include "messages/error.hpp"
+#include "records.pb.h"
+
+namespace rondo {
+
+namespace {
+
+namespace pb = rondo::store;
+
+template <class Enum>
+caf::error to_enum(uint32_t raw, Enum last, Enum& out, const char* kind) {
+  if (raw > static_cast<uint32_t>(last))
+    return caf::make_error(ec::corrupt, std::string{kind}
+                                          + " record is corrupt: status "
+                                          + std::to_string(raw)
+                                          + " out of range");
+  out = static_cast<Enum>(raw);
+  return caf::none;
+}
+
+template <class Proto>
+caf::error parse(std::string_view bytes, Proto& msg, const char* kind) {
+  if (!msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+    return caf::make_error(ec::corrupt, std::string{kind}
+                                          + " record is corrupt: not a valid "
+                                            "protobuf message");
+  return caf::none;
+}
+
+caf::error config_from(const std::string& json, round_config& out,
+                       const char* kind) {
+  auto cfg = parse_round_config_json(json);
+  if (!cfg)
+    return caf::make_error(ec::corrupt, std::string{kind}
+                                          + " record is corrupt: round "
+                                            "config: "
+                                          + render(cfg.error()));
+  out = std::move(*cfg);
+  return caf::none;
+}
+
+template <class Repeated>
+std::vector<std::string> strings(const Repeated& xs) {
+  return {xs.begin(), xs.end()};
+}
+
+template <class Repeated>
+void put_strings(const std::vector<std::string>& xs, Repeated* out) {
+  for (auto& x : xs)
+    out->Add(std::string{x});
+}
+
+} // namespace
+
+std::string encode(const job_record& x) {
+  pb::JobRecord m;
+  m.set_job_id(x.job_id);
+  m.set_seq(x.seq);
+  m.set_config_json(to_json(x.config));
+  m.set_status(static_cast<uint32_t>(x.status));
+  m.set_reason(x.reason);
+  m.set_enqueued_at(x.enqueued_at);
+  return m.SerializeAsString();
+}
+
+caf::error decode(std::string_view bytes, job_record& out) {
+  pb::JobRecord m;
+  if (auto err = parse(bytes, m, "job"))
+    return err;
+  out.job_id = m.job_id();
+  out.seq = m.seq();
+  out.reason = m.reason();
+  out.enqueued_at = m.enqueued_at();
+  if (auto err = to_enum(m.status(), job_status::failed, out.status, "job"))
+    return err;
+  return config_from(m.config_json(), out.config, "job");
+}
+
+std::string encode(const round_record& x) {
+  pb::RoundRecord m;
+  m.set_round_id(x.round_id);
+  m.set_session_id(x.session_id);
+  m.set_job_id(x.job_id);
+  m.set_config_json(to_json(x.config));
+  m.set_status(static_cast<uint32_t>(x.status));
+  m.set_reason(x.reason);
+  m.set_base_model_id(x.base_model_id);
+  m.set_model_id(x.model_id);
+  m.set_nr_expected_updates(x.nr_expected_updates);
+  m.set_nr_required_updates(x.nr_required_updates);
+  m.set_nr_aggregated_models(x.nr_aggregated_models);
+  m.set_timeout(x.timeout);
+  m.set_time_combination(x.time_combination);
+  m.set_time_model_load(x.time_model_load);
+  m.set_time_model_aggregation(x.time_model_aggregation);
+  m.set_time_exec_training(x.time_exec_training);
+  m.set_num_examples(x.num_examples);
+  put_strings(x.clients_selected, m.mutable_clients_selected());
+  put_strings(x.clients_accepted, m.mutable_clients_accepted());
+  for (auto& r : x.clients_rejected) {
+    auto* p = m.add_clients_rejected();
+    p->set_client_id(r.client_id);
+    p->set_reason(r.reason);
+  }
+  put_strings(x.clients_silent, m.mutable_clients_silent());
+  for (auto& c : x.combiners) {
+    auto* p = m.add_combiners();
+    p->set_combiner_id(c.combiner_id);
+    p->set_status(static_cast<uint32_t>(c.status));
+    p->set_reason(c.reason);
+    p->set_model_id(c.model_id);
+    p->set_num_examples(c.num_examples);
+  }
+  m.set_started_at(x.started_at);
+  m.set_ended_at(x.ended_at);
+  return m.SerializeAsString();
+}
+
+caf::error decode(std::string_view bytes, round_record& out) {
+  pb::RoundRecord m;
+  if (auto err = parse(bytes, m, "round"))
+    return err;
+  out.round_id = m.round_id();
+  out.session_id = m.session_id();
+  out.job_id = m.job_id();
+  if (auto err = to_enum(m.status(), round_status::failed, out.status,
+                         "round"))
+    return err;
+  out.reason = m.reason();
+  out.base_model_id = m.base_model_id();
+  out.model_id = m.model_id();
+  out.nr_expected_updates = m.nr_expected_updates();
+  out.nr_required_updates = m.nr_required_updates();
+  out.nr_aggregated_models = m.nr_aggregated_models();
+  out.timeout = m.timeout();
+  out.time_combination = m.time_combination();
+  out.time_model_load = m.time_model_load();
+  out.time_model_aggregation = m.time_model_aggregation();
+  out.time_exec_training = m.time_exec_training();
+  out.num_examples = m.num_examples();
+  out.clients_selected = strings(m.clients_selected());
+  out.clients_accepted = strings(m.clients_accepted());
+  out.clients_rejected.clear();
+  for (auto& r : m.clients_rejected())
+    out.clients_rejected.push_back({r.client_id(), r.reason()});
+  out.clients_silent = strings(m.clients_silent());
+  out.combiners.clear();
+  for (auto& c : m.combiners()) {
+    combiner_report r;
+    r.combiner_id = c.combiner_id();
+    if (auto err = to_enum(c.status(), round_status::failed, r.status,
+                           "round"))
+      return err;
+    r.reason = c.reason();
+    r.model_id = c.model_id();
+    r.num_examples = c.num_examples();
+    out.combiners.push_back(std::move(r));
+  }
+  out.started_at = m.started_at();
+  out.ended_at = m.ended_at();
+  return config_from(m.config_json(), out.config, "round");
+}
+
+std::string encode(const session_record& x) {
+  pb::SessionRecord m;
+  m.set_session_id(x.session_id);
+  m.set_config_json(x.config_json);
+  m.set_status(static_cast<uint32_t>(x.status));
+  m.set_reason(x.reason);
+  m.set_seed_model_id(x.seed_model_id);
+  put_strings(x.round_ids, m.mutable_round_ids());
+  m.set_created_at(x.created_at);
+  m.set_ended_at(x.ended_at);
+  return m.SerializeAsString();
+}
+
+caf::error decode(std::string_view bytes, session_record& out) {
+  pb::SessionRecord m;
+  if (auto err = parse(bytes, m, "session"))
+    return err;
+  out.session_id = m.session_id();
+  out.config_json = m.config_json();
+  if (auto err = to_enum(m.status(), session_status::terminated, out.status,
+                         "session"))
+    return err;
+  out.reason = m.reason();
+  out.seed_model_id = m.seed_model_id();
+  out.round_ids = strings(m.round_ids());
+  out.created_at = m.created_at();
+  out.ended_at = m.ended_at();
+  return caf::none;
+}
+
+std::string encode(const model_record& x) {
+  pb::ModelRecord m;
+  m.set_model_id(x.model_id);
+  m.set_parent_id(x.parent_id);
+  m.set_session_id(x.session_id);
+  m.set_round_id(x.round_id);
+  m.set_committed_at(x.committed_at);
+  return m.SerializeAsString();
+}
+
+caf::error decode(std::string_view bytes, model_record& out) {
+  pb::ModelRecord m;
+  if (auto err = parse(bytes, m, "model"))
+    return err;
+  out.model_id = m.model_id();
+  out.parent_id = m.parent_id();
+  out.session_id = m.session_id();
+  out.round_id = m.round_id();
+  out.committed_at = m.committed_at();
+  return caf::none;
+}
+
+std::string encode(const validation_record& x) {
+  pb::ValidationRecord m;
+  m.set_validation_id(x.validation_id);
+  m.set_model_id(x.model_id);
+  m.set_client_id(x.client_id);
+  m.set_correlation_id(x.correlation_id);
+  m.set_session_id(x.session_id);
+  m.set_round_id(x.round_id);
+  m.set_metrics_json(x.metrics_json);
+  m.set_received_at(x.received_at);
+  return m.SerializeAsString();
+}
+
+caf::error decode(std::string_view bytes, validation_record& out) {
+  pb::ValidationRecord m;
+  if (auto err = parse(bytes, m, "validation"))
+    return err;
+  out.validation_id = m.validation_id();
+  out.model_id = m.model_id();
+  out.client_id = m.client_id();
+  out.correlation_id = m.correlation_id();
+  out.session_id = m.session_id();
+  out.round_id = m.round_id();
+  out.metrics_json = m.metrics_json();
+  out.received_at = m.received_at();
+  return caf::none;
+}
+
+std::string encode(const client_record& x) {
+  pb::ClientRecord m;
+  m.set_client_id(x.client_id);
+  m.set_name(x.name);
+  m.set_trainer(x.trainer);
+  m.set_validator(x.validator);
+  m.set_status(x.status);
+  m.set_last_seen(x.last_seen);
+  return m.SerializeAsString();
+}
+
+caf::error decode(std::string_view bytes, client_record& out) {
+  pb::ClientRecord m;
+  if (auto err = parse(bytes, m, "client"))
+    return err;
+  out.client_id = m.client_id();
+  out.name = m.name();
+  out.trainer = m.trainer();
+  out.validator = m.validator();
+  out.status = m.status();
+  out.last_seen = m.last_seen();
+  return caf::none;
+}
+
+std::string encode(const metric_record& x) {
+  pb::MetricRecord m;
+  m.set_metric_id(x.metric_id);
+  m.set_client_id(x.client_id);
+  m.set_model_id(x.model_id);
+  m.set_round_id(x.round_id);
+  m.set_session_id(x.session_id);
+  m.set_step(x.step);
+  for (auto& [k, v] : x.values)
+    (*m.mutable_values())[k] = v;
+  m.set_received_at(x.received_at);
+  return m.SerializeAsString();
+}
+
+caf::error decode(std::string_view bytes, metric_record& out) {
+  pb::MetricRecord m;
+  if (auto err = parse(bytes, m, "metric"))
+    return err;
+  out.metric_id = m.metric_id();
+  out.client_id = m.client_id();
+  out.model_id = m.model_id();
+  out.round_id = m.round_id();
+  out.session_id = m.session_id();
+  out.step = m.step();
+  out.values.clear();
+  for (auto& [k, v] : m.values())
+    out.values[k] = v;
+  out.received_at = m.received_at();
+  return caf::none;
+}
+
+} // namespace rondo

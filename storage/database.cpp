@@ -1,0 +1,113 @@
+#include "storage/database.hpp"
+
+#include "messages/error.hpp"
+#include "storage/database_impl.hpp"
+
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+
+#include <filesystem>
+
+namespace rondo::storage {
+
+namespace {
+
+const char* const column_family_names[] = {
+  "default",  "model_meta", "model_chunks", "model_pending",
+  "jobs",     "rounds",     "sessions",     "models",
+  "validations", "clients", "metrics",
+};
+static_assert(std::size(column_family_names)
+              == static_cast<size_t>(cf::count_));
+
+} // namespace
+
+caf::error to_error(const rocksdb::Status& st, const std::string& what) {
+  if (st.ok())
+    return caf::none;
+  auto text = what + ": " + st.ToString();
+  if (st.IsCorruption())
+    return caf::make_error(ec::corrupt, std::move(text));
+  if (st.IsNotFound())
+    return caf::make_error(ec::not_found, std::move(text));
+  return caf::make_error(ec::storage_error, std::move(text));
+}
+
+database::impl::~impl() {
+  if (db) {
+    for (auto* h : handles)
+      if (h)
+        db->DestroyColumnFamilyHandle(h);
+    db->Close();
+  }
+}
+
+database::database(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
+}
+
+database::~database() = default;
+
+const std::string& database::path() const {
+  return impl_->path;
+}
+
+caf::expected<std::shared_ptr<database>>
+database::open(const std::string& path) {
+  database_options opts;
+  opts.path = path;
+  return open(opts);
+}
+
+caf::expected<std::shared_ptr<database>>
+database::open(const database_options& opts) {
+  if (opts.path.empty())
+    return caf::make_error(ec::invalid_argument, "database path is empty");
+  std::error_code fs_err;
+  std::filesystem::create_directories(opts.path, fs_err);
+  if (fs_err)
+    return caf::make_error(ec::storage_error,
+                           "cannot create database directory " + opts.path
+                             + ": " + fs_err.message());
+  rocksdb::DBOptions db_opts;
+  db_opts.create_if_missing = true;
+  db_opts.create_missing_column_families = true;
+  db_opts.max_background_jobs = 2;
+  db_opts.keep_log_file_num = 4;
+  rocksdb::ColumnFamilyOptions small;
+  small.OptimizeForSmallDb();
+  // Model chunks are large values written once and read sequentially.
+  // Chunked keys give streaming reads and writes (a model is never whole in
+  // memory); blob files keep those values out of the LSM tree, so
+  // compactions rewrite keys and blob references, not model bytes
+  // (bench/model_store measures both layouts).
+  rocksdb::ColumnFamilyOptions chunks;
+  chunks.write_buffer_size = 64 << 20;
+  chunks.compression = rocksdb::kNoCompression;
+  chunks.enable_blob_files = opts.enable_blob_files;
+  chunks.min_blob_size = opts.blob_min_bytes;
+  chunks.blob_file_size = 256 << 20;
+  chunks.enable_blob_garbage_collection = opts.enable_blob_files;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (size_t i = 0; i < static_cast<size_t>(cf::count_); ++i) {
+    auto& o = i == static_cast<size_t>(cf::model_chunks) ? chunks : small;
+    descriptors.emplace_back(column_family_names[i], o);
+  }
+  auto state = std::make_unique<impl>();
+  state->path = opts.path;
+  rocksdb::DB* raw = nullptr;
+  auto st = rocksdb::DB::Open(db_opts, opts.path, descriptors,
+                              &state->handles, &raw);
+  if (!st.ok())
+    return to_error(st, "cannot open database " + opts.path);
+  state->db.reset(raw);
+  return std::shared_ptr<database>{new database(std::move(state))};
+}
+
+caf::error database::flush() {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  return to_error(impl_->db->Flush(fo, impl_->handles),
+                  "flush of " + impl_->path);
+}
+
+} // namespace rondo::storage

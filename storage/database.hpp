@@ -1,0 +1,66 @@
+#pragma once
+
+// One RocksDB database per Rondo process, shared by the model store and the
+// state store. No RocksDB type appears outside storage/*.cpp.
+
+#include <caf/expected.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace rondo::storage {
+
+/// Options for opening a database.
+struct database_options {
+  /// Directory of the database; created when missing.
+  std::string path;
+  /// Values of at least this many bytes (model chunks) go to RocksDB blob
+  /// files instead of SST files, so compactions move only small keys.
+  /// Default 4 KiB.
+  size_t blob_min_bytes = 4096;
+  /// Store model chunks in blob files. Default true; the benchmark
+  /// bench/model_store compares both.
+  bool enable_blob_files = true;
+};
+
+/// An open RocksDB database with Rondo's column families: the model store's
+/// (model_meta, model_chunks, model_pending) and one per state-record kind
+/// (jobs, rounds, sessions, models, validations, clients, metrics).
+/// Thread-safe; share it as `std::shared_ptr`.
+class database {
+public:
+  struct impl;
+
+  /// Opens (creating if needed) the database at `opts.path`.
+  /// @returns `ec::storage_error` with RocksDB's text if it cannot be opened
+  ///          (e.g. locked by another process, or unreadable).
+  static caf::expected<std::shared_ptr<database>>
+  open(const database_options& opts);
+
+  /// Opens the database at `path` with default options.
+  static caf::expected<std::shared_ptr<database>> open(const std::string& path);
+
+  ~database();
+
+  database(const database&) = delete;
+  database& operator=(const database&) = delete;
+
+  /// The database directory.
+  const std::string& path() const;
+
+  /// Flushes every column family's memtable to disk.
+  /// @returns `ec::storage_error` on failure.
+  caf::error flush();
+
+  /// Internal handle for storage/*.cpp.
+  impl& get() {
+    return *impl_;
+  }
+
+private:
+  explicit database(std::unique_ptr<impl> ptr);
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace rondo::storage

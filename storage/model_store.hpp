@@ -1,0 +1,168 @@
+#pragma once
+
+// The model store: models (npz bytes, from bytes to several GiB) by model
+// id, written and read as streams of chunks, checksummed, and visible only
+// once complete.
+
+#include "storage/database.hpp"
+
+#include <caf/expected.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rondo::storage {
+
+/// What the store knows of a committed model.
+struct model_info {
+  std::string model_id;
+  /// Size of the model in bytes.
+  uint64_t size_bytes = 0;
+  /// XXH3-64 (seed 0) of the model's bytes.
+  uint64_t checksum = 0;
+  /// Unix time in seconds of the commit.
+  double committed_at = 0;
+};
+
+class model_store;
+
+/// Streams one new model into the store. Bytes go to disk in chunks of
+/// `chunk_bytes` as they arrive; the model becomes visible to readers only
+/// at `commit()`. Destroying an uncommitted writer aborts the write and
+/// removes what it wrote. Not thread-safe (one writer, one thread).
+class model_writer {
+public:
+  ~model_writer();
+  model_writer(const model_writer&) = delete;
+  model_writer& operator=(const model_writer&) = delete;
+
+  /// Appends `bytes`. @returns `ec::storage_error` on a write failure (the
+  /// writer is then aborted), `ec::invalid_state` after commit or abort.
+  caf::error write(std::string_view bytes);
+
+  /// Writes the last chunk and the model's metadata atomically with a synced
+  /// WAL: afterwards the model is durable and visible.
+  /// @returns the committed model's info, or `ec::storage_error`.
+  caf::expected<model_info> commit();
+
+  /// Removes everything written so far. Idempotent.
+  void abort();
+
+  /// Bytes written so far.
+  uint64_t size() const {
+    return size_;
+  }
+
+private:
+  friend class model_store;
+  struct state;
+  explicit model_writer(std::unique_ptr<state> st);
+  void flush_chunk(caf::error& err);
+
+  std::unique_ptr<state> st_;
+  uint64_t size_ = 0;
+};
+
+/// Reads one committed model chunk by chunk, verifying as it goes.
+class model_reader {
+public:
+  ~model_reader();
+  model_reader(model_reader&&) noexcept;
+  model_reader& operator=(model_reader&&) noexcept;
+
+  const model_info& info() const;
+
+  /// Reads the next chunk into `out` (replacing its contents). Returns true
+  /// while a chunk was read, false at the end once the whole model's
+  /// checksum and size have been verified.
+  /// @returns `ec::corrupt` naming the model (and chunk) when a chunk is
+  ///          missing, has the wrong size, fails RocksDB's checksum, or the
+  ///          whole-model checksum does not match.
+  caf::expected<bool> next(std::string& out);
+
+private:
+  friend class model_store;
+  struct state;
+  explicit model_reader(std::unique_ptr<state> st);
+  std::unique_ptr<state> st_;
+};
+
+/// Models by id in the shared database. Thread-safe.
+///
+/// Layout: `model_chunks` holds `<id>\0<chunk index, 8 bytes big-endian>`
+/// → chunk bytes (1 MiB by default, in blob files); `model_meta` holds
+/// `<id>` → ModelMeta; `model_pending` marks writes in progress so that a
+/// write interrupted by a crash is cleaned up on the next open.
+class model_store : public std::enable_shared_from_this<model_store> {
+public:
+  /// Default chunk size: 1 MiB, FEDn's transfer chunk.
+  static constexpr uint32_t default_chunk_bytes = 1 << 20;
+
+  /// Opens the store over `db` and removes the chunks of writes a crash
+  /// interrupted. @returns `ec::storage_error` on failure.
+  static caf::expected<std::shared_ptr<model_store>>
+  open(std::shared_ptr<database> db,
+       uint32_t chunk_bytes = default_chunk_bytes);
+
+  /// Starts writing a new model. Model ids are 1–256 bytes without NUL.
+  /// @returns `ec::invalid_argument` for a bad id, `ec::already_exists` if
+  ///          the id is committed or being written.
+  caf::expected<std::unique_ptr<model_writer>>
+  begin_write(const std::string& model_id);
+
+  /// Writes a whole model from memory (convenience over `begin_write`).
+  caf::expected<model_info> put(const std::string& model_id,
+                                std::string_view bytes);
+
+  /// Opens a committed model for streaming reads.
+  /// @returns `ec::not_found` naming the id if it is not committed.
+  caf::expected<model_reader> open_read(const std::string& model_id);
+
+  /// Reads a whole committed model into memory (verified).
+  /// @returns `ec::not_found` or `ec::corrupt` naming the model.
+  caf::expected<std::string> get(const std::string& model_id);
+
+  /// The committed model's info. @returns `ec::not_found`.
+  caf::expected<model_info> info(const std::string& model_id);
+
+  /// Whether a committed model with this id exists.
+  caf::expected<bool> exists(const std::string& model_id);
+
+  /// Deletes a committed model (metadata and chunks in one batch).
+  /// @returns `ec::not_found` if it does not exist.
+  caf::error remove(const std::string& model_id);
+
+  /// All committed models, ordered by id.
+  caf::expected<std::vector<model_info>> list();
+
+  /// Number of interrupted writes removed when the store was opened.
+  size_t recovered_on_open() const {
+    return recovered_;
+  }
+
+  database& db() {
+    return *db_;
+  }
+
+private:
+  friend class model_writer;
+  model_store(std::shared_ptr<database> db, uint32_t chunk_bytes);
+  void release(const std::string& model_id);
+
+  std::shared_ptr<database> db_;
+  uint32_t chunk_bytes_;
+  size_t recovered_ = 0;
+  std::mutex mtx_;
+  std::set<std::string> writing_;
+};
+
+/// Checks a model id: 1–256 bytes, no NUL, no control characters.
+/// @returns `ec::invalid_argument` naming the id and the reason.
+caf::error validate_model_id(const std::string& model_id);
+
+} // namespace rondo::storage

@@ -1,0 +1,151 @@
+#include "storage/state_store.hpp"
+
+#include "messages/error.hpp"
+#include "messages/records_codec.hpp"
+#include "storage/database_impl.hpp"
+
+#include <rocksdb/write_batch.h>
+
+namespace rondo::storage {
+
+#define RONDO_RECORD(T, family, id_field, synced)                              \
+  template <>                                                                  \
+  struct record_traits<T> {                                                    \
+    static constexpr cf column = cf::family;                                   \
+    static constexpr const char* kind = #family;                               \
+    static constexpr bool sync = synced;                                       \
+    static const std::string& id(const T& x) {                                 \
+      return x.id_field;                                                       \
+    }                                                                          \
+  };
+RONDO_RECORD(job_record, jobs, job_id, true)
+RONDO_RECORD(round_record, rounds, round_id, true)
+RONDO_RECORD(session_record, sessions, session_id, true)
+RONDO_RECORD(model_record, models, model_id, true)
+RONDO_RECORD(validation_record, validations, validation_id, false)
+RONDO_RECORD(client_record, clients, client_id, false)
+RONDO_RECORD(metric_record, metrics, metric_id, false)
+#undef RONDO_RECORD
+
+template <class Record>
+void state_batch::put(const Record& x) {
+  using traits = record_traits<Record>;
+  ops_.push_back({static_cast<size_t>(traits::column), traits::id(x),
+                  encode(x), false, traits::sync});
+}
+
+template <class Record>
+void state_batch::erase(const std::string& id) {
+  using traits = record_traits<Record>;
+  ops_.push_back({static_cast<size_t>(traits::column), id, {}, true,
+                  traits::sync});
+}
+
+state_store::state_store(std::shared_ptr<database> db) : db_(std::move(db)) {
+}
+
+caf::expected<std::shared_ptr<state_store>>
+state_store::open(std::shared_ptr<database> db) {
+  if (!db)
+    return caf::make_error(ec::invalid_argument,
+                           "state store needs a database");
+  return std::shared_ptr<state_store>{new state_store(std::move(db))};
+}
+
+template <class Record>
+caf::error state_store::put(const Record& x) {
+  state_batch batch;
+  batch.put(x);
+  return commit(batch);
+}
+
+template <class Record>
+caf::expected<Record> state_store::get(const std::string& id) {
+  using traits = record_traits<Record>;
+  auto& impl = db_->get();
+  std::string raw;
+  auto st = impl.db->Get(rocksdb::ReadOptions{}, impl.handle(traits::column),
+                         id, &raw);
+  if (st.IsNotFound())
+    return caf::make_error(ec::not_found, std::string{traits::kind} + " has "
+                                            "no record " + id);
+  if (auto err = to_error(st, std::string{"reading "} + traits::kind + " "
+                                + id))
+    return err;
+  Record result;
+  if (auto err = decode(raw, result))
+    return caf::make_error(ec::corrupt, std::string{traits::kind} + " " + id
+                                          + ": " + render(err));
+  return result;
+}
+
+template <class Record>
+caf::expected<std::vector<Record>> state_store::list() {
+  using traits = record_traits<Record>;
+  auto& impl = db_->get();
+  std::vector<Record> result;
+  std::unique_ptr<rocksdb::Iterator> it{
+    impl.db->NewIterator(rocksdb::ReadOptions{}, impl.handle(traits::column))};
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    Record x;
+    auto value = it->value();
+    if (auto err = decode({value.data(), value.size()}, x))
+      return caf::make_error(ec::corrupt, std::string{traits::kind} + " "
+                                            + it->key().ToString() + ": "
+                                            + render(err));
+    result.push_back(std::move(x));
+  }
+  if (auto err = to_error(it->status(), std::string{"listing "}
+                                          + traits::kind))
+    return err;
+  return result;
+}
+
+template <class Record>
+caf::error state_store::erase(const std::string& id) {
+  state_batch batch;
+  batch.erase<Record>(id);
+  return commit(batch);
+}
+
+caf::error state_store::commit(state_batch& batch) {
+  if (batch.empty())
+    return caf::none;
+  auto& impl = db_->get();
+  rocksdb::WriteBatch wb;
+  bool sync = false;
+  for (auto& op : batch.ops_) {
+    if (op.key.empty())
+      return caf::make_error(ec::invalid_argument,
+                             "state record with an empty id");
+    auto* h = impl.handles[op.family];
+    auto st = op.erase ? wb.Delete(h, op.key) : wb.Put(h, op.key, op.value);
+    if (auto err = to_error(st, "batching state record " + op.key))
+      return err;
+    sync = sync || op.sync;
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  if (auto err = to_error(impl.db->Write(wo, &wb), "writing state records"))
+    return err;
+  batch.ops_.clear();
+  return caf::none;
+}
+
+#define RONDO_INSTANTIATE(T)                                                   \
+  template void state_batch::put<T>(const T&);                                 \
+  template void state_batch::erase<T>(const std::string&);                     \
+  template caf::error state_store::put<T>(const T&);                           \
+  template caf::expected<T> state_store::get<T>(const std::string&);           \
+  template caf::expected<std::vector<T>> state_store::list<T>();               \
+  template caf::error state_store::erase<T>(const std::string&);
+RONDO_INSTANTIATE(job_record)
+RONDO_INSTANTIATE(round_record)
+RONDO_INSTANTIATE(session_record)
+RONDO_INSTANTIATE(model_record)
+RONDO_INSTANTIATE(validation_record)
+RONDO_INSTANTIATE(client_record)
+RONDO_INSTANTIATE(metric_record)
+#undef RONDO_INSTANTIATE
+
+} // namespace rondo::storage

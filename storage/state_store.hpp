@@ -1,0 +1,90 @@
+#pragma once
+
+// The state store: Rondo's durable records, one RocksDB column family per
+// record kind, values as protobuf (messages/proto/records.proto).
+
+#include "messages/records.hpp"
+#include "storage/database.hpp"
+
+#include <caf/expected.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace rondo::storage {
+
+/// The record kinds the state store keeps, each in its own column family,
+/// keyed by its id: job_record (job_id), round_record (round_id),
+/// session_record (session_id), model_record (model_id),
+/// validation_record (validation_id), client_record (client_id),
+/// metric_record (metric_id).
+///
+/// Durability: writes of jobs, rounds, sessions and the model trail use a
+/// synced WAL (they survive a power loss once the call returns); clients,
+/// validations and metrics do not (they survive a process crash, and a
+/// power loss may lose the last few).
+template <class Record>
+struct record_traits;
+
+/// Several puts and deletes, of any record kinds, applied atomically by
+/// `state_store::commit`.
+class state_batch {
+public:
+  template <class Record>
+  void put(const Record& x);
+
+  template <class Record>
+  void erase(const std::string& id);
+
+  bool empty() const {
+    return ops_.empty();
+  }
+
+private:
+  friend class state_store;
+  struct op {
+    size_t family;
+    std::string key;
+    std::string value;
+    bool erase;
+    bool sync;
+  };
+  std::vector<op> ops_;
+};
+
+/// Typed access to the state records in the shared database. Thread-safe.
+class state_store {
+public:
+  /// @returns `ec::invalid_argument` without a database.
+  static caf::expected<std::shared_ptr<state_store>>
+  open(std::shared_ptr<database> db);
+
+  /// Stores `x` under its id, replacing any previous record.
+  /// @returns `ec::invalid_argument` for an empty id, `ec::storage_error`.
+  template <class Record>
+  caf::error put(const Record& x);
+
+  /// @returns the record, `ec::not_found` naming kind and id, or
+  ///          `ec::corrupt` if the stored bytes do not decode.
+  template <class Record>
+  caf::expected<Record> get(const std::string& id);
+
+  /// Every record of the kind, ordered by id.
+  template <class Record>
+  caf::expected<std::vector<Record>> list();
+
+  /// Removes the record; removing an absent id is not an error.
+  template <class Record>
+  caf::error erase(const std::string& id);
+
+  /// Applies every operation of `batch` atomically, with a synced WAL if any
+  /// operation's kind is synced.
+  caf::error commit(state_batch& batch);
+
+private:
+  explicit state_store(std::shared_ptr<database> db);
+  std::shared_ptr<database> db_;
+};
+
+} // namespace rondo::storage
