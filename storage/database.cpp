@@ -76,10 +76,11 @@ database::open(const database_options& opts) {
   rocksdb::ColumnFamilyOptions small;
   small.OptimizeForSmallDb();
   // Model chunks are large values written once and read sequentially.
-  // Chunked keys give streaming reads and writes (a model is never whole in
-  // memory); blob files keep those values out of the LSM tree, so
-  // compactions rewrite keys and blob references, not model bytes
-  // (bench/model_store measures both layouts).
+  // Chunked keys (1 MiB values) give streaming reads and writes: a model is
+  // never whole in memory. Blob files would keep those values out of
+  // compactions, but bench/model_store measured them slower on every path
+  // here (see database_options), so chunks are plain SST values unless
+  // enable_blob_files is set.
   rocksdb::ColumnFamilyOptions chunks;
   chunks.write_buffer_size = 64 << 20;
   chunks.compression = rocksdb::kNoCompression;

@@ -1,0 +1,168 @@
+// Every inspect() round-trips through CAF's binary serializer (the format
+// that crosses the middleman), and every record through its protobuf form.
+
+#include "messages/error.hpp"
+#include "messages/records_codec.hpp"
+#include "messages/type_ids.hpp"
+
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
+#include <caf/deep_to_string.hpp>
+
+#include <doctest/doctest.h>
+
+using namespace rondo;
+
+namespace {
+
+round_config sample_config() {
+  round_config c;
+  c.round_id = "4";
+  c.session_id = "sess";
+  c.model_id = "m-3";
+  c.task = round_task::validation;
+  c.round_timeout = 12.5;
+  c.buffer_size = 3;
+  c.clients_required = 2;
+  c.clients_requested = 6;
+  c.max_clients = 9;
+  c.selected_clients = {"c1", "c2"};
+  c.client_settings = R"({"epochs":3})";
+  c.aggregator = "fedopt";
+  c.aggregator_kwargs = R"({"serveropt":"yogi"})";
+  c.delete_models_storage = false;
+  c.validate = false;
+  c.helper_type = "numpyhelper";
+  c.extra = {{"k", "v"}};
+  return c;
+}
+
+job_record sample_job() {
+  return {"job-1", 17, sample_config(), job_status::failed, "why", 1.5e9};
+}
+
+round_record sample_round() {
+  round_record r;
+  r.round_id = "4";
+  r.session_id = "sess";
+  r.job_id = "job-1";
+  r.config = sample_config();
+  r.status = round_status::success;
+  r.reason = "";
+  r.base_model_id = "m-3";
+  r.model_id = "m-4";
+  r.nr_expected_updates = 5;
+  r.nr_required_updates = 2;
+  r.nr_aggregated_models = 4;
+  r.timeout = 12.5;
+  r.time_combination = 1.25;
+  r.time_model_load = 0.5;
+  r.time_model_aggregation = 0.25;
+  r.time_exec_training = 7.0;
+  r.num_examples = 400;
+  r.clients_selected = {"a", "b", "c", "d", "e"};
+  r.clients_accepted = {"a", "b", "c", "d"};
+  r.clients_rejected = {{"e", "update tensor '0' holds NaN"}};
+  r.clients_silent = {};
+  r.combiners = {{"combiner-1", round_status::success, "", "m-4", 400}};
+  r.started_at = 1.7e9;
+  r.ended_at = 1.7e9 + 12;
+  return r;
+}
+
+session_record sample_session() {
+  return {"sess", R"({"rounds":3})", session_status::running, "", "seed",
+          {"1", "2"}, 1.7e9, 0};
+}
+
+model_record sample_model() {
+  return {"m-4", "m-3", "sess", "4", 1.7e9};
+}
+
+validation_record sample_validation() {
+  return {"v-1", "m-4", "c1", "corr-1", "sess", "4",
+          R"({"test_accuracy":0.85})", 1.7e9};
+}
+
+client_record sample_client() {
+  return {"c1", "client-one", true, false, "online", 1.7e9};
+}
+
+metric_record sample_metric() {
+  return {"x-1", "c1", "m-4", "4", "sess", 3, {{"loss", 0.5}}, 1.7e9};
+}
+
+template <class T>
+T binary_round_trip(const T& x) {
+  std::vector<char> buf;
+  caf::binary_serializer sink{nullptr, buf};
+  auto copy = x;
+  auto err = sink(copy);
+  REQUIRE_MESSAGE(!err, caf::to_string(err));
+  T y;
+  caf::binary_deserializer source{nullptr, buf};
+  auto err2 = source(y);
+  REQUIRE_MESSAGE(!err2, caf::to_string(err2));
+  return y;
+}
+
+template <class T>
+T proto_round_trip(const T& x) {
+  T y;
+  auto err = decode(encode(x), y);
+  REQUIRE_MESSAGE(!err, render(err));
+  return y;
+}
+
+} // namespace
+
+TEST_CASE("inspect: every message type round-trips through CAF") {
+  CHECK(binary_round_trip(sample_config()) == sample_config());
+  CHECK(binary_round_trip(sample_job()) == sample_job());
+  CHECK(binary_round_trip(sample_round()) == sample_round());
+  CHECK(binary_round_trip(sample_session()) == sample_session());
+  CHECK(binary_round_trip(sample_model()) == sample_model());
+  CHECK(binary_round_trip(sample_validation()) == sample_validation());
+  CHECK(binary_round_trip(sample_client()) == sample_client());
+  CHECK(binary_round_trip(sample_metric()) == sample_metric());
+  auto rej = rejected_update{"c9", "stale"};
+  CHECK(binary_round_trip(rej) == rej);
+  auto rep = combiner_report{"cb", round_status::failed, "combiner lost", "",
+                             0};
+  CHECK(binary_round_trip(rep) == rep);
+}
+
+TEST_CASE("inspect: records are readable as text") {
+  auto text = caf::deep_to_string(sample_model());
+  CHECK(text.find("m-4") != std::string::npos);
+  CHECK(text.find("m-3") != std::string::npos);
+}
+
+TEST_CASE("records codec: every record round-trips through protobuf") {
+  CHECK(proto_round_trip(sample_job()) == sample_job());
+  CHECK(proto_round_trip(sample_round()) == sample_round());
+  CHECK(proto_round_trip(sample_session()) == sample_session());
+  CHECK(proto_round_trip(sample_model()) == sample_model());
+  CHECK(proto_round_trip(sample_validation()) == sample_validation());
+  CHECK(proto_round_trip(sample_client()) == sample_client());
+  CHECK(proto_round_trip(sample_metric()) == sample_metric());
+}
+
+TEST_CASE("records codec: garbage bytes are a corrupt-record error") {
+  round_record r;
+  auto err = decode("\xff\xff\xff\xff garbage", r);
+  REQUIRE(err);
+  CHECK(render(err) == "rondo.corrupt: round record is corrupt: not a valid "
+                       "protobuf message");
+  // A status value past the enum's range is rejected, not cast.
+  job_record j = sample_job();
+  auto bytes = encode(j);
+  job_record ok;
+  CHECK(!decode(bytes, ok));
+  // Field 4 (status) = 9: tag 0x20, varint 9.
+  bytes += std::string{"\x20\x09", 2};
+  auto err2 = decode(bytes, ok);
+  REQUIRE(err2);
+  CHECK(render(err2) == "rondo.corrupt: job record is corrupt: status 9 out "
+                        "of range");
+}

@@ -1,0 +1,233 @@
+#include "storage/model_store.hpp"
+
+#include "messages/error.hpp"
+#include "tests/test_util.hpp"
+
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+using namespace rondo;
+using namespace rondo::storage;
+using rondo::test::random_bytes;
+using rondo::test::temp_dir;
+
+namespace {
+
+std::shared_ptr<model_store> open_store(const temp_dir& dir) {
+  auto db = database::open(dir.sub("db"));
+  REQUIRE_MESSAGE(db, (db ? "" : render(db.error())));
+  auto store = model_store::open(*db);
+  REQUIRE_MESSAGE(store, (store ? "" : render(store.error())));
+  return *store;
+}
+
+// Deterministic content of piece `i` of a streamed model.
+std::string piece(size_t i, size_t bytes) {
+  return random_bytes(bytes, 1000 + i);
+}
+
+} // namespace
+
+TEST_CASE("model store: 200 MB model streamed in and out with its checksum verified") {
+  temp_dir dir;
+  auto store = open_store(dir);
+  // Pieces of 777 KiB do not line up with the 1 MiB chunks.
+  constexpr size_t piece_bytes = 777 * 1024;
+  constexpr size_t total = 200u * 1000 * 1000;
+  constexpr size_t pieces = (total + piece_bytes - 1) / piece_bytes;
+  auto writer = store->begin_write("global-200mb");
+  REQUIRE(writer);
+  size_t written = 0;
+  for (size_t i = 0; i < pieces; ++i) {
+    auto n = std::min(piece_bytes, total - written);
+    REQUIRE(!(*writer)->write(piece(i, n)));
+    written += n;
+  }
+  auto info = (*writer)->commit();
+  REQUIRE_MESSAGE(info, (info ? "" : render(info.error())));
+  CHECK(info->size_bytes == total);
+  // Read back chunk by chunk and compare with the regenerated pieces.
+  auto reader = store->open_read("global-200mb");
+  REQUIRE(reader);
+  CHECK(reader->info().size_bytes == total);
+  std::string expected;
+  size_t next_piece = 0;
+  size_t compared = 0;
+  std::string chunk;
+  bool equal = true;
+  for (;;) {
+    auto more = reader->next(chunk);
+    REQUIRE_MESSAGE(more, (more ? "" : render(more.error())));
+    if (!*more)
+      break;
+    CHECK(chunk.size() <= model_store::default_chunk_bytes);
+    size_t pos = 0;
+    while (pos < chunk.size()) {
+      if (expected.empty()) {
+        auto n = std::min(piece_bytes, total - next_piece * piece_bytes);
+        expected = piece(next_piece++, n);
+      }
+      auto n = std::min(expected.size(), chunk.size() - pos);
+      equal = equal && chunk.compare(pos, n, expected, 0, n) == 0;
+      expected.erase(0, n);
+      pos += n;
+      compared += n;
+    }
+  }
+  CHECK(equal);
+  CHECK(compared == total);
+}
+
+TEST_CASE("model store: put get exists list remove and reopen") {
+  temp_dir dir;
+  auto small = random_bytes(3 * (1 << 20) + 5, 7);
+  {
+    auto store = open_store(dir);
+    REQUIRE(store->put("m1", small));
+    REQUIRE(store->put("m0", "tiny"));
+    REQUIRE(store->put("empty", ""));
+    CHECK(*store->exists("m1"));
+    CHECK(!*store->exists("nope"));
+    auto all = store->list();
+    REQUIRE(all);
+    REQUIRE(all->size() == 3);
+    CHECK((*all)[0].model_id == "empty");
+    CHECK((*all)[1].model_id == "m0");
+    CHECK((*all)[2].model_id == "m1");
+    CHECK((*all)[2].size_bytes == small.size());
+  }
+  // Everything committed survives closing and reopening the database.
+  auto store = open_store(dir);
+  auto got = store->get("m1");
+  REQUIRE(got);
+  CHECK(*got == small);
+  CHECK(*store->get("m0") == "tiny");
+  CHECK(*store->get("empty") == "");
+  REQUIRE(!store->remove("m1"));
+  CHECK(!*store->exists("m1"));
+  auto gone = store->get("m1");
+  REQUIRE(!gone);
+  CHECK(render(gone.error()) == "rondo.not_found: model m1 does not exist");
+  CHECK(render(store->remove("m1"))
+        == "rondo.not_found: model m1 does not exist");
+  // The id is free again and takes new content.
+  REQUIRE(store->put("m1", "new"));
+  CHECK(*store->get("m1") == "new");
+}
+
+TEST_CASE("model store: existing ids and bad ids are refused and data is kept") {
+  temp_dir dir;
+  auto store = open_store(dir);
+  REQUIRE(store->put("m", "original"));
+  auto again = store->put("m", "overwrite");
+  REQUIRE(!again);
+  CHECK(render(again.error()) == "rondo.already_exists: model m already "
+                                 "exists");
+  CHECK(*store->get("m") == "original");
+  auto w1 = store->begin_write("busy");
+  REQUIRE(w1);
+  auto w2 = store->begin_write("busy");
+  REQUIRE(!w2);
+  CHECK(render(w2.error()) == "rondo.already_exists: model busy is being "
+                              "written");
+  auto empty = store->begin_write("");
+  REQUIRE(!empty);
+  CHECK(render(empty.error()) == "rondo.invalid_argument: model id is empty");
+  auto ctrl = store->begin_write(std::string{"a\0b", 3});
+  REQUIRE(!ctrl);
+  CHECK(ctrl.error() == ec::invalid_argument);
+  CHECK(!store->begin_write(std::string(300, 'x')));
+}
+
+TEST_CASE("model store: a model is invisible until committed and abort cleans up") {
+  temp_dir dir;
+  auto store = open_store(dir);
+  auto writer = store->begin_write("pending");
+  REQUIRE(writer);
+  REQUIRE(!(*writer)->write(random_bytes(5 << 20)));
+  CHECK(!*store->exists("pending"));
+  CHECK(store->list()->empty());
+  CHECK(store->get("pending").error() == ec::not_found);
+  (*writer)->abort();
+  CHECK(!*store->exists("pending"));
+  // The id can be written again after the abort.
+  REQUIRE(store->put("pending", "done"));
+  CHECK(*store->get("pending") == "done");
+  // A destroyed, uncommitted writer aborts as well.
+  {
+    auto w = store->begin_write("dropped");
+    REQUIRE(w);
+    REQUIRE(!(*w)->write("partial"));
+  }
+  CHECK(!*store->exists("dropped"));
+  REQUIRE(store->put("dropped", "ok"));
+}
+
+TEST_CASE("model store: a write interrupted by a crash is cleaned on open") {
+  temp_dir dir;
+  auto pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // Child: start a write and die without committing or aborting.
+    auto db = database::open(dir.sub("db"));
+    if (!db)
+      _exit(2);
+    auto store = model_store::open(*db);
+    if (!store)
+      _exit(3);
+    auto w = (*store)->begin_write("crashed");
+    if (!w || (*w)->write(random_bytes(3 << 20)))
+      _exit(4);
+    _exit(0);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  auto store = open_store(dir);
+  CHECK(store->recovered_on_open() == 1);
+  CHECK(!*store->exists("crashed"));
+  REQUIRE(store->put("crashed", "complete"));
+  CHECK(*store->get("crashed") == "complete");
+}
+
+TEST_CASE("model store: a flipped byte on disk is detected and named") {
+  temp_dir dir;
+  auto content = random_bytes(4 << 20, 99);
+  // 16 bytes from the middle of the third chunk locate it on disk.
+  auto needle = content.substr((2 << 20) + 12345, 16);
+  {
+    auto store = open_store(dir);
+    REQUIRE(store->put("victim", content));
+    REQUIRE(store->put("bystander", "intact"));
+    REQUIRE(!store->db().flush());
+  }
+  size_t flipped = 0;
+  for (auto& entry : std::filesystem::directory_iterator(dir.sub("db"))) {
+    std::ifstream in{entry.path(), std::ios::binary};
+    std::string bytes{std::istreambuf_iterator<char>{in}, {}};
+    auto pos = bytes.find(needle);
+    if (pos == std::string::npos)
+      continue;
+    bytes[pos + 3] = static_cast<char>(bytes[pos + 3] ^ 0x10);
+    std::ofstream out{entry.path(), std::ios::binary | std::ios::trunc};
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    ++flipped;
+  }
+  REQUIRE(flipped == 1);
+  auto store = open_store(dir);
+  auto got = store->get("victim");
+  REQUIRE(!got);
+  CHECK(got.error() == ec::corrupt);
+  auto text = render(got.error());
+  CHECK(text.find("model victim is corrupt") != std::string::npos);
+  CHECK(text.find("chunk 2") != std::string::npos);
+  // Other models are unaffected.
+  CHECK(*store->get("bystander") == "intact");
+}
