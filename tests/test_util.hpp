@@ -40,6 +40,11 @@ public:
     return (path_ / name).string();
   }
 
+  /// The path of `name` inside the directory.
+  std::string operator/(const std::string& name) const {
+    return sub(name);
+  }
+
 private:
   std::filesystem::path path_;
 };

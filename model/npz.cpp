@@ -1,0 +1,811 @@
+#include "model/npz.hpp"
+
+#include "messages/error.hpp"
+#include "model/errors.hpp"
+
+#include <zip.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <fcntl.h>
+#include <set>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace rondo {
+
+namespace {
+
+constexpr char npy_magic[] = "\x93NUMPY";
+constexpr size_t npy_prefix = 10;           // magic, version, 2-byte length
+constexpr uint64_t read_chunk = 512u << 10; // pread size for visits
+constexpr uint64_t inflate_chunk = 1u << 20;
+
+caf::error member_error(ec code, const std::string& member,
+                        const std::string& why) {
+  return caf::make_error(code, "member '" + member + "': " + why);
+}
+
+uint16_t le16(const unsigned char* p) {
+  return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
+
+uint32_t le32(const unsigned char* p) {
+  return uint32_t{p[0]} | (uint32_t{p[1]} << 8) | (uint32_t{p[2]} << 16) |
+         (uint32_t{p[3]} << 24);
+}
+
+uint64_t le64(const unsigned char* p) {
+  return uint64_t{le32(p)} | (uint64_t{le32(p + 4)} << 32);
+}
+
+std::string zip_error_text(int code) {
+  zip_error_t ze;
+  zip_error_init_with_code(&ze, code);
+  std::string out = zip_error_strerror(&ze);
+  zip_error_fini(&ze);
+  return out;
+}
+
+// -- NPY header parsing -------------------------------------------------------
+
+// Parses numpy's header dict, a Python literal such as
+// {'descr': '<f4', 'fortran_order': False, 'shape': (10, 5), }.
+class header_parser {
+public:
+  explicit header_parser(std::string_view text) : text_(text) {
+  }
+
+  // Fills `info.type` and `info.shape`; returns the reason on failure.
+  std::string parse(tensor_info& info) {
+    std::string descr;
+    bool fortran = false;
+    bool have_descr = false, have_order = false, have_shape = false;
+    if (!eat('{'))
+      return "npy header is not a dict";
+    while (!eat('}')) {
+      std::string key;
+      if (!string_literal(key) || !eat(':'))
+        return "npy header is not a dict of string keys";
+      if (key == "descr") {
+        if (!string_literal(descr))
+          return "npy header 'descr' is not a string (structured dtypes "
+                 "are not supported)";
+        have_descr = true;
+      } else if (key == "fortran_order") {
+        if (!boolean(fortran))
+          return "npy header 'fortran_order' is not True or False";
+        have_order = true;
+      } else if (key == "shape") {
+        if (!tuple(info.shape))
+          return "npy header 'shape' is not a tuple of integers";
+        have_shape = true;
+      } else {
+        return "npy header has an unknown key '" + key + "'";
+      }
+      if (!eat(',') && !peek('}'))
+        return "npy header dict is malformed";
+    }
+    if (!have_descr || !have_order || !have_shape)
+      return "npy header lacks 'descr', 'fortran_order' or 'shape'";
+    if (fortran)
+      return "fortran_order is True; only C order is supported";
+    return check_descr(descr, info);
+  }
+
+private:
+  static std::string check_descr(const std::string& descr,
+                                 tensor_info& info) {
+    if (descr == "<f4") {
+      info.type = dtype::f32;
+    } else if (descr == "<f8") {
+      info.type = dtype::f64;
+    } else if (descr.size() == 3 && descr[0] == '>' && descr[1] == 'f') {
+      return "dtype '" + descr + "' is big-endian; only little-endian "
+             "'<f4' and '<f8' are supported";
+    } else {
+      return "dtype '" + descr + "' is not float32 ('<f4') or float64 "
+             "('<f8')";
+    }
+    return {};
+  }
+
+  void skip_space() {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\n'))
+      ++pos_;
+  }
+  bool peek(char c) {
+    skip_space();
+    return pos_ < text_.size() && text_[pos_] == c;
+  }
+  bool eat(char c) {
+    if (!peek(c))
+      return false;
+    ++pos_;
+    return true;
+  }
+  bool string_literal(std::string& out) {
+    skip_space();
+    if (pos_ >= text_.size() || (text_[pos_] != '\'' && text_[pos_] != '"'))
+      return false;
+    auto quote = text_[pos_++];
+    auto end = text_.find(quote, pos_);
+    if (end == std::string_view::npos)
+      return false;
+    out.assign(text_.substr(pos_, end - pos_));
+    pos_ = end + 1;
+    return true;
+  }
+  bool boolean(bool& out) {
+    skip_space();
+    for (auto [word, value] : {std::pair{"True", true}, {"False", false}}) {
+      auto len = std::strlen(word);
+      if (text_.substr(pos_, len) == word) {
+        pos_ += len;
+        out = value;
+        return true;
+      }
+    }
+    return false;
+  }
+  bool tuple(std::vector<uint64_t>& out) {
+    out.clear();
+    if (!eat('('))
+      return false;
+    while (!eat(')')) {
+      skip_space();
+      uint64_t value = 0;
+      size_t digits = 0;
+      for (; pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9';
+           ++pos_, ++digits) {
+        if (__builtin_mul_overflow(value, uint64_t{10}, &value)
+            || __builtin_add_overflow(value, uint64_t(text_[pos_] - '0'),
+                                      &value))
+          return false;
+      }
+      if (digits == 0)
+        return false;
+      out.push_back(value);
+      if (!eat(',') && !peek(')'))
+        return false;
+    }
+    return true;
+  }
+
+  std::string_view text_;
+  size_t pos_ = 0;
+};
+
+// -- ZIP central directory: local header offsets --------------------------
+
+// libzip 1.7 does not expose where a member's data starts; the STORED fast
+// path needs it, so this reads the central directory (with ZIP64) for each
+// entry's local header offset, in directory order (= libzip's index order).
+class byte_source {
+public:
+  int fd = -1;
+  std::string_view bytes;
+  uint64_t size = 0;
+
+  // Reads exactly n bytes at offset or fails.
+  bool read_at(uint64_t offset, void* dst, uint64_t n) const {
+    if (offset > size || n > size - offset)
+      return false;
+    if (fd < 0) {
+      std::memcpy(dst, bytes.data() + offset, n);
+      return true;
+    }
+    auto* out = static_cast<char*>(dst);
+    while (n > 0) {
+      auto want = std::min<uint64_t>(n, uint64_t{1} << 30);
+      auto got = ::pread(fd, out, want, static_cast<off_t>(offset));
+      if (got < 0 && errno == EINTR)
+        continue;
+      if (got <= 0)
+        return false;
+      out += got;
+      offset += static_cast<uint64_t>(got);
+      n -= static_cast<uint64_t>(got);
+    }
+    return true;
+  }
+};
+
+struct cd_entry {
+  std::string name;
+  uint64_t local_offset = 0;
+};
+
+// Returns the directory entries or an empty optional reason via `why`.
+std::vector<cd_entry> read_central_directory(const byte_source& src,
+                                             std::string& why) {
+  std::vector<cd_entry> out;
+  auto tail_len = std::min<uint64_t>(src.size, 65557);
+  std::vector<unsigned char> tail(tail_len);
+  if (!src.read_at(src.size - tail_len, tail.data(), tail_len)) {
+    why = "cannot read the ZIP end record";
+    return out;
+  }
+  auto eocd = std::string::npos;
+  for (size_t i = tail_len >= 22 ? tail_len - 22 + 1 : 0; i-- > 0;)
+    if (le32(&tail[i]) == 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  if (eocd == std::string::npos) {
+    why = "no ZIP end-of-central-directory record";
+    return out;
+  }
+  uint64_t entries = le16(&tail[eocd + 10]);
+  uint64_t cd_size = le32(&tail[eocd + 12]);
+  uint64_t cd_offset = le32(&tail[eocd + 16]);
+  uint64_t eocd_pos = src.size - tail_len + eocd;
+  if ((entries == 0xffff || cd_offset == 0xffffffff
+       || cd_size == 0xffffffff) && eocd_pos >= 20) {
+    unsigned char loc[20], rec[56];
+    if (src.read_at(eocd_pos - 20, loc, 20) && le32(loc) == 0x07064b50
+        && src.read_at(le64(loc + 8), rec, 56) && le32(rec) == 0x06064b50) {
+      entries = le64(rec + 32);
+      cd_size = le64(rec + 40);
+      cd_offset = le64(rec + 48);
+    }
+  }
+  std::vector<unsigned char> cd;
+  if (cd_size > src.size || (cd.resize(cd_size), false)
+      || !src.read_at(cd_offset, cd.data(), cd_size)) {
+    why = "cannot read the ZIP central directory";
+    return out;
+  }
+  size_t pos = 0;
+  for (uint64_t e = 0; e < entries; ++e) {
+    if (pos + 46 > cd.size() || le32(&cd[pos]) != 0x02014b50) {
+      why = "ZIP central directory is malformed";
+      out.clear();
+      return out;
+    }
+    const unsigned char* p = &cd[pos];
+    size_t name_len = le16(p + 28), extra_len = le16(p + 30),
+           comment_len = le16(p + 32);
+    if (pos + 46 + name_len + extra_len + comment_len > cd.size()) {
+      why = "ZIP central directory is truncated";
+      out.clear();
+      return out;
+    }
+    cd_entry entry;
+    entry.name.assign(reinterpret_cast<const char*>(p + 46), name_len);
+    entry.local_offset = le32(p + 42);
+    // ZIP64 extra: the 64-bit values of the fields that hold 0xffffffff.
+    const unsigned char* x = p + 46 + name_len;
+    for (size_t xp = 0; xp + 4 <= extra_len;) {
+      size_t id = le16(x + xp), len = le16(x + xp + 2);
+      if (id == 1) {
+        size_t field = xp + 4;
+        for (size_t off : {24u, 20u}) // uncompressed, compressed size
+          if (le32(p + off) == 0xffffffff)
+            field += 8;
+        if (entry.local_offset == 0xffffffff && field + 8 <= xp + 4 + len)
+          entry.local_offset = le64(x + field);
+      }
+      xp += 4 + len;
+    }
+    out.push_back(std::move(entry));
+    pos += 46 + name_len + extra_len + comment_len;
+  }
+  return out;
+}
+
+// -- libzip handles ------------------------------------------------------------
+
+struct zip_closer {
+  void operator()(zip_t* za) const {
+    zip_discard(za);
+  }
+};
+using zip_ptr = std::unique_ptr<zip_t, zip_closer>;
+
+struct zip_file_closer {
+  void operator()(zip_file_t* zf) const {
+    zip_fclose(zf);
+  }
+};
+using zip_file_ptr = std::unique_ptr<zip_file_t, zip_file_closer>;
+
+struct member {
+  tensor_info info;
+  std::string zip_name;
+  uint64_t index = 0;       // libzip index
+  bool stored = false;      // read directly from the source
+  uint64_t header_len = 0;  // npy prefix + header dict
+  uint64_t data_offset = 0; // absolute offset of the data (stored only)
+};
+
+} // namespace
+
+struct npz_reader::impl {
+  npz_options opts;
+  std::shared_ptr<const std::string> owner;
+  byte_source src;
+  zip_ptr za;
+  std::vector<member> members;
+  model_spec spec;
+  mutable byte_buffer chunk; // visit_stored's read buffer
+
+  ~impl() {
+    za.reset();
+    if (src.fd >= 0)
+      ::close(src.fd);
+  }
+
+  caf::error open(zip_source_t* zsrc);
+  caf::error add_member(uint64_t index, std::set<std::string>& keys,
+                        uint64_t& declared, const cd_entry* cd);
+  caf::error read_stored(const member& m, std::byte* dst) const;
+  caf::error visit_stored(const member& m, const chunk_visitor& fn) const;
+  caf::error visit_inflated(const member& m, const chunk_visitor& fn) const;
+  caf::expected<zip_file_ptr> open_data(const member& m) const;
+  caf::error read_exact(zip_file_t* zf, const member& m, void* dst,
+                        uint64_t n) const;
+  caf::error check_end(zip_file_t* zf, const member& m) const;
+};
+
+caf::error npz_reader::impl::open(zip_source_t* zsrc) {
+  zip_error_t ze;
+  zip_error_init(&ze);
+  za.reset(zip_open_from_source(zsrc, ZIP_RDONLY, &ze));
+  if (!za) {
+    zip_source_free(zsrc);
+    auto code = zip_error_code_zip(&ze);
+    zip_error_fini(&ze);
+    return caf::make_error(ec::malformed_model,
+                           code == ZIP_ER_NOZIP
+                             ? std::string{"not a ZIP archive (npz)"}
+                             : "cannot open the ZIP archive: "
+                                 + zip_error_text(code));
+  }
+  zip_error_fini(&ze);
+  auto n = zip_get_num_entries(za.get(), 0);
+  std::string why;
+  auto cd = read_central_directory(src, why);
+  bool cd_ok = cd.size() == static_cast<uint64_t>(n);
+  std::set<std::string> keys;
+  uint64_t declared = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    auto entry = cd_ok ? &cd[static_cast<size_t>(i)] : nullptr;
+    if (auto err = add_member(static_cast<uint64_t>(i), keys, declared, entry))
+      return err;
+  }
+  for (auto& m : members)
+    spec.push_back(m.info);
+  return {};
+}
+
+caf::error npz_reader::impl::add_member(uint64_t index,
+                                        std::set<std::string>& keys,
+                                        uint64_t& declared,
+                                        const cd_entry* cd) {
+  zip_stat_t st;
+  if (zip_stat_index(za.get(), index, 0, &st) != 0)
+    return caf::make_error(ec::malformed_model,
+                           "cannot stat ZIP entry " + std::to_string(index));
+  member m;
+  m.index = index;
+  m.zip_name = st.name;
+  const std::string suffix = ".npy";
+  auto& name = m.zip_name;
+  if (name.size() <= suffix.size()
+      || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return member_error(ec::malformed_model, name, "not a .npy member");
+  m.info.name = name.substr(0, name.size() - suffix.size());
+  if (!keys.insert(m.info.name).second)
+    return member_error(ec::malformed_model, name,
+                        "duplicate key '" + m.info.name + "'");
+  if (st.encryption_method != ZIP_EM_NONE)
+    return member_error(ec::malformed_model, name, "member is encrypted");
+  if (st.comp_method != ZIP_CM_STORE && st.comp_method != ZIP_CM_DEFLATE)
+    return member_error(ec::malformed_model, name,
+                        "compression method " + std::to_string(st.comp_method)
+                          + " is not STORED or DEFLATE");
+  declared += st.size;
+  if (st.size > opts.max_uncompressed_bytes
+      || declared > opts.max_uncompressed_bytes)
+    return member_error(ec::too_large, name,
+                        "the archive declares " + std::to_string(declared)
+                          + " bytes uncompressed so far; the limit is "
+                          + std::to_string(opts.max_uncompressed_bytes)
+                          + " bytes (npz_options::max_uncompressed_bytes)");
+  // The npy header, read through libzip (small).
+  auto zf = zip_file_ptr{zip_fopen_index(za.get(), index, 0)};
+  if (!zf)
+    return member_error(ec::malformed_model, name,
+                        std::string{"cannot open: "}
+                          + zip_strerror(za.get()));
+  unsigned char prefix[12];
+  if (auto err = read_exact(zf.get(), m, prefix, npy_prefix))
+    return err;
+  if (std::memcmp(prefix, npy_magic, 6) != 0)
+    return member_error(ec::malformed_model, name, "not an npy array (bad "
+                                                   "magic)");
+  auto major = prefix[6];
+  uint64_t hlen = 0;
+  size_t lead = npy_prefix;
+  if (major == 1) {
+    hlen = le16(prefix + 8);
+  } else if (major == 2 || major == 3) {
+    if (auto err = read_exact(zf.get(), m, prefix + 10, 2))
+      return err;
+    hlen = le32(prefix + 8);
+    lead = 12;
+  } else {
+    return member_error(ec::malformed_model, name,
+                        "npy format version " + std::to_string(major)
+                          + " is not 1, 2 or 3");
+  }
+  if (lead + hlen > st.size)
+    return member_error(ec::malformed_model, name,
+                        "npy header is longer than the member");
+  std::string header(hlen, '\0');
+  if (auto err = read_exact(zf.get(), m, header.data(), hlen))
+    return err;
+  if (auto why = header_parser{header}.parse(m.info); !why.empty())
+    return member_error(ec::malformed_model, name, why);
+  uint64_t count = 1, bytes = 0;
+  for (auto d : m.info.shape)
+    if (__builtin_mul_overflow(count, d, &count))
+      return member_error(ec::malformed_model, name, "shape overflows");
+  if (__builtin_mul_overflow(count, size_of(m.info.type), &bytes))
+    return member_error(ec::malformed_model, name, "shape overflows");
+  m.header_len = lead + hlen;
+  if (st.size - m.header_len != bytes)
+    return member_error(
+      ec::malformed_model, name,
+      "shape " + shape_string(m.info.shape) + " holds " + std::to_string(count)
+        + " values (" + std::to_string(bytes) + " bytes) but the data has "
+        + std::to_string(st.size - m.header_len) + " bytes");
+  m.stored = st.comp_method == ZIP_CM_STORE && !opts.verify_stored_crc
+             && cd != nullptr && cd->name == name;
+  if (m.stored) {
+    unsigned char lh[30];
+    if (!src.read_at(cd->local_offset, lh, 30) || le32(lh) != 0x04034b50)
+      return member_error(ec::malformed_model, name,
+                          "local ZIP header is missing or truncated");
+    m.data_offset = cd->local_offset + 30 + le16(lh + 26) + le16(lh + 28)
+                    + m.header_len;
+    if (m.data_offset > src.size || bytes > src.size - m.data_offset)
+      return member_error(ec::malformed_model, name,
+                          "data is truncated: the archive ends before the "
+                          + std::to_string(bytes) + " data bytes");
+  }
+  members.push_back(std::move(m));
+  return {};
+}
+
+caf::error npz_reader::impl::read_exact(zip_file_t* zf, const member& m,
+                                        void* dst, uint64_t n) const {
+  auto* out = static_cast<char*>(dst);
+  while (n > 0) {
+    auto got = zip_fread(zf, out, n);
+    if (got < 0)
+      return member_error(ec::malformed_model, m.zip_name,
+                          std::string{"corrupt data: "} + zip_file_strerror(zf));
+    if (got == 0)
+      return member_error(ec::malformed_model, m.zip_name,
+                          "data is truncated");
+    out += got;
+    n -= static_cast<uint64_t>(got);
+  }
+  return {};
+}
+
+caf::expected<zip_file_ptr>
+npz_reader::impl::open_data(const member& m) const {
+  auto zf = zip_file_ptr{zip_fopen_index(za.get(), m.index, 0)};
+  if (!zf)
+    return member_error(ec::malformed_model, m.zip_name,
+                        std::string{"cannot open: "} + zip_strerror(za.get()));
+  std::vector<char> skip(m.header_len);
+  if (auto err = read_exact(zf.get(), m, skip.data(), m.header_len))
+    return err;
+  return zf;
+}
+
+caf::error npz_reader::impl::read_stored(const member& m,
+                                         std::byte* dst) const {
+  if (!src.read_at(m.data_offset, dst, m.info.nbytes()))
+    return member_error(ec::malformed_model, m.zip_name,
+                        "cannot read the data: truncated or I/O error");
+  return {};
+}
+
+caf::error npz_reader::impl::visit_stored(const member& m,
+                                          const chunk_visitor& fn) const {
+  auto esize = size_of(m.info.type);
+  auto total = m.info.nbytes();
+  if (src.fd < 0 || total == 0)
+    return fn(reinterpret_cast<const std::byte*>(src.bytes.data())
+                + m.data_offset,
+              0, m.info.count());
+  if (chunk.size() == 0)
+    chunk = byte_buffer{read_chunk};
+  for (uint64_t done = 0; done < total;) {
+    auto len = std::min<uint64_t>(read_chunk, total - done);
+    if (!src.read_at(m.data_offset + done, chunk.data(), len))
+      return member_error(ec::malformed_model, m.zip_name,
+                          "cannot read the data: truncated or I/O error");
+    if (auto err = fn(chunk.data(), done / esize, len / esize))
+      return err;
+    done += len;
+  }
+  return {};
+}
+
+caf::error npz_reader::impl::visit_inflated(const member& m,
+                                            const chunk_visitor& fn) const {
+  auto zf = open_data(m);
+  if (!zf)
+    return zf.error();
+  auto esize = size_of(m.info.type);
+  auto total = m.info.nbytes();
+  byte_buffer buf{std::min(inflate_chunk, std::max<uint64_t>(total, 1))};
+  for (uint64_t done = 0; done < total;) {
+    auto len = std::min<uint64_t>(buf.size(), total - done);
+    if (auto err = read_exact(zf->get(), m, buf.data(), len))
+      return err;
+    if (auto err = fn(buf.data(), done / esize, len / esize))
+      return err;
+    done += len;
+  }
+  return check_end(zf->get(), m);
+}
+
+caf::error npz_reader::impl::check_end(zip_file_t* zf, const member& m) const {
+  // Reading past the end makes libzip check the CRC.
+  char extra;
+  if (zip_fread(zf, &extra, 1) != 0)
+    return member_error(ec::malformed_model, m.zip_name,
+                        std::string{"corrupt data: "} + zip_file_strerror(zf));
+  return {};
+}
+
+npz_reader::npz_reader(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
+  // nothing else
+}
+
+npz_reader::~npz_reader() = default;
+
+caf::expected<std::unique_ptr<npz_reader>>
+npz_reader::open_file(const std::string& path, const npz_options& opts) {
+  auto ptr = std::make_unique<impl>();
+  ptr->opts = opts;
+  ptr->src.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat sb;
+  if (ptr->src.fd < 0 || ::fstat(ptr->src.fd, &sb) != 0)
+    return caf::make_error(ec::not_found, "cannot open model file '" + path
+                                            + "': " + std::strerror(errno));
+  ptr->src.size = static_cast<uint64_t>(sb.st_size);
+  zip_error_t ze;
+  zip_error_init(&ze);
+  auto* zsrc = zip_source_filep_create(fdopen(dup(ptr->src.fd), "rb"), 0, -1,
+                                       &ze);
+  zip_error_fini(&ze);
+  if (zsrc == nullptr)
+    return caf::make_error(ec::not_found, "cannot open model file '" + path
+                                            + "'");
+  if (auto err = ptr->open(zsrc))
+    return with_prefix(err, "model file '" + path + "': ");
+  return std::unique_ptr<npz_reader>{new npz_reader(std::move(ptr))};
+}
+
+caf::expected<std::unique_ptr<npz_reader>>
+npz_reader::open_bytes(std::string_view bytes, const npz_options& opts) {
+  auto ptr = std::make_unique<impl>();
+  ptr->opts = opts;
+  ptr->src.bytes = bytes;
+  ptr->src.size = bytes.size();
+  zip_error_t ze;
+  zip_error_init(&ze);
+  auto* zsrc = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &ze);
+  zip_error_fini(&ze);
+  if (zsrc == nullptr)
+    return caf::make_error(ec::malformed_model, "cannot read npz bytes");
+  if (auto err = ptr->open(zsrc))
+    return err;
+  return std::unique_ptr<npz_reader>{new npz_reader(std::move(ptr))};
+}
+
+caf::expected<std::unique_ptr<npz_reader>>
+npz_reader::open_bytes(std::shared_ptr<const std::string> bytes,
+                       const npz_options& opts) {
+  if (!bytes)
+    return caf::make_error(ec::invalid_argument, "npz bytes are null");
+  auto reader = open_bytes(std::string_view{*bytes}, opts);
+  if (reader)
+    (*reader)->impl_->owner = std::move(bytes);
+  return reader;
+}
+
+const model_spec& npz_reader::spec() const {
+  return impl_->spec;
+}
+
+bool npz_reader::all_stored() const {
+  return std::all_of(impl_->members.begin(), impl_->members.end(),
+                     [](const member& m) { return m.stored; });
+}
+
+caf::error npz_reader::visit(size_t index, const chunk_visitor& fn) const {
+  auto& m = impl_->members.at(index);
+  return m.stored ? impl_->visit_stored(m, fn) : impl_->visit_inflated(m, fn);
+}
+
+caf::expected<tensor> npz_reader::read(size_t index) const {
+  auto& m = impl_->members.at(index);
+  tensor t{m.info};
+  if (m.stored) {
+    if (auto err = impl_->read_stored(m, t.data.data()))
+      return err;
+    return t;
+  }
+  // Inflate straight into the tensor buffer instead of via chunks.
+  auto zf = impl_->open_data(m);
+  if (!zf)
+    return zf.error();
+  if (auto err = impl_->read_exact(zf->get(), m, t.data.data(), t.nbytes()))
+    return err;
+  if (auto err = impl_->check_end(zf->get(), m))
+    return err;
+  return t;
+}
+
+caf::expected<model> npz_reader::read_all() const {
+  model out;
+  out.reserve(impl_->members.size());
+  for (size_t i = 0; i < impl_->members.size(); ++i) {
+    auto t = read(i);
+    if (!t)
+      return t.error();
+    out.push_back(std::move(*t));
+  }
+  return out;
+}
+
+caf::expected<model> read_npz_file(const std::string& path,
+                                   const npz_options& opts) {
+  auto reader = npz_reader::open_file(path, opts);
+  if (!reader)
+    return reader.error();
+  return (*reader)->read_all();
+}
+
+caf::expected<model> read_npz_bytes(std::string_view bytes,
+                                    const npz_options& opts) {
+  auto reader = npz_reader::open_bytes(bytes, opts);
+  if (!reader)
+    return reader.error();
+  return (*reader)->read_all();
+}
+
+// -- writing -----------------------------------------------------------------------
+
+namespace {
+
+// numpy's header: the dict, padded with spaces and a newline so that the
+// data starts at a multiple of 64 bytes into the .npy member.
+std::string npy_header(const tensor_info& info) {
+  std::string dict = "{'descr': '";
+  dict += info.type == dtype::f32 ? "<f4" : "<f8";
+  dict += "', 'fortran_order': False, 'shape': ";
+  dict += shape_string(info.shape);
+  dict += ", }";
+  auto v1 = npy_prefix + dict.size() + 1 <= 65535 + npy_prefix;
+  size_t lead = v1 ? npy_prefix : 12;
+  auto total = (lead + dict.size() + 1 + 63) / 64 * 64;
+  dict.append(total - lead - dict.size() - 1, ' ');
+  dict += '\n';
+  std::string out{npy_magic, 6};
+  out += static_cast<char>(v1 ? 1 : 2);
+  out += '\0';
+  auto hlen = dict.size();
+  for (size_t i = 0; i < lead - 8; ++i)
+    out += static_cast<char>((hlen >> (8 * i)) & 0xff);
+  return out + dict;
+}
+
+caf::error write_error(const std::string& what, zip_t* za) {
+  return caf::make_error(ec::storage_error,
+                         what + ": " + (za ? zip_strerror(za) : "libzip"));
+}
+
+// Adds every tensor of `m` as a member of `za`; `headers` keeps the npy
+// headers alive until zip_close, which reads the data.
+caf::error add_members(zip_t* za, const model& m, const npz_options& opts,
+                       std::deque<std::string>& headers) {
+  for (auto& t : m) {
+    auto& header = headers.emplace_back(npy_header(t));
+    zip_buffer_fragment_t parts[2] = {
+      {reinterpret_cast<zip_uint8_t*>(header.data()), header.size()},
+      {reinterpret_cast<zip_uint8_t*>(const_cast<std::byte*>(t.data.data())),
+       t.nbytes()}};
+    zip_error_t ze;
+    zip_error_init(&ze);
+    auto* src = zip_source_buffer_fragment_create(parts, t.nbytes() ? 2 : 1,
+                                                  0, &ze);
+    zip_error_fini(&ze);
+    auto name = t.name + ".npy";
+    if (src == nullptr)
+      return write_error("member '" + name + "'", za);
+    auto idx = zip_file_add(za, name.c_str(), src, ZIP_FL_ENC_UTF_8);
+    if (idx < 0) {
+      zip_source_free(src);
+      return write_error("member '" + name + "'", za);
+    }
+    auto method = opts.compression == npz_compression::stored ? ZIP_CM_STORE
+                                                              : ZIP_CM_DEFLATE;
+    if (zip_set_file_compression(za, static_cast<zip_uint64_t>(idx), method,
+                                 static_cast<zip_uint32_t>(opts.deflate_level))
+        != 0)
+      return write_error("member '" + name + "'", za);
+  }
+  return {};
+}
+
+} // namespace
+
+caf::error write_npz_file(const model& m, const std::string& path,
+                          const npz_options& opts) {
+  int code = 0;
+  auto* za = zip_open(path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &code);
+  if (za == nullptr)
+    return caf::make_error(ec::storage_error, "cannot create '" + path
+                                                + "': " + zip_error_text(code));
+  std::deque<std::string> headers;
+  if (auto err = add_members(za, m, opts, headers)) {
+    zip_discard(za);
+    return err;
+  }
+  if (zip_close(za) != 0) {
+    auto err = write_error("cannot write '" + path + "'", za);
+    zip_discard(za);
+    return err;
+  }
+  return {};
+}
+
+caf::expected<std::string> write_npz_bytes(const model& m,
+                                           const npz_options& opts) {
+  zip_error_t ze;
+  zip_error_init(&ze);
+  auto* src = zip_source_buffer_create(nullptr, 0, 0, &ze);
+  auto* za = src ? zip_open_from_source(src, ZIP_TRUNCATE, &ze) : nullptr;
+  zip_error_fini(&ze);
+  if (za == nullptr) {
+    zip_source_free(src);
+    return write_error("cannot create an in-memory npz", nullptr);
+  }
+  zip_source_keep(src);
+  std::deque<std::string> headers;
+  auto err = add_members(za, m, opts, headers);
+  if (!err && zip_close(za) != 0)
+    err = write_error("cannot write the in-memory npz", za);
+  if (err) {
+    zip_discard(za);
+    zip_source_free(src);
+    return err;
+  }
+  std::string out;
+  zip_stat_t st;
+  if (zip_source_stat(src, &st) == 0 && zip_source_open(src) == 0) {
+    out.resize(st.size);
+    auto got = zip_source_read(src, out.data(), st.size);
+    zip_source_close(src);
+    if (got != static_cast<zip_int64_t>(st.size))
+      out.clear();
+  }
+  zip_source_free(src);
+  if (out.empty())
+    return caf::make_error(ec::storage_error, "cannot read back the npz");
+  return out;
+}
+
+} // namespace rondo

@@ -1,0 +1,240 @@
+// npz: reading and writing FEDn's model format.
+
+#include "model/npz.hpp"
+
+#include "tests/model/helpers.hpp"
+
+#include <cstring>
+
+using namespace rondo;
+using namespace rondo::test;
+
+namespace {
+
+// A model with every case the format allows: float32 and float64, 0-d,
+// 1-d, 2-d and 3-d, and a non-numeric key kept in archive order.
+model sample_model() {
+  model m;
+  m.push_back(make("0", dtype::f32, {2, 3}, {1.5, -2.25, 3, 1e-7, -0.0, 7e30}));
+  m.push_back(make("1", dtype::f64, {}, {3.141592653589793}));
+  m.push_back(make("2", dtype::f32, {5}, {0.1, 0.2, 0.3, 0.4, 0.5}));
+  m.push_back(make("bias", dtype::f64, {2, 2, 2},
+                   {1, 2, 3, 4, 5, 6, 7, 8.000000000000002}));
+  return m;
+}
+
+void check_same(const model& a, const model& b) {
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(a[i].name == b[i].name);
+    CHECK(a[i].type == b[i].type);
+    CHECK(a[i].shape == b[i].shape);
+    REQUIRE(a[i].nbytes() == b[i].nbytes());
+    CHECK(std::memcmp(a[i].data.data(), b[i].data.data(), a[i].nbytes()) == 0);
+  }
+}
+
+npz_options with(npz_compression c) {
+  npz_options opts;
+  opts.compression = c;
+  return opts;
+}
+
+} // namespace
+
+TEST_CASE("npz: round trip in memory, STORED and DEFLATE") {
+  auto m = sample_model();
+  for (auto c : {npz_compression::stored, npz_compression::deflate}) {
+    auto bytes = write_npz_bytes(m, with(c));
+    REQUIRE(bytes);
+    auto back = read_npz_bytes(*bytes);
+    REQUIRE_MESSAGE(back, render(back.error()));
+    check_same(m, *back);
+    npz_options crc;
+    crc.verify_stored_crc = true;
+    auto checked = read_npz_bytes(*bytes, crc);
+    REQUIRE(checked);
+    check_same(m, *checked);
+  }
+}
+
+TEST_CASE("npz: round trip through files, STORED and DEFLATE") {
+  temp_dir dir;
+  auto m = sample_model();
+  for (auto c : {npz_compression::stored, npz_compression::deflate}) {
+    auto path = dir / "m.npz";
+    REQUIRE(!write_npz_file(m, path, with(c)));
+    auto back = read_npz_file(path);
+    REQUIRE_MESSAGE(back, render(back.error()));
+    check_same(m, *back);
+  }
+}
+
+TEST_CASE("npz: npz_reader visits STORED members straight from the file") {
+  temp_dir dir;
+  auto m = sample_model();
+  auto path = dir / "m.npz";
+  REQUIRE(!write_npz_file(m, path));
+  auto reader = npz_reader::open_file(path);
+  REQUIRE(reader);
+  CHECK((*reader)->all_stored());
+  REQUIRE((*reader)->spec() == spec_of(m));
+  for (size_t i = 0; i < m.size(); ++i) {
+    std::string seen;
+    auto err = (*reader)->visit(i, [&](const std::byte* p, uint64_t first,
+                                       uint64_t n) {
+      CHECK(first * size_of(m[i].type) == seen.size());
+      seen.append(reinterpret_cast<const char*>(p), n * size_of(m[i].type));
+      return caf::error{};
+    });
+    CHECK(!err);
+    CHECK(seen == std::string(reinterpret_cast<const char*>(m[i].data.data()),
+                              m[i].nbytes()));
+  }
+}
+
+TEST_CASE("npz: numpy.load reads Rondo's files bit-exactly") {
+  if (skip_without_numpy())
+    return;
+  temp_dir dir;
+  auto m = sample_model();
+  REQUIRE(!write_npz_file(m, dir / "stored.npz"));
+  REQUIRE(!write_npz_file(m, dir / "deflate.npz",
+                          with(npz_compression::deflate)));
+  // numpy dumps dtype, shape and raw bytes of every array, in order.
+  REQUIRE(run_python(dir, R"(
+for f in ["stored", "deflate"]:
+    z = np.load(f + ".npz")
+    with open(f + ".txt", "w") as out:
+        for k in z.files:
+            a = z[k]
+            out.write("%s %s %s\n" % (k, a.dtype, a.shape))
+            open(f + "." + k + ".bin", "wb").write(a.tobytes())
+)") == 0);
+  for (std::string f : {"stored", "deflate"}) {
+    CHECK(read_file(dir / (f + ".txt"))
+          == "0 float32 (2, 3)\n1 float64 ()\n2 float32 (5,)\n"
+             "bias float64 (2, 2, 2)\n");
+    for (auto& t : m)
+      CHECK(read_file(dir / (f + "." + t.name + ".bin"))
+            == std::string(reinterpret_cast<const char*>(t.data.data()),
+                           t.nbytes()));
+  }
+}
+
+TEST_CASE("npz: reads files written by np.savez and np.savez_compressed") {
+  if (skip_without_numpy())
+    return;
+  temp_dir dir;
+  REQUIRE(run_python(dir, R"(
+arrays = {
+    "0": (np.arange(12, dtype=np.float32) * 0.5 - 3).reshape(3, 4),
+    "1": np.array(2.5, dtype=np.float64),
+    "2": np.arange(7, dtype=np.float64) / 4,
+    "3": (np.arange(24, dtype=np.float32) - 12).reshape(2, 3, 4),
+}
+np.savez("plain.npz", **arrays)
+np.savez_compressed("compressed.npz", **arrays)
+)") == 0);
+  for (std::string f : {"plain.npz", "compressed.npz"}) {
+    CAPTURE(f);
+    auto m = read_npz_file(dir / f);
+    REQUIRE_MESSAGE(m, render(m.error()));
+    REQUIRE(m->size() == 4);
+    auto& t0 = (*m)[0];
+    CHECK(t0.name == "0");
+    CHECK(t0.type == dtype::f32);
+    CHECK(t0.shape == std::vector<uint64_t>{3, 4});
+    for (uint64_t i = 0; i < 12; ++i)
+      CHECK(t0.f32()[i] == static_cast<float>(i) * 0.5f - 3);
+    CHECK((*m)[1].type == dtype::f64);
+    CHECK((*m)[1].shape.empty());
+    CHECK((*m)[1].f64()[0] == 2.5);
+    CHECK((*m)[2].shape == std::vector<uint64_t>{7});
+    CHECK((*m)[2].f64()[6] == 1.5);
+    CHECK((*m)[3].shape == std::vector<uint64_t>{2, 3, 4});
+    CHECK((*m)[3].f32()[23] == 11.0f);
+  }
+}
+
+TEST_CASE("npz: rejects malformed archives, naming the member") {
+  auto good = npy_bytes("<f4", false, "(2,)", f32_bytes({1, 2}));
+  auto read = [](const std::string& bytes, npz_options opts = {}) {
+    return read_npz_bytes(bytes, opts);
+  };
+  SUBCASE("not a ZIP") {
+    auto m = read("this is not a zip archive at all");
+    REQUIRE(!m);
+    CHECK(m.error() == ec::malformed_model);
+    RONDO_CHECK_SAYS(m.error(), "not a ZIP archive");
+  }
+  SUBCASE("truncated archive") {
+    auto bytes = stored_zip({{"0.npy", good}});
+    auto m = read(bytes.substr(0, bytes.size() - 30));
+    REQUIRE(!m);
+    CHECK(m.error() == ec::malformed_model);
+  }
+  SUBCASE("fortran order") {
+    auto m = read(stored_zip(
+      {{"0.npy", good}, {"1.npy", npy_bytes("<f4", true, "(2,)", "12345678")}}));
+    REQUIRE(!m);
+    RONDO_CHECK_SAYS(m.error(), "member '1.npy': fortran_order is True");
+  }
+  SUBCASE("big-endian") {
+    auto m = read(stored_zip({{"0.npy", npy_bytes(">f4", false, "(2,)",
+                                                  "12345678")}}));
+    REQUIRE(!m);
+    RONDO_CHECK_SAYS(m.error(), "member '0.npy': dtype '>f4' is big-endian");
+  }
+  SUBCASE("not a float dtype") {
+    auto m = read(stored_zip({{"0.npy", npy_bytes("<i8", false, "(1,)",
+                                                  "12345678")}}));
+    REQUIRE(!m);
+    RONDO_CHECK_SAYS(m.error(), "member '0.npy': dtype '<i8' is not float32");
+  }
+  SUBCASE("shape disagrees with the data length") {
+    auto m = read(stored_zip({{"3.npy", npy_bytes("<f4", false, "(10, 5)",
+                                                  std::string(192, 'x'))}}));
+    REQUIRE(!m);
+    CHECK(m.error() == ec::malformed_model);
+    RONDO_CHECK_SAYS(m.error(), "member '3.npy': shape (10, 5) holds 50 values "
+                                "(200 bytes) but the data has 192 bytes");
+  }
+  SUBCASE("duplicate keys") {
+    auto m = read(stored_zip({{"0.npy", good}, {"0.npy", good}}));
+    REQUIRE(!m);
+    RONDO_CHECK_SAYS(m.error(), "duplicate key '0'");
+  }
+  SUBCASE("a member that is not .npy") {
+    auto m = read(stored_zip({{"0.npy", good}, {"notes.txt", "hello"}}));
+    REQUIRE(!m);
+    RONDO_CHECK_SAYS(m.error(), "member 'notes.txt': not a .npy member");
+  }
+  SUBCASE("not an npy payload") {
+    auto m = read(stored_zip({{"0.npy", "garbage garbage garbage"}}));
+    REQUIRE(!m);
+    RONDO_CHECK_SAYS(m.error(), "member '0.npy': not an npy array");
+  }
+  SUBCASE("declared size over the limit (zip bomb)") {
+    // 16 MiB of zeros deflate to a few KiB.
+    tensor zeros{tensor_info{"0", dtype::f32, {4u << 20}}};
+    std::memset(zeros.data.data(), 0, zeros.nbytes());
+    model big;
+    big.push_back(std::move(zeros));
+    auto bytes = write_npz_bytes(big, with(npz_compression::deflate));
+    REQUIRE(bytes);
+    CHECK(bytes->size() < 100000);
+    npz_options opts;
+    opts.max_uncompressed_bytes = 1u << 20;
+    auto m = read(*bytes, opts);
+    REQUIRE(!m);
+    CHECK(m.error() == ec::too_large);
+    RONDO_CHECK_SAYS(m.error(), "member '0.npy'");
+    RONDO_CHECK_SAYS(m.error(), "limit is 1048576 bytes");
+  }
+  SUBCASE("a file that does not exist") {
+    auto m = read_npz_file("/nonexistent/model.npz");
+    REQUIRE(!m);
+    CHECK(m.error() == ec::not_found);
+  }
+}
