@@ -56,7 +56,7 @@ auto fields(const round_record& x) {
                   x.time_model_load, x.time_model_aggregation,
                   x.time_exec_training, x.num_examples, x.clients_selected,
                   x.clients_accepted, x.clients_rejected, x.clients_silent,
-                  x.combiners, x.started_at, x.ended_at);
+                  x.combiners, x.validations, x.started_at, x.ended_at);
 }
 auto fields(const session_record& x) {
   return std::tie(x.session_id, x.config_json, x.status, x.reason,

@@ -44,6 +44,20 @@ struct job_record {
   double enqueued_at = 0;
 };
 
+/// One validator's metrics for one model.
+struct validation_record {
+  /// Storage key, unique per validation (the correlation id when set).
+  std::string validation_id;
+  std::string model_id;
+  std::string client_id;
+  std::string correlation_id;
+  std::string session_id;
+  std::string round_id;
+  /// The metrics as the client's JSON object text.
+  std::string metrics_json;
+  double received_at = 0;
+};
+
 /// A client whose model update was rejected, and why.
 struct rejected_update {
   std::string client_id;
@@ -93,6 +107,8 @@ struct round_record {
   std::vector<std::string> clients_silent;
   /// Per-combiner outcome (controller rounds only).
   std::vector<combiner_report> combiners;
+  /// What the validators reported (validation rounds).
+  std::vector<validation_record> validations;
   /// Unix times in seconds.
   double started_at = 0;
   double ended_at = 0;
@@ -121,20 +137,6 @@ struct model_record {
   std::string round_id;
   /// Unix time in seconds.
   double committed_at = 0;
-};
-
-/// One validator's metrics for one model.
-struct validation_record {
-  /// Storage key, unique per validation (the correlation id when set).
-  std::string validation_id;
-  std::string model_id;
-  std::string client_id;
-  std::string correlation_id;
-  std::string session_id;
-  std::string round_id;
-  /// The metrics as the client's JSON object text.
-  std::string metrics_json;
-  double received_at = 0;
 };
 
 /// What the combiner knows of a client.
@@ -202,7 +204,7 @@ typename Inspector::result_type inspect(Inspector& f, round_record& x) {
            x.time_combination, x.time_model_load, x.time_model_aggregation,
            x.time_exec_training, x.num_examples, x.clients_selected,
            x.clients_accepted, x.clients_rejected, x.clients_silent,
-           x.combiners, x.started_at, x.ended_at);
+           x.combiners, x.validations, x.started_at, x.ended_at);
 }
 
 template <class Inspector>

@@ -52,6 +52,28 @@ void put_strings(const std::vector<std::string>& xs, Repeated* out) {
     out->Add(std::string{x});
 }
 
+void to_proto(const validation_record& x, pb::ValidationRecord& m) {
+  m.set_validation_id(x.validation_id);
+  m.set_model_id(x.model_id);
+  m.set_client_id(x.client_id);
+  m.set_correlation_id(x.correlation_id);
+  m.set_session_id(x.session_id);
+  m.set_round_id(x.round_id);
+  m.set_metrics_json(x.metrics_json);
+  m.set_received_at(x.received_at);
+}
+
+void from_proto(const pb::ValidationRecord& m, validation_record& out) {
+  out.validation_id = m.validation_id();
+  out.model_id = m.model_id();
+  out.client_id = m.client_id();
+  out.correlation_id = m.correlation_id();
+  out.session_id = m.session_id();
+  out.round_id = m.round_id();
+  out.metrics_json = m.metrics_json();
+  out.received_at = m.received_at();
+}
+
 } // namespace
 
 std::string encode(const job_record& x) {
@@ -113,6 +135,8 @@ std::string encode(const round_record& x) {
     p->set_model_id(c.model_id);
     p->set_num_examples(c.num_examples);
   }
+  for (auto& v : x.validations)
+    to_proto(v, *m.add_validations());
   m.set_started_at(x.started_at);
   m.set_ended_at(x.ended_at);
   return m.SerializeAsString();
@@ -158,6 +182,9 @@ caf::error decode(std::string_view bytes, round_record& out) {
     r.num_examples = c.num_examples();
     out.combiners.push_back(std::move(r));
   }
+  out.validations.clear();
+  for (auto& v : m.validations())
+    from_proto(v, out.validations.emplace_back());
   out.started_at = m.started_at();
   out.ended_at = m.ended_at();
   return config_from(m.config_json(), out.config, "round");
@@ -217,14 +244,7 @@ caf::error decode(std::string_view bytes, model_record& out) {
 
 std::string encode(const validation_record& x) {
   pb::ValidationRecord m;
-  m.set_validation_id(x.validation_id);
-  m.set_model_id(x.model_id);
-  m.set_client_id(x.client_id);
-  m.set_correlation_id(x.correlation_id);
-  m.set_session_id(x.session_id);
-  m.set_round_id(x.round_id);
-  m.set_metrics_json(x.metrics_json);
-  m.set_received_at(x.received_at);
+  to_proto(x, m);
   return m.SerializeAsString();
 }
 
@@ -232,14 +252,7 @@ caf::error decode(std::string_view bytes, validation_record& out) {
   pb::ValidationRecord m;
   if (auto err = parse(bytes, m, "validation"))
     return err;
-  out.validation_id = m.validation_id();
-  out.model_id = m.model_id();
-  out.client_id = m.client_id();
-  out.correlation_id = m.correlation_id();
-  out.session_id = m.session_id();
-  out.round_id = m.round_id();
-  out.metrics_json = m.metrics_json();
-  out.received_at = m.received_at();
+  from_proto(m, out);
   return caf::none;
 }
 

@@ -1,10 +1,10 @@
 #include "messages/round_config.hpp"
 
+#include "messages/config_values.hpp"
 #include "messages/error.hpp"
 
 #include <nlohmann/json.hpp>
 
-#include <charconv>
 #include <cmath>
 #include <sstream>
 #include <tuple>
@@ -24,72 +24,7 @@ namespace {
 
 using json = nlohmann::json;
 
-caf::error bad(const std::string& what) {
-  return caf::make_error(ec::invalid_config, what);
-}
-
-std::string quoted(const std::string& s) {
-  return "'" + s + "'";
-}
-
-std::string trim(const std::string& s) {
-  auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos)
-    return {};
-  auto e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
-}
-
-caf::expected<double> parse_double(const std::string& key,
-                                   const std::string& raw) {
-  auto s = trim(raw);
-  double x = 0;
-  auto [ptr, err] = std::from_chars(s.data(), s.data() + s.size(), x);
-  if (s.empty() || err != std::errc{} || ptr != s.data() + s.size())
-    return bad(key + " must be a number, got " + quoted(raw));
-  if (!std::isfinite(x))
-    return bad(key + " must be finite, got " + quoted(raw));
-  return x;
-}
-
-caf::expected<int64_t> parse_int(const std::string& key,
-                                 const std::string& raw) {
-  auto s = trim(raw);
-  int64_t x = 0;
-  auto [ptr, err] = std::from_chars(s.data(), s.data() + s.size(), x);
-  if (!s.empty() && err == std::errc{} && ptr == s.data() + s.size())
-    return x;
-  // Python's str() of a float that holds an integer, e.g. "5.0".
-  double d = 0;
-  auto [dptr, derr] = std::from_chars(s.data(), s.data() + s.size(), d);
-  if (!s.empty() && derr == std::errc{} && dptr == s.data() + s.size()
-      && std::isfinite(d) && std::trunc(d) == d && std::fabs(d) < 9e15)
-    return static_cast<int64_t>(d);
-  return bad(key + " must be an integer, got " + quoted(raw));
-}
-
-caf::expected<bool> parse_bool(const std::string& key,
-                               const std::string& raw) {
-  auto s = trim(raw);
-  if (s == "True" || s == "true")
-    return true;
-  if (s == "False" || s == "false")
-    return false;
-  return bad(key + " must be a boolean (True/False/true/false), got "
-             + quoted(raw));
-}
-
-caf::expected<json> parse_json_of(const std::string& key,
-                                  const std::string& raw, bool want_object) {
-  auto parsed = json::parse(raw, nullptr, false);
-  const char* kind = want_object ? "a JSON object" : "a JSON list";
-  if (parsed.is_discarded())
-    return bad(key + " must be " + kind + ", got " + quoted(raw)
-               + " (not valid JSON)");
-  if (want_object ? !parsed.is_object() : !parsed.is_array())
-    return bad(key + " must be " + kind + ", got " + quoted(raw));
-  return parsed;
-}
+const auto& bad = config_error;
 
 caf::error check_invariants(const round_config& c) {
   auto num = [](auto x) {
@@ -132,21 +67,21 @@ caf::error check_invariants(const round_config& c) {
 caf::error apply(round_config& c, const std::string& key,
                  const std::string& value) {
   auto set_int = [&](int64_t& field) -> caf::error {
-    auto x = parse_int(key, value);
+    auto x = parse_config_int(key, value);
     if (!x)
       return x.error();
     field = *x;
     return caf::none;
   };
   auto set_bool = [&](bool& field) -> caf::error {
-    auto x = parse_bool(key, value);
+    auto x = parse_config_bool(key, value);
     if (!x)
       return x.error();
     field = *x;
     return caf::none;
   };
   auto set_object = [&](std::string& field) -> caf::error {
-    auto x = parse_json_of(key, value, true);
+    auto x = parse_config_json(key, value, true);
     if (!x)
       return x.error();
     field = x->dump();
@@ -170,7 +105,7 @@ caf::error apply(round_config& c, const std::string& key,
       return bad("task must be training, validation or prediction, got "
                  + quoted(value));
   } else if (key == "round_timeout") {
-    auto x = parse_double(key, value);
+    auto x = parse_config_double(key, value);
     if (!x)
       return x.error();
     c.round_timeout = *x;
@@ -183,7 +118,7 @@ caf::error apply(round_config& c, const std::string& key,
   } else if (key == "max_clients") {
     return set_int(c.max_clients);
   } else if (key == "selected_clients") {
-    auto x = parse_json_of(key, value, false);
+    auto x = parse_config_json(key, value, false);
     if (!x)
       return x.error();
     std::vector<std::string> ids;

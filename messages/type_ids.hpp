@@ -6,6 +6,8 @@
 // CAF_ENABLE_TYPE_ID_CHECKS, so sending an unregistered type fails to
 // compile. Append new types at the end: an ID is part of the wire format.
 
+#include "messages/combiner_messages.hpp"
+#include "messages/controller_messages.hpp"
 #include "messages/records.hpp"
 #include "messages/round_config.hpp"
 
@@ -25,6 +27,20 @@ CAF_BEGIN_TYPE_ID_BLOCK(rondo, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(rondo, (rondo::metric_record))
   CAF_ADD_TYPE_ID(rondo, (std::vector<rondo::round_record>))
   CAF_ADD_TYPE_ID(rondo, (std::vector<rondo::model_record>))
+  CAF_ADD_TYPE_ID(rondo, (std::vector<rondo::client_record>))
+  CAF_ADD_TYPE_ID(rondo, (rondo::client_info))
+  CAF_ADD_TYPE_ID(rondo, (rondo::client_task))
+  CAF_ADD_TYPE_ID(rondo, (rondo::model_update))
+  CAF_ADD_TYPE_ID(rondo, (rondo::model_validation))
+  CAF_ADD_TYPE_ID(rondo, (rondo::update_verdict))
+  CAF_ADD_TYPE_ID(rondo, (rondo::task_cancelled))
+  CAF_ADD_TYPE_ID(rondo, (rondo::client_activity))
+  CAF_ADD_TYPE_ID(rondo, (rondo::model_blob))
+  CAF_ADD_TYPE_ID(rondo, (rondo::timer_tick))
+  CAF_ADD_TYPE_ID(rondo, (rondo::model_chunk))
+  CAF_ADD_TYPE_ID(rondo, (rondo::session_config))
+  CAF_ADD_TYPE_ID(rondo, (rondo::session_report))
+  CAF_ADD_TYPE_ID(rondo, (rondo::combiner_round_done))
 
 CAF_END_TYPE_ID_BLOCK(rondo)
 

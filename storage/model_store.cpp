@@ -1,6 +1,7 @@
 #include "storage/model_store.hpp"
 
 #include "messages/error.hpp"
+#include "messages/ids.hpp"
 #include "records.pb.h"
 #include "storage/database_impl.hpp"
 
@@ -13,11 +14,6 @@
 namespace rondo::storage {
 
 namespace {
-
-double unix_now() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
 
 std::string chunk_key(const std::string& id, uint64_t index) {
   std::string key = id;
@@ -53,7 +49,40 @@ read_meta(database::impl& db, const std::string& id) {
 }
 
 model_info to_info(const rondo::store::ModelMeta& m) {
-  return {m.model_id(), m.size_bytes(), m.xxh3_64(), m.committed_at()};
+  return {m.model_id(),    m.size_bytes(),  m.xxh3_64(),
+          m.committed_at(), m.chunk_bytes(), m.chunk_count()};
+}
+
+// Reads one chunk; `where` names it in errors.
+caf::expected<std::string> get_chunk(database::impl& db, const model_info& info,
+                                     uint64_t index) {
+  auto& id = info.model_id;
+  auto where = "chunk " + std::to_string(index) + " of model " + id;
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = true;
+  ro.fill_cache = false;
+  std::string out;
+  auto status = db.db->Get(ro, db.handle(cf::model_chunks),
+                           chunk_key(id, index), &out);
+  if (status.IsNotFound())
+    return caf::make_error(ec::corrupt,
+                           "model " + id + " is corrupt: " + where
+                             + " is missing");
+  if (status.IsCorruption())
+    return caf::make_error(ec::corrupt, "model " + id + " is corrupt: "
+                                          + where + ": " + status.ToString());
+  if (auto err = to_error(status, "reading " + where))
+    return err;
+  bool last = index + 1 == info.chunk_count;
+  auto expected = last ? info.size_bytes - index * uint64_t{info.chunk_bytes}
+                       : uint64_t{info.chunk_bytes};
+  if (out.size() != expected)
+    return caf::make_error(ec::corrupt, "model " + id + " is corrupt: "
+                                          + where + " has "
+                                          + std::to_string(out.size())
+                                          + " bytes, expected "
+                                          + std::to_string(expected));
+  return out;
 }
 
 // Deletes all chunks of `id` and its pending marker in one batch.
@@ -218,8 +247,6 @@ void model_writer::abort() {
 struct model_reader::state {
   std::shared_ptr<database> db;
   model_info info;
-  uint64_t chunk_count = 0;
-  uint32_t chunk_bytes = 0;
   uint64_t next_chunk = 0;
   uint64_t bytes_read = 0;
   xxh_ptr hasher = make_hasher();
@@ -239,7 +266,7 @@ const model_info& model_reader::info() const {
 caf::expected<bool> model_reader::next(std::string& out) {
   auto& s = *st_;
   auto& id = s.info.model_id;
-  if (s.next_chunk == s.chunk_count) {
+  if (s.next_chunk == s.info.chunk_count) {
     if (s.bytes_read != s.info.size_bytes)
       return caf::make_error(ec::corrupt,
                              "model " + id + " is corrupt: read "
@@ -253,32 +280,10 @@ caf::expected<bool> model_reader::next(std::string& out) {
     out.clear();
     return false;
   }
-  auto& db = s.db->get();
-  auto index = s.next_chunk;
-  rocksdb::ReadOptions ro;
-  ro.verify_checksums = true;
-  ro.fill_cache = false;
-  auto status = db.db->Get(ro, db.handle(cf::model_chunks),
-                           chunk_key(id, index), &out);
-  auto where = "chunk " + std::to_string(index) + " of model " + id;
-  if (status.IsNotFound())
-    return caf::make_error(ec::corrupt,
-                           "model " + id + " is corrupt: " + where
-                             + " is missing");
-  if (status.IsCorruption())
-    return caf::make_error(ec::corrupt, "model " + id + " is corrupt: "
-                                          + where + ": " + status.ToString());
-  if (auto err = to_error(status, "reading " + where))
-    return err;
-  bool last = index + 1 == s.chunk_count;
-  auto expected = last ? s.info.size_bytes - index * uint64_t{s.chunk_bytes}
-                       : uint64_t{s.chunk_bytes};
-  if (out.size() != expected)
-    return caf::make_error(ec::corrupt, "model " + id + " is corrupt: "
-                                          + where + " has "
-                                          + std::to_string(out.size())
-                                          + " bytes, expected "
-                                          + std::to_string(expected));
+  auto chunk = get_chunk(s.db->get(), s.info, s.next_chunk);
+  if (!chunk)
+    return chunk.error();
+  out = std::move(*chunk);
   XXH3_64bits_update(s.hasher.get(), out.data(), out.size());
   s.bytes_read += out.size();
   ++s.next_chunk;
@@ -387,8 +392,6 @@ model_store::open_read(const std::string& model_id) {
   auto state = std::make_unique<model_reader::state>();
   state->db = db_;
   state->info = to_info(**meta);
-  state->chunk_count = (*meta)->chunk_count();
-  state->chunk_bytes = (*meta)->chunk_bytes();
   return model_reader{std::move(state)};
 }
 
@@ -407,6 +410,19 @@ caf::expected<std::string> model_store::get(const std::string& model_id) {
       return result;
     result += chunk;
   }
+}
+
+caf::expected<std::string> model_store::read_chunk(const std::string& model_id,
+                                                  uint64_t index) {
+  auto meta = info(model_id);
+  if (!meta)
+    return meta.error();
+  if (index >= meta->chunk_count)
+    return caf::make_error(ec::invalid_argument,
+                           "model " + model_id + " has "
+                             + std::to_string(meta->chunk_count)
+                             + " chunks, no chunk " + std::to_string(index));
+  return get_chunk(db_->get(), *meta, index);
 }
 
 caf::expected<model_info> model_store::info(const std::string& model_id) {
@@ -441,6 +457,37 @@ caf::error model_store::remove(const std::string& model_id) {
     return caf::make_error(ec::not_found, "model " + model_id
                                             + " does not exist");
   return erase_chunks(db_->get(), model_id, true);
+}
+
+caf::expected<size_t>
+model_store::remove_many(const std::vector<std::string>& ids) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto& impl = db_->get();
+  rocksdb::WriteBatch batch;
+  size_t n = 0;
+  for (auto& id : ids) {
+    if (validate_model_id(id))
+      continue;
+    auto meta = read_meta(impl, id);
+    if (!meta)
+      return meta.error();
+    if (!*meta)
+      continue;
+    auto [begin, end] = chunk_range(id);
+    auto st = batch.DeleteRange(impl.handle(cf::model_chunks), begin, end);
+    if (st.ok())
+      st = batch.Delete(impl.handle(cf::model_meta), id);
+    if (auto err = to_error(st, "deleting model " + id))
+      return err;
+    ++n;
+  }
+  if (n == 0)
+    return n;
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  if (auto err = to_error(impl.db->Write(wo, &batch), "deleting models"))
+    return err;
+  return n;
 }
 
 caf::expected<std::vector<model_info>> model_store::list() {

@@ -27,6 +27,10 @@ struct model_info {
   uint64_t checksum = 0;
   /// Unix time in seconds of the commit.
   double committed_at = 0;
+  /// Size of every chunk but the last, in bytes.
+  uint32_t chunk_bytes = 0;
+  /// Number of chunks (0 for an empty model).
+  uint64_t chunk_count = 0;
 };
 
 class model_store;
@@ -127,6 +131,15 @@ public:
   /// @returns `ec::not_found` or `ec::corrupt` naming the model.
   caf::expected<std::string> get(const std::string& model_id);
 
+  /// Reads chunk `index` (0-based, `info().chunk_count` of them) of a
+  /// committed model, for random-access transfers. RocksDB's block checksum
+  /// is verified; the whole-model checksum is the reader's to check (a
+  /// model_writer fed every chunk computes it).
+  /// @returns `ec::not_found` for an unknown model, `ec::invalid_argument`
+  ///          for an index past the end, `ec::corrupt` naming the chunk.
+  caf::expected<std::string> read_chunk(const std::string& model_id,
+                                        uint64_t index);
+
   /// The committed model's info. @returns `ec::not_found`.
   caf::expected<model_info> info(const std::string& model_id);
 
@@ -136,6 +149,12 @@ public:
   /// Deletes a committed model (metadata and chunks in one batch).
   /// @returns `ec::not_found` if it does not exist.
   caf::error remove(const std::string& model_id);
+
+  /// Deletes every listed model that exists, in one batch with one synced
+  /// write (ids that do not exist are skipped). For removing a round's
+  /// model updates at once.
+  /// @returns the number of models deleted, or `ec::storage_error`.
+  caf::expected<size_t> remove_many(const std::vector<std::string>& ids);
 
   /// All committed models, ordered by id.
   caf::expected<std::vector<model_info>> list();

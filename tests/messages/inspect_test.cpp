@@ -65,6 +65,8 @@ round_record sample_round() {
   r.clients_rejected = {{"e", "update tensor '0' holds NaN"}};
   r.clients_silent = {};
   r.combiners = {{"combiner-1", round_status::success, "", "m-4", 400}};
+  r.validations = {{"v-1", "m-4", "c1", "corr-1", "sess", "4",
+                    R"({"test_accuracy":0.85})", 1.7e9}};
   r.started_at = 1.7e9;
   r.ended_at = 1.7e9 + 12;
   return r;

@@ -231,3 +231,39 @@ TEST_CASE("model store: a flipped byte on disk is detected and named") {
   // Other models are unaffected.
   CHECK(*store->get("bystander") == "intact");
 }
+
+TEST_CASE("model store: chunks read by index concatenate to the model") {
+  temp_dir dir;
+  auto store = open_store(dir);
+  auto content = random_bytes(3 * (1 << 20) + 5, 3);
+  REQUIRE(store->put("m", content));
+  auto info = store->info("m");
+  REQUIRE(info);
+  CHECK(info->chunk_count == 4);
+  CHECK(info->chunk_bytes == model_store::default_chunk_bytes);
+  std::string joined;
+  for (uint64_t i = 0; i < info->chunk_count; ++i) {
+    auto chunk = store->read_chunk("m", i);
+    REQUIRE(chunk);
+    joined += *chunk;
+  }
+  CHECK(joined == content);
+  auto past = store->read_chunk("m", 4);
+  REQUIRE(!past);
+  CHECK(render(past.error()) == "rondo.invalid_argument: model m has 4 "
+                                "chunks, no chunk 4");
+  CHECK(store->read_chunk("nope", 0).error() == ec::not_found);
+}
+
+TEST_CASE("model store: remove_many deletes the listed models at once") {
+  temp_dir dir;
+  auto store = open_store(dir);
+  for (auto id : {"u1", "u2", "u3", "keep"})
+    REQUIRE(store->put(id, std::string{"bytes of "} + id));
+  auto n = store->remove_many({"u1", "u2", "missing", "u3", ""});
+  REQUIRE(n);
+  CHECK(*n == 3);
+  CHECK(!*store->exists("u1"));
+  CHECK(!*store->exists("u3"));
+  CHECK(*store->get("keep") == "bytes of keep");
+}

@@ -1,0 +1,54 @@
+#include "messages/combiner_messages.hpp"
+
+#include <tuple>
+
+namespace rondo {
+
+bool operator==(const client_info& x, const client_info& y) {
+  return std::tie(x.client_id, x.name, x.trainer, x.validator)
+         == std::tie(y.client_id, y.name, y.trainer, y.validator);
+}
+
+bool operator==(const client_task& x, const client_task& y) {
+  return std::tie(x.correlation_id, x.round_id, x.session_id, x.model_id,
+                  x.kind, x.data)
+         == std::tie(y.correlation_id, y.round_id, y.session_id, y.model_id,
+                     y.kind, y.data);
+}
+
+bool operator==(const model_update& x, const model_update& y) {
+  return std::tie(x.client_id, x.correlation_id, x.model_id,
+                  x.model_update_id, x.num_examples, x.meta)
+         == std::tie(y.client_id, y.correlation_id, y.model_id,
+                     y.model_update_id, y.num_examples, y.meta);
+}
+
+bool operator==(const model_validation& x, const model_validation& y) {
+  return std::tie(x.client_id, x.correlation_id, x.model_id, x.session_id,
+                  x.data)
+         == std::tie(y.client_id, y.correlation_id, y.model_id, y.session_id,
+                     y.data);
+}
+
+bool operator==(const update_verdict& x, const update_verdict& y) {
+  return x.accepted == y.accepted && x.reason == y.reason;
+}
+
+bool operator==(const task_cancelled& x, const task_cancelled& y) {
+  return std::tie(x.correlation_id, x.client_id, x.reason)
+         == std::tie(y.correlation_id, y.client_id, y.reason);
+}
+
+bool operator==(const timer_tick& x, const timer_tick& y) {
+  return x.what == y.what && x.epoch == y.epoch;
+}
+
+bool operator==(const model_blob& x, const model_blob& y) {
+  if (x.model_id != y.model_id)
+    return false;
+  if (!x.bytes || !y.bytes)
+    return x.bytes == y.bytes;
+  return *x.bytes == *y.bytes;
+}
+
+} // namespace rondo
