@@ -16,4 +16,13 @@ void add_config_command(CLI::App& app, int& exit_code);
 /// `rondo store ...`: inspect and edit a local model store.
 void add_store_command(CLI::App& app, int& exit_code);
 
+/// `rondo aggregate ...`: aggregate model updates offline.
+void add_aggregate_command(CLI::App& app, int& exit_code);
+
+/// `rondo combiner ...`: run a combiner (actors + FEDn gRPC edge).
+void add_combiner_command(CLI::App& app, int& exit_code);
+
+/// `rondo client ...`: a FEDn-protocol client running a compute package.
+void add_client_command(CLI::App& app, int& exit_code);
+
 } // namespace rondo::apps

@@ -11,6 +11,9 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   rondo::apps::add_config_command(app, exit_code);
   rondo::apps::add_store_command(app, exit_code);
+  rondo::apps::add_aggregate_command(app, exit_code);
+  rondo::apps::add_combiner_command(app, exit_code);
+  rondo::apps::add_client_command(app, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

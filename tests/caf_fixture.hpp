@@ -8,7 +8,7 @@
 // CAF's DSL assumes its failure macros do not return, so the routed
 // REQUIRE/FAIL report to doctest first and then abort the test binary.
 
-#include "messages/type_ids.hpp"
+#include "actors/type_ids.hpp"
 
 #include <doctest/doctest.h>
 
@@ -68,7 +68,7 @@ namespace rondo::test {
 /// An actor system config with Rondo's message types and error category.
 struct config : caf::actor_system_config {
   config() {
-    register_types(*this);
+    register_actor_types(*this);
   }
 };
 

@@ -1,0 +1,194 @@
+#pragma once
+
+// Every typed actor interface of the combiner, in one place. Each actor has
+// its own header with its state, config and behavior; this file is the
+// protocol. Handlers marked "internal" are self-messages (timers).
+//
+// Conventions: a request always carries a finite timeout; errors are
+// `caf::error`s with a `rondo::ec` code and a readable reason.
+
+#include "messages/combiner_messages.hpp"
+#include "messages/controller_messages.hpp"
+#include "messages/records.hpp"
+#include "messages/round_config.hpp"
+
+#include <caf/atom.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/timespan.hpp>
+#include <caf/typed_actor.hpp>
+
+#include <string>
+#include <vector>
+
+namespace rondo {
+
+/// Atoms of Rondo's protocols (CAF's own are reused where they fit:
+/// caf::get_atom, caf::flush_atom, caf::open_atom, caf::close_atom,
+/// caf::tick_atom, caf::wait_for_atom, caf::subscribe_atom).
+using terminate_atom = caf::atom_constant<caf::atom("terminate")>;
+using finish_atom = caf::atom_constant<caf::atom("finish")>;
+using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
+using trainers_atom = caf::atom_constant<caf::atom("trainers")>;
+using validators_atom = caf::atom_constant<caf::atom("validator")>;
+using clients_atom = caf::atom_constant<caf::atom("clients")>;
+using session_atom = caf::atom_constant<caf::atom("session")>;
+using models_atom = caf::atom_constant<caf::atom("models")>;
+
+/// The edge's end of one client's task stream: receives the tasks the
+/// client's session forwards. The edge writes them to the gRPC stream.
+using task_sink_actor = caf::typed_actor<caf::reacts_to<client_task>>;
+
+/// Receives a client session's liveness changes: the subset of
+/// combiner_actor a session needs (a combiner handle converts to it).
+/// - client_activity: the client became active or inactive.
+using activity_listener_actor
+  = caf::typed_actor<caf::reacts_to<client_activity>>;
+
+/// Receives the terminal record of every round a job was pushed for.
+using round_report_actor = caf::typed_actor<caf::reacts_to<round_record>>;
+
+/// Supplies models that are neither cached nor in the local store (e.g. the
+/// controller's global model).
+/// - (get, model_id) -> model_blob, or an error (ec::not_found, ...).
+using model_source_actor
+  = caf::typed_actor<caf::replies_to<caf::get_atom, std::string>::with<
+    model_blob>>;
+
+/// One round: runs one job through its state machine to a terminal state.
+/// - model_update -> update_verdict: a client's update, from the combiner.
+/// - model_validation -> update_verdict: a validator's metrics.
+/// - task_cancelled: a selected client's task ended without an answer.
+/// - terminate: stop now; records Failed("terminated").
+/// - timer_tick: internal (client wait, round timeout).
+using round_actor = caf::typed_actor<
+  caf::replies_to<model_update>::with<update_verdict>,
+  caf::replies_to<model_validation>::with<update_verdict>,
+  caf::reacts_to<task_cancelled>, caf::reacts_to<terminate_atom>,
+  caf::reacts_to<timer_tick>>;
+
+/// One client's session: liveness, role, outstanding tasks.
+/// - (heartbeat): the client is alive now.
+/// - (open, task_sink): the client's task stream opened.
+/// - (close): the stream ended (client gone or cancelled): outstanding tasks
+///   are cancelled and their rounds told.
+/// - (client_task, round_actor) -> bool: deliver a task of that round; false
+///   (with nothing sent) when no stream is open.
+/// - (finish, correlation_id): the round ended: forget the task.
+/// - (get) -> client_record: status for listings.
+/// - timer_tick: internal liveness check.
+using client_session_actor = caf::typed_actor<
+  caf::reacts_to<heartbeat_atom>, caf::reacts_to<caf::open_atom, task_sink_actor>,
+  caf::reacts_to<caf::close_atom>,
+  caf::replies_to<client_task, round_actor>::with<bool>,
+  caf::reacts_to<finish_atom, std::string>,
+  caf::replies_to<caf::get_atom>::with<client_record>,
+  caf::reacts_to<timer_tick>>;
+
+/// An active client and its session, as the combiner hands them to rounds.
+struct active_client {
+  client_info info;
+  client_session_actor session;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, active_client& x) {
+  return f(caf::meta::type_name("rondo.active_client"), x.info, x.session);
+}
+
+/// Aggregates one training round's updates as they arrive.
+/// - model_update -> update_verdict: load the update from the model store,
+///   validate it against the global model, fold it in (or reject it and
+///   leave the aggregate as it was).
+/// - (finish, new_model_id) -> model_record: write the aggregate to the
+///   model store under new_model_id; the record carries no parent/session
+///   (the round fills them). Fails with ec::aggregation_failed when no
+///   update was accepted or the result is not finite.
+using aggregator_actor = caf::typed_actor<
+  caf::replies_to<model_update>::with<update_verdict>,
+  caf::replies_to<finish_atom, std::string>::with<model_record>>;
+
+/// Makes models available to rounds: memory cache, else the model store,
+/// else a model source, with bounded retries.
+/// - (get, model_id) -> model_blob; ec::staging_failed after the last try.
+/// - timer_tick: internal retry.
+using staging_actor = caf::typed_actor<
+  caf::replies_to<caf::get_atom, std::string>::with<model_blob>,
+  caf::reacts_to<timer_tick>>;
+
+/// The combiner's round queue: persists jobs, runs them one at a time.
+/// - (round_config, round_report_actor) -> job id: accept a job; the report
+///   actor (may be invalid) gets the round's terminal record.
+/// - model_update / model_validation -> update_verdict: forwarded to the
+///   running round; rejected as stale when none runs.
+/// - (flush) -> number of jobs dropped: terminate the running round and
+///   fail every queued job with "terminated".
+/// - (get, job_id) -> job_record.
+/// - round_record: internal, the running round's terminal record.
+using round_queue_actor = caf::typed_actor<
+  caf::replies_to<round_config, round_report_actor>::with<std::string>,
+  caf::replies_to<model_update>::with<update_verdict>,
+  caf::replies_to<model_validation>::with<update_verdict>,
+  caf::replies_to<caf::flush_atom>::with<uint64_t>,
+  caf::replies_to<caf::get_atom, std::string>::with<job_record>,
+  caf::reacts_to<round_record>>;
+
+/// The combiner: owns client sessions and the round queue.
+/// - client_info -> client_session_actor: a client connects (existing
+///   session for a known client_id, else a new one).
+/// - client_activity: internal, from sessions.
+/// - (trainers, n, wait) -> vector<active_client>: the active trainers as
+///   soon as at least n are active, or whatever is active once `wait` has
+///   passed (a timer; the requester compares the count). Likewise
+///   (validators, n, wait).
+/// - (get, clients) -> vector<client_record>: every known client.
+/// - round_config, model_update, model_validation, flush: as the queue's.
+/// - (get, model_id, chunk index) -> model_chunk: its stored models, chunk
+///   by chunk, for the controller to fetch aggregates.
+using combiner_actor = caf::typed_actor<
+  caf::replies_to<caf::get_atom, std::string, uint64_t>::with<model_chunk>,
+  caf::replies_to<client_info>::with<client_session_actor>,
+  caf::reacts_to<client_activity>,
+  caf::replies_to<trainers_atom, int64_t, caf::timespan>::with<
+    std::vector<active_client>>,
+  caf::replies_to<validators_atom, int64_t, caf::timespan>::with<
+    std::vector<active_client>>,
+  caf::reacts_to<timer_tick>,
+  caf::replies_to<caf::get_atom, clients_atom>::with<
+    std::vector<client_record>>,
+  caf::replies_to<round_config, round_report_actor>::with<std::string>,
+  caf::replies_to<model_update>::with<update_verdict>,
+  caf::replies_to<model_validation>::with<update_verdict>,
+  caf::replies_to<caf::flush_atom>::with<uint64_t>>;
+
+/// The controller: owns sessions and the global model trail, runs each
+/// round across its combiners and reduces their models.
+/// - (join, combiner_id, combiner) -> ok: a combiner (re)joins; it is
+///   monitored and dropped when it goes down.
+/// - (get, model_id, chunk index) -> model_chunk: global models for
+///   combiners' staging.
+/// - session_config -> session id: start a session (one at a time;
+///   ec::invalid_state while one runs).
+/// - (get, session, id) -> session_report.
+/// - (wait_for, session id, n) -> session_report: answers once more than n
+///   rounds of the session ended, or the session ended (the requester's
+///   timeout bounds the wait).
+/// - (terminate, session id) -> session_report: stop the session now.
+/// - (put, model_blob) -> model_record: add a seed model to the trail.
+/// - (get, models) -> the trail, oldest first.
+/// - combiner_round_done, timer_tick: internal.
+using controller_actor = caf::typed_actor<
+  caf::replies_to<caf::join_atom, std::string, combiner_actor>::with<
+    caf::ok_atom>,
+  caf::replies_to<caf::get_atom, std::string, uint64_t>::with<model_chunk>,
+  caf::replies_to<session_config>::with<std::string>,
+  caf::replies_to<caf::get_atom, session_atom, std::string>::with<
+    session_report>,
+  caf::replies_to<caf::wait_for_atom, std::string, uint64_t>::with<
+    session_report>,
+  caf::replies_to<terminate_atom, std::string>::with<session_report>,
+  caf::replies_to<caf::put_atom, model_blob>::with<model_record>,
+  caf::replies_to<caf::get_atom, models_atom>::with<
+    std::vector<model_record>>,
+  caf::reacts_to<combiner_round_done>, caf::reacts_to<timer_tick>>;
+
+} // namespace rondo

@@ -1,0 +1,183 @@
+#include "actors/combiner.hpp"
+
+#include "actors/model_transfer.hpp"
+#include "actors/round_queue.hpp"
+#include "actors/type_ids.hpp"
+#include "messages/error.hpp"
+#include "messages/ids.hpp"
+#include "model/aggregator.hpp"
+#include "storage/model_store.hpp"
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+namespace rondo {
+
+namespace {
+
+using self_ptr = combiner_actor::stateful_pointer<combiner_state>;
+
+// Answers every waiter whose required number of clients is now active.
+void serve_waiters(self_ptr self) {
+  auto& st = self->state;
+  for (auto i = st.waiters.begin(); i != st.waiters.end();) {
+    auto have = i->second.trainers ? st.active_trainers : st.active_validators;
+    if (have >= i->second.required) {
+      i->second.promise.deliver(st.active(i->second.trainers));
+      i = st.waiters.erase(i);
+    } else {
+      ++i;
+    }
+  }
+}
+
+caf::result<std::vector<active_client>>
+wait_for(self_ptr self, bool trainers, int64_t n, caf::timespan wait) {
+  auto& st = self->state;
+  auto xs = st.active(trainers);
+  if (static_cast<int64_t>(xs.size()) >= n || wait <= caf::timespan{0})
+    return xs;
+  auto id = ++st.next_waiter;
+  auto promise = self->make_response_promise<std::vector<active_client>>();
+  st.waiters.emplace(id, combiner_state::waiter{trainers, n, promise});
+  self->delayed_send(self, wait, timer_tick{"client_wait", id});
+  return promise;
+}
+
+// Makes the queue's round spawner: rounds get this combiner as their client
+// directory and share one FedOpt state per session.
+round_spawner make_spawner(self_ptr self,
+                           std::shared_ptr<storage::model_store> models,
+                           std::shared_ptr<storage::state_store> state) {
+  auto optimizers = std::make_shared<
+    std::map<std::string, std::shared_ptr<optimizer_state>>>();
+  auto& sys = self->system();
+  round_deps deps;
+  deps.clients = caf::actor_cast<client_directory_actor>(self);
+  deps.staging = self->state.staging;
+  deps.models = std::move(models);
+  deps.state = std::move(state);
+  deps.settings = self->state.cfg.rounds;
+  return [&sys, deps, optimizers](const job_record& job,
+                                  round_report_actor report_to) {
+    auto d = deps;
+    auto& slot = (*optimizers)[job.config.session_id];
+    if (!slot)
+      slot = std::make_shared<optimizer_state>();
+    d.optimizer = slot;
+    return sys.spawn(round_impl, job, std::move(d), std::move(report_to));
+  };
+}
+
+} // namespace
+
+void combiner_state::count_roles(const client_info& info, int64_t delta) {
+  if (info.trainer)
+    active_trainers += delta;
+  if (info.validator)
+    active_validators += delta;
+}
+
+std::vector<active_client> combiner_state::active(bool trainers) const {
+  std::vector<active_client> result;
+  for (auto& [id, c] : clients)
+    if (c.active && (trainers ? c.info.trainer : c.info.validator))
+      result.push_back({c.info, c.session});
+  return result;
+}
+
+combiner_actor::behavior_type
+combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
+              combiner_config cfg,
+              std::shared_ptr<storage::model_store> models,
+              std::shared_ptr<storage::state_store> state,
+              model_source_actor source) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.staging = self->spawn<caf::linked>(staging, models, std::move(source),
+                                        st.cfg.staging);
+  st.queue = self->spawn<caf::linked>(round_queue_impl, state,
+                                      make_spawner(self, models, state));
+  return {
+    [models](caf::get_atom, const std::string& model_id,
+             uint64_t index) -> caf::result<model_chunk> {
+      auto chunk = read_model_chunk(*models, model_id, index);
+      if (!chunk)
+        return chunk.error();
+      return std::move(*chunk);
+    },
+    [self](const client_info& info) -> client_session_actor {
+      auto& st = self->state;
+      auto i = st.clients.find(info.client_id);
+      if (i != st.clients.end()) {
+        if (i->second.active) {
+          // The client's roles may change when it reconnects.
+          st.count_roles(i->second.info, -1);
+          st.count_roles(info, 1);
+          serve_waiters(self);
+        }
+        i->second.info = info;
+        return i->second.session;
+      }
+      auto listener = caf::actor_cast<activity_listener_actor>(self);
+      auto session = self->spawn<caf::linked>(client_session, info, listener,
+                                              st.cfg.sessions);
+      st.clients.emplace(info.client_id,
+                         combiner_state::client_entry{info, session, false,
+                                                      unix_now()});
+      return session;
+    },
+    [self](const client_activity& x) {
+      auto& st = self->state;
+      auto i = st.clients.find(x.info.client_id);
+      if (i == st.clients.end())
+        return;
+      if (i->second.active != x.active)
+        st.count_roles(i->second.info, x.active ? 1 : -1);
+      i->second.active = x.active;
+      i->second.changed_at = unix_now();
+      if (x.active)
+        serve_waiters(self);
+    },
+    [self](trainers_atom, int64_t n, caf::timespan wait) {
+      return wait_for(self, true, n, wait);
+    },
+    [self](validators_atom, int64_t n, caf::timespan wait) {
+      return wait_for(self, false, n, wait);
+    },
+    [self](const timer_tick& tick) {
+      auto& st = self->state;
+      auto i = st.waiters.find(tick.epoch);
+      if (tick.what != "client_wait" || i == st.waiters.end())
+        return;
+      // The wait is over: answer with whoever is active; the round compares.
+      i->second.promise.deliver(st.active(i->second.trainers));
+      st.waiters.erase(i);
+    },
+    [self](caf::get_atom, clients_atom) {
+      std::vector<client_record> result;
+      for (auto& [id, c] : self->state.clients)
+        result.push_back({c.info.client_id, c.info.name, c.info.trainer,
+                          c.info.validator, c.active ? "online" : "offline",
+                          c.changed_at});
+      return result;
+    },
+    [self](round_config& cfg, round_report_actor& report_to) {
+      return self->delegate(self->state.queue, std::move(cfg),
+                            std::move(report_to));
+    },
+    [self](const model_update& x) {
+      return self->delegate(self->state.queue, x);
+    },
+    [self](const model_validation& x) {
+      return self->delegate(self->state.queue, x);
+    },
+    [self](caf::flush_atom) {
+      return self->delegate(self->state.queue, caf::flush_atom::value);
+    },
+  };
+}
+
+} // namespace rondo

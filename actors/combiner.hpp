@@ -1,0 +1,75 @@
+#pragma once
+
+// The combiner: spawns and monitors the round queue, model staging and one
+// session per client; answers rounds' questions about active clients; routes
+// client answers (model updates, validations) to the running round.
+
+#include "actors/actors.hpp"
+#include "actors/client_session.hpp"
+#include "actors/round.hpp"
+#include "actors/staging.hpp"
+
+#include <map>
+#include <memory>
+#include <string>
+
+namespace rondo {
+
+struct optimizer_state;
+
+/// Options of a combiner; every default documented on its field.
+struct combiner_config {
+  /// This combiner's id in round records and logs. Default "combiner".
+  std::string combiner_id = "combiner";
+  client_session_config sessions;
+  staging_config staging;
+  round_settings rounds;
+};
+
+struct combiner_state {
+  static inline constexpr const char* name = "combiner";
+
+  struct client_entry {
+    client_info info;
+    client_session_actor session;
+    bool active = false;
+    /// Unix seconds of the last liveness change.
+    double changed_at = 0;
+  };
+
+  struct waiter {
+    bool trainers = true;
+    int64_t required = 0;
+    caf::typed_response_promise<std::vector<active_client>> promise;
+  };
+
+  combiner_config cfg;
+  std::map<std::string, client_entry> clients;
+  std::map<uint64_t, waiter> waiters;
+  uint64_t next_waiter = 0;
+  /// Active clients per role, kept with the `active` flags.
+  int64_t active_trainers = 0;
+  int64_t active_validators = 0;
+  round_queue_actor queue;
+  staging_actor staging;
+
+  /// Adds `delta` to the active counts of `info`'s roles.
+  void count_roles(const client_info& info, int64_t delta);
+
+  /// The active clients of a role (trainers or validators).
+  std::vector<active_client> active(bool trainers) const;
+};
+
+/// @param models the combiner's model store (global models, updates,
+///        aggregates).
+/// @param state the combiner's state store (jobs, rounds, validations).
+/// @param source where staging fetches models the store lacks (may be
+///        invalid: none).
+combiner_actor::behavior_type
+combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
+              combiner_config cfg,
+              std::shared_ptr<storage::model_store> models,
+              std::shared_ptr<storage::state_store> state,
+              model_source_actor source);
+
+} // namespace rondo

@@ -1,0 +1,701 @@
+#include "actors/controller.hpp"
+
+#include "actors/model_transfer.hpp"
+#include "actors/type_ids.hpp"
+#include "messages/error.hpp"
+#include "messages/ids.hpp"
+#include "model/aggregator.hpp"
+#include "model/npz.hpp"
+#include "storage/model_store.hpp"
+#include "storage/state_store.hpp"
+
+#include <caf/actor_cast.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/system_messages.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <algorithm>
+#include <iostream>
+#include <sstream>
+
+namespace rondo {
+
+namespace {
+
+using self_ptr = controller_actor::stateful_pointer<controller_state>;
+using stage = controller_state::stage;
+
+/// Bound on fetching one combiner model (each chunk is bounded by the
+/// request timeout).
+constexpr auto fetch_bound = std::chrono::seconds(7200);
+
+void log(const std::string& what) {
+  std::cerr << "controller: " << what << std::endl;
+}
+
+std::string secs_text(double s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
+caf::timespan seconds(double s) {
+  return std::chrono::duration_cast<caf::timespan>(
+    std::chrono::duration<double>(s));
+}
+
+void start_round(self_ptr self);
+
+// Answers the waiters whose condition holds.
+void serve_waiters(self_ptr self) {
+  auto& st = self->state;
+  auto ended = st.record.status != session_status::running;
+  for (auto i = st.waiters.begin(); i != st.waiters.end();) {
+    if (i->session_id == st.record.session_id
+        && (ended || st.rounds_done > i->after_rounds)) {
+      auto rep = st.report(i->session_id);
+      if (rep)
+        i->promise.deliver(std::move(*rep));
+      else
+        i->promise.deliver(rep.error());
+      i = st.waiters.erase(i);
+    } else {
+      ++i;
+    }
+  }
+}
+
+void save_session(self_ptr self) {
+  if (auto err = self->state.state->put(self->state.record))
+    log("cannot store session " + self->state.record.session_id + ": "
+        + render(err));
+}
+
+void end_session(self_ptr self, session_status status,
+                 const std::string& reason) {
+  auto& st = self->state;
+  st.current = stage::idle;
+  ++st.epoch;
+  st.record.status = status;
+  st.record.reason = reason;
+  st.record.ended_at = unix_now();
+  save_session(self);
+  serve_waiters(self);
+}
+
+// Stops the report actors of the phase that ended.
+void close_phase(self_ptr self) {
+  auto& st = self->state;
+  for (auto& sink : st.report_sinks)
+    self->send_exit(sink, caf::exit_reason::normal);
+  st.report_sinks.clear();
+  ++st.epoch;
+}
+
+// Records the round's end and moves the session on.
+void end_round(self_ptr self, round_status status, const std::string& reason,
+               const std::string& model_id = {}) {
+  auto& st = self->state;
+  close_phase(self);
+  auto& r = st.round;
+  r.status = status;
+  r.reason = reason;
+  r.model_id = model_id;
+  r.ended_at = unix_now();
+  r.validations = st.validations;
+  r.combiners.clear();
+  for (auto& [id, rep] : st.reports)
+    r.combiners.push_back(rep);
+  storage::state_batch batch;
+  batch.put(r);
+  for (auto& v : st.validations)
+    batch.put(v);
+  st.record.round_ids.push_back(r.round_id);
+  batch.put(st.record);
+  if (auto err = st.state->commit(batch))
+    log("cannot store round " + r.round_id + ": " + render(err));
+  ++st.rounds_done;
+  log("round " + r.round_id + " " + to_string(status)
+      + (reason.empty() ? "" : ": " + reason));
+  serve_waiters(self);
+  if (status == round_status::failed && st.session.stop_on_failure) {
+    end_session(self, session_status::failed,
+                "round " + r.round_id + " failed: " + reason);
+    return;
+  }
+  start_round(self);
+}
+
+// A report actor for one combiner in the current phase.
+round_report_actor report_sink(self_ptr self, const std::string& cid) {
+  auto me = caf::actor_cast<controller_actor>(self);
+  auto epoch = self->state.epoch;
+  auto sink = self->spawn(
+    [me, cid, epoch](round_report_actor::pointer rs)
+      -> round_report_actor::behavior_type {
+      return {
+        [=](const round_record& r) {
+          rs->send(me, combiner_round_done{cid, epoch, r});
+          rs->quit();
+        },
+      };
+    });
+  self->state.report_sinks.push_back(sink);
+  return sink;
+}
+
+// Pushes `cfg` to each named combiner; their reports arrive as
+// combiner_round_done. Arms the phase timer.
+void push_round(self_ptr self, const std::vector<std::string>& ids,
+                const round_config& cfg) {
+  auto& st = self->state;
+  st.reports.clear();
+  for (auto& cid : ids) {
+    st.reports[cid] = combiner_report{cid, round_status::running, {}, {}, 0};
+    auto epoch = st.epoch;
+    self
+      ->request(st.combiners.at(cid), st.cfg.request_timeout, cfg,
+                report_sink(self, cid))
+      .then([](const std::string&) {},
+            [self, cid, epoch](caf::error& err) {
+              // Reported like any other failure of the combiner's part.
+              combiner_round_done done{cid, epoch, {}};
+              done.record.status = round_status::failed;
+              done.record.reason = "cannot push the round: " + render(err);
+              self->send(self, done);
+            });
+  }
+  auto bound = seconds(cfg.round_timeout + st.session.grace)
+               + st.cfg.client_wait;
+  self->delayed_send(self, bound, timer_tick{"phase", st.epoch});
+}
+
+round_config combiner_round(const controller_state& st, round_task task) {
+  round_config c;
+  c.round_id = st.round.round_id;
+  if (task == round_task::validation)
+    c.round_id += "-validation";
+  c.session_id = st.record.session_id;
+  c.model_id = st.global_model;
+  c.task = task;
+  c.round_timeout = st.session.round_timeout;
+  c.buffer_size = st.session.buffer_size;
+  c.clients_required = task == round_task::training
+                         ? st.session.clients_required
+                         : 1;
+  c.clients_requested = st.session.clients_requested;
+  c.max_clients = st.session.clients_requested;
+  c.client_settings = st.session.client_settings;
+  // Combiners average plainly; the session's aggregator runs here.
+  c.aggregator = "fedavg";
+  c.validate = false;
+  return c;
+}
+
+void start_validation(self_ptr self) {
+  auto& st = self->state;
+  close_phase(self);
+  st.current = stage::validating;
+  std::vector<std::string> ids;
+  for (auto& [id, c] : st.combiners)
+    ids.push_back(id);
+  if (ids.empty()) {
+    end_round(self, round_status::success, {}, st.global_model);
+    return;
+  }
+  push_round(self, ids, combiner_round(st, round_task::validation));
+}
+
+// Commits the reduced model and moves on to validation or the next round.
+void commit_model(self_ptr self, const model& reduced) {
+  auto& st = self->state;
+  auto bytes = write_npz_bytes(reduced);
+  auto id = new_id();
+  if (!bytes) {
+    end_round(self, round_status::failed,
+              "cannot encode the reduced model: " + render(bytes.error()));
+    return;
+  }
+  if (auto info = st.models->put(id, *bytes); !info) {
+    end_round(self, round_status::failed,
+              "cannot store the reduced model: " + render(info.error()));
+    return;
+  }
+  model_record trail{id, st.global_model, st.record.session_id,
+                     st.round.round_id, unix_now()};
+  if (auto err = st.state->put(trail)) {
+    static_cast<void>(st.models->remove(id));
+    end_round(self, round_status::failed,
+              "cannot commit the model trail: " + render(err));
+    return;
+  }
+  st.global_model = id;
+  st.round.model_id = id;
+  if (st.session.validate)
+    start_validation(self);
+  else
+    end_round(self, round_status::success, {}, id);
+}
+
+// Fetches and folds in the successful combiners' models one at a time.
+void reduce_next(self_ptr self, std::shared_ptr<aggregator> agg,
+                 std::vector<std::string> todo) {
+  auto& st = self->state;
+  if (todo.empty()) {
+    auto result = agg->finish();
+    if (!result) {
+      end_round(self, round_status::failed,
+                "reducing combiner models failed: "
+                  + render(result.error()));
+      return;
+    }
+    commit_model(self, *result);
+    return;
+  }
+  auto cid = todo.back();
+  todo.pop_back();
+  auto& rep = st.reports.at(cid);
+  auto i = st.combiners.find(cid);
+  auto fail_part = [self, cid](const std::string& why) {
+    auto& rep = self->state.reports.at(cid);
+    rep.status = round_status::failed;
+    rep.reason = why;
+  };
+  if (i == st.combiners.end()) {
+    fail_part("combiner lost");
+    reduce_next(self, agg, std::move(todo));
+    return;
+  }
+  auto fetcher = self->spawn(model_fetcher,
+                             caf::actor_cast<chunk_source_actor>(i->second),
+                             rep.model_id, st.models, st.cfg.request_timeout);
+  auto epoch = st.epoch;
+  self->request(fetcher, fetch_bound, caf::get_atom::value)
+    .then(
+      [self, agg, todo, cid, epoch, fail_part](std::string& id) mutable {
+        auto& st = self->state;
+        if (epoch != st.epoch)
+          return;
+        auto bytes = st.models->get(id);
+        static_cast<void>(st.models->remove(id));
+        caf::error err;
+        if (!bytes) {
+          err = bytes.error();
+        } else if (auto reader = npz_reader::open_bytes(
+                     std::string_view{*bytes});
+                   !reader) {
+          err = reader.error();
+        } else {
+          err = agg->add(**reader, st.reports.at(cid).num_examples);
+        }
+        if (err)
+          fail_part("its model was rejected: " + render(err));
+        reduce_next(self, agg, std::move(todo));
+      },
+      [self, agg, todo, epoch, fail_part](caf::error& err) mutable {
+        if (epoch != self->state.epoch)
+          return;
+        fail_part("cannot fetch its model: " + render(err));
+        reduce_next(self, agg, std::move(todo));
+      });
+}
+
+std::string reasons(const std::map<std::string, combiner_report>& reports) {
+  std::string out;
+  for (auto& [id, rep] : reports) {
+    if (rep.status == round_status::success)
+      continue;
+    if (!out.empty())
+      out += "; ";
+    out += id + ": " + (rep.reason.empty() ? "no report" : rep.reason);
+  }
+  return out;
+}
+
+void reduce(self_ptr self) {
+  auto& st = self->state;
+  st.current = stage::reducing;
+  std::vector<std::string> ok;
+  for (auto& [id, rep] : st.reports)
+    if (rep.status == round_status::success)
+      ok.push_back(id);
+  if (ok.empty()) {
+    end_round(self, round_status::failed,
+              "no combiner succeeded: " + reasons(st.reports));
+    return;
+  }
+  auto agg = make_aggregator(st.session.aggregator,
+                             st.session.aggregator_kwargs, st.optimizer);
+  auto global_bytes = st.models->get(st.global_model);
+  caf::expected<model> global = caf::make_error(caf::sec::none);
+  if (global_bytes)
+    global = read_npz_bytes(*global_bytes);
+  caf::error err;
+  if (!agg)
+    err = agg.error();
+  else if (!global_bytes)
+    err = global_bytes.error();
+  else if (!global)
+    err = global.error();
+  else
+    err = (*agg)->begin(*global);
+  if (err) {
+    end_round(self, round_status::failed,
+              "cannot reduce: " + render(err));
+    return;
+  }
+  reduce_next(self, std::shared_ptr<aggregator>{std::move(*agg)},
+              std::move(ok));
+}
+
+// Reacts to one combiner's report in the training or validation phase.
+void on_report(self_ptr self, const combiner_round_done& done) {
+  auto& st = self->state;
+  if (done.epoch != st.epoch
+      || (st.current != stage::training && st.current != stage::validating))
+    return;
+  auto i = st.reports.find(done.combiner_id);
+  if (i == st.reports.end() || i->second.status != round_status::running)
+    return;
+  auto& rep = i->second;
+  rep.status = done.record.status;
+  rep.reason = done.record.reason;
+  rep.model_id = done.record.model_id;
+  rep.num_examples = done.record.num_examples;
+  if (st.current == stage::training) {
+    st.round.nr_expected_updates += done.record.nr_expected_updates;
+    st.round.nr_aggregated_models += done.record.nr_aggregated_models;
+    st.round.num_examples += rep.status == round_status::success
+                               ? done.record.num_examples
+                               : 0;
+    for (auto& c : done.record.clients_accepted)
+      st.round.clients_accepted.push_back(c);
+    for (auto& c : done.record.clients_rejected)
+      st.round.clients_rejected.push_back(c);
+    for (auto& c : done.record.clients_selected)
+      st.round.clients_selected.push_back(c);
+  } else {
+    for (auto& v : done.record.validations)
+      st.validations.push_back(v);
+  }
+  auto all = std::none_of(st.reports.begin(), st.reports.end(), [](auto& kv) {
+    return kv.second.status == round_status::running;
+  });
+  if (!all)
+    return;
+  if (st.current == stage::training) {
+    reduce(self);
+  } else {
+    // Validation outcomes do not fail the round; they are recorded.
+    end_round(self, round_status::success, {}, st.global_model);
+  }
+}
+
+// Every phase ends: a report that never came counts as a failure.
+void on_phase_timeout(self_ptr self) {
+  auto& st = self->state;
+  for (auto& [id, rep] : st.reports) {
+    if (rep.status != round_status::running)
+      continue;
+    rep.status = round_status::failed;
+    rep.reason = "no report within the round timeout and grace";
+    // Stop the orphaned round at the combiner.
+    if (auto i = st.combiners.find(id); i != st.combiners.end())
+      caf::anon_send(i->second, caf::flush_atom::value);
+  }
+  if (st.current == stage::training)
+    reduce(self);
+  else
+    end_round(self, round_status::success, {}, st.global_model);
+}
+
+void select_combiners(self_ptr self) {
+  auto& st = self->state;
+  st.current = stage::selecting;
+  if (st.combiners.empty()) {
+    // Wait (bounded) for a combiner to join; the join starts selection.
+    self->delayed_send(self, st.cfg.client_wait,
+                       timer_tick{"no_combiner", st.epoch});
+    return;
+  }
+  auto n = st.session.clients_required;
+  auto pending = std::make_shared<size_t>(st.combiners.size());
+  auto eligible = std::make_shared<std::vector<std::string>>();
+  auto counts = std::make_shared<std::string>();
+  auto epoch = st.epoch;
+  auto done = [self, pending, eligible, counts, epoch] {
+    if (--*pending > 0 || epoch != self->state.epoch)
+      return;
+    if (eligible->empty()) {
+      end_round(self, round_status::failed,
+                "no combiner has clients_required active trainers ("
+                  + *counts + ")");
+      return;
+    }
+    self->state.current = stage::training;
+    std::sort(eligible->begin(), eligible->end());
+    push_round(self, *eligible,
+               combiner_round(self->state, round_task::training));
+  };
+  for (auto& [id, handle] : st.combiners) {
+    auto cid = id;
+    self
+      ->request(handle, st.cfg.client_wait + st.cfg.request_timeout,
+                trainers_atom::value, n, st.cfg.client_wait)
+      .then(
+        [eligible, counts, cid, n, done](std::vector<active_client>& xs) {
+          if (static_cast<int64_t>(xs.size()) >= n)
+            eligible->push_back(cid);
+          *counts += (counts->empty() ? "" : ", ") + cid + ": "
+                     + std::to_string(xs.size()) + " active";
+          done();
+        },
+        [counts, cid, done](caf::error& err) {
+          *counts += (counts->empty() ? "" : ", ") + cid + ": "
+                     + render(err);
+          done();
+        });
+  }
+}
+
+void start_round(self_ptr self) {
+  auto& st = self->state;
+  if (st.rounds_done >= st.session.rounds) {
+    end_session(self, session_status::finished, {});
+    return;
+  }
+  close_phase(self);
+  st.round = round_record{};
+  st.round.round_id = std::to_string(st.next_round++);
+  st.round.session_id = st.record.session_id;
+  st.round.base_model_id = st.global_model;
+  st.round.timeout = st.session.round_timeout;
+  st.round.nr_required_updates = st.session.clients_required;
+  st.round.status = round_status::running;
+  st.round.started_at = unix_now();
+  st.round.config = combiner_round(st, round_task::training);
+  st.reports.clear();
+  st.validations.clear();
+  select_combiners(self);
+}
+
+// The newest model of the trail, or "" when the trail is empty.
+std::string newest_model(controller_state& st) {
+  auto trail = st.state->list<model_record>();
+  if (!trail || trail->empty())
+    return {};
+  auto newest = std::max_element(trail->begin(), trail->end(),
+                                 [](auto& x, auto& y) {
+                                   return x.committed_at < y.committed_at;
+                                 });
+  return newest->model_id;
+}
+
+caf::result<std::string> start_session(self_ptr self, session_config cfg) {
+  auto& st = self->state;
+  if (auto err = validate(cfg))
+    return err;
+  if (st.record.status == session_status::running)
+    return caf::make_error(ec::invalid_state,
+                           "session " + st.record.session_id
+                             + " is still running");
+  if (cfg.session_id.empty())
+    cfg.session_id = new_id();
+  if (st.state->get<session_record>(cfg.session_id))
+    return caf::make_error(ec::already_exists,
+                           "session " + cfg.session_id + " already exists");
+  if (cfg.model_id.empty())
+    cfg.model_id = newest_model(st);
+  if (cfg.model_id.empty())
+    return caf::make_error(ec::not_found,
+                           "no seed model: add one with `rondo seed "
+                           "<file.npz>` first");
+  if (auto have = st.models->exists(cfg.model_id); !have || !*have)
+    return caf::make_error(ec::not_found,
+                           "model " + cfg.model_id + " does not exist");
+  if (auto agg = make_aggregator(cfg.aggregator, cfg.aggregator_kwargs); !agg)
+    return agg.error();
+  st.session = cfg;
+  st.record = session_record{};
+  st.record.session_id = cfg.session_id;
+  st.record.config_json = to_json(cfg);
+  st.record.status = session_status::running;
+  st.record.seed_model_id = cfg.model_id;
+  st.record.created_at = unix_now();
+  st.optimizer = std::make_shared<optimizer_state>();
+  st.global_model = cfg.model_id;
+  st.rounds_done = 0;
+  save_session(self);
+  start_round(self);
+  return cfg.session_id;
+}
+
+} // namespace
+
+caf::expected<session_report>
+controller_state::report(const std::string& session_id) {
+  auto rec = state->get<session_record>(session_id);
+  if (!rec)
+    return rec.error();
+  session_report out;
+  out.session = std::move(*rec);
+  for (auto& id : out.session.round_ids) {
+    auto r = state->get<round_record>(id);
+    if (r)
+      out.rounds.push_back(std::move(*r));
+  }
+  // The round in progress, as far as it got.
+  if (session_id == record.session_id && current != stage::idle)
+    out.rounds.push_back(round);
+  return out;
+}
+
+controller_actor::behavior_type
+controller_impl(controller_actor::stateful_pointer<controller_state> self,
+                controller_config cfg,
+                std::shared_ptr<storage::model_store> models,
+                std::shared_ptr<storage::state_store> state) {
+  auto& st = self->state;
+  st.cfg = cfg;
+  st.models = std::move(models);
+  st.state = std::move(state);
+  if (auto rounds = st.state->list<round_record>())
+    for (auto& r : *rounds)
+      st.next_round = std::max<uint64_t>(st.next_round,
+                                         std::strtoull(r.round_id.c_str(),
+                                                       nullptr, 10)
+                                           + 1);
+  // A session that was running when the process died is over.
+  if (auto sessions = st.state->list<session_record>())
+    for (auto& s : *sessions)
+      if (s.status == session_status::running) {
+        s.status = session_status::failed;
+        s.reason = "interrupted by restart";
+        s.ended_at = unix_now();
+        static_cast<void>(st.state->put(s));
+      }
+  self->set_down_handler([self](const caf::down_msg& dm) {
+    auto& st = self->state;
+    for (auto i = st.combiners.begin(); i != st.combiners.end(); ++i) {
+      if (i->second.address() != dm.source)
+        continue;
+      auto cid = i->first;
+      st.combiners.erase(i);
+      log("combiner " + cid + " lost: " + render(dm.reason));
+      combiner_round_done lost{cid, st.epoch, {}};
+      lost.record.status = round_status::failed;
+      lost.record.reason = "combiner lost";
+      on_report(self, lost);
+      return;
+    }
+  });
+  return {
+    [self](caf::join_atom, const std::string& cid,
+           combiner_actor& handle) -> caf::ok_atom {
+      auto& st = self->state;
+      if (auto i = st.combiners.find(cid); i != st.combiners.end())
+        self->demonitor(i->second.address());
+      st.combiners[cid] = handle;
+      self->monitor(handle);
+      log("combiner " + cid + " joined");
+      if (st.current == stage::selecting
+          && st.combiners.size() == 1)
+        select_combiners(self);
+      return caf::ok_atom::value;
+    },
+    [self](caf::get_atom, const std::string& model_id,
+           uint64_t index) -> caf::result<model_chunk> {
+      auto chunk = read_model_chunk(*self->state.models, model_id, index);
+      if (!chunk)
+        return chunk.error();
+      return std::move(*chunk);
+    },
+    [self](session_config& cfg) { return start_session(self, cfg); },
+    [self](caf::get_atom, session_atom,
+           const std::string& id) -> caf::result<session_report> {
+      auto rep = self->state.report(id);
+      if (!rep)
+        return rep.error();
+      return std::move(*rep);
+    },
+    [self](caf::wait_for_atom, const std::string& id,
+           uint64_t after_rounds) -> caf::result<session_report> {
+      auto& st = self->state;
+      auto running = st.record.session_id == id
+                     && st.record.status == session_status::running;
+      if (!running || st.rounds_done > static_cast<int64_t>(after_rounds)) {
+        auto rep = st.report(id);
+        if (!rep)
+          return rep.error();
+        return std::move(*rep);
+      }
+      auto rp = self->make_response_promise<session_report>();
+      st.waiters.push_back({id, static_cast<int64_t>(after_rounds), rp});
+      return rp;
+    },
+    [self](terminate_atom,
+           const std::string& id) -> caf::result<session_report> {
+      auto& st = self->state;
+      if (st.record.session_id == id
+          && st.record.status == session_status::running) {
+        for (auto& [cid, handle] : st.combiners)
+          caf::anon_send(handle, caf::flush_atom::value);
+        if (st.current != stage::idle) {
+          st.session.stop_on_failure = true;
+          end_round(self, round_status::failed, "terminated");
+        }
+        end_session(self, session_status::terminated, "terminated");
+      }
+      auto rep = st.report(id);
+      if (!rep)
+        return rep.error();
+      return std::move(*rep);
+    },
+    [self](caf::put_atom, model_blob& blob) -> caf::result<model_record> {
+      auto& st = self->state;
+      if (!blob.bytes)
+        return caf::make_error(ec::invalid_argument, "seed model is empty");
+      if (auto m = read_npz_bytes(*blob.bytes); !m)
+        return caf::make_error(ec::malformed_model,
+                               "seed model is not a valid model: "
+                                 + render(m.error()));
+      auto id = blob.model_id.empty() ? new_id() : blob.model_id;
+      if (auto info = st.models->put(id, *blob.bytes); !info)
+        return info.error();
+      model_record rec{id, {}, {}, {}, unix_now()};
+      if (auto err = st.state->put(rec))
+        return err;
+      return rec;
+    },
+    [self](caf::get_atom, models_atom) -> caf::result<std::vector<model_record>> {
+      auto trail = self->state.state->list<model_record>();
+      if (!trail)
+        return trail.error();
+      std::sort(trail->begin(), trail->end(), [](auto& x, auto& y) {
+        return x.committed_at < y.committed_at;
+      });
+      return std::move(*trail);
+    },
+    [self](const combiner_round_done& done) { on_report(self, done); },
+    [self](const timer_tick& tick) {
+      auto& st = self->state;
+      if (tick.epoch != st.epoch)
+        return;
+      if (tick.what == "no_combiner" && st.current == stage::selecting
+          && st.combiners.empty())
+        end_round(self, round_status::failed,
+                  "no combiner connected within "
+                    + secs_text(std::chrono::duration<double>(
+                                  st.cfg.client_wait)
+                                  .count())
+                    + " s");
+      else if (tick.what == "phase"
+               && (st.current == stage::training
+                   || st.current == stage::validating))
+        on_phase_timeout(self);
+    },
+  };
+}
+
+} // namespace rondo

@@ -1,0 +1,97 @@
+#pragma once
+
+// The controller: owns sessions and the global model trail. For each round
+// of a session it picks the combiners with enough active trainers, pushes
+// them the round, waits (bounded by a timer) for every combiner's terminal
+// report, reduces the successful combiners' models weighted by their
+// accepted num_examples (so the result equals FedAvg over every client's
+// update), commits the new global model to the trail and, when the session
+// validates, runs a validation round on it.
+//
+// A round in which no combiner succeeded is Failed with each combiner's
+// reason; the session then stops if `stop_on_failure` is set, else the next
+// round starts from the same global model.
+
+#include "actors/actors.hpp"
+
+#include <caf/timespan.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace rondo {
+
+struct optimizer_state;
+
+namespace storage {
+class model_store;
+class state_store;
+} // namespace storage
+
+/// Options of the controller.
+struct controller_config {
+  /// Bound on each request to a combiner (listing clients, pushing a round,
+  /// one model chunk). Default 30 s.
+  caf::timespan request_timeout = std::chrono::seconds(30);
+  /// How long a round waits for combiners with clients_required active
+  /// trainers (and, with none connected, for one to join). Default 30 s.
+  caf::timespan client_wait = std::chrono::seconds(30);
+};
+
+struct controller_state {
+  static inline constexpr const char* name = "controller";
+
+  enum class stage { idle, selecting, training, reducing, validating };
+
+  controller_config cfg;
+  std::shared_ptr<storage::model_store> models;
+  std::shared_ptr<storage::state_store> state;
+  /// Connected combiners by id.
+  std::map<std::string, combiner_actor> combiners;
+
+  // -- the running session ---------------------------------------------------
+  session_config session;
+  session_record record;
+  std::shared_ptr<optimizer_state> optimizer;
+  /// The global model the next round starts from.
+  std::string global_model;
+  int64_t rounds_done = 0;
+  /// Numbers the controller's round ids ("1", "2", ...) across sessions.
+  uint64_t next_round = 1;
+
+  // -- the running round -----------------------------------------------------
+  stage current = stage::idle;
+  /// Bumped per phase: reports and timer ticks of older phases are stale.
+  uint64_t epoch = 0;
+  round_record round;
+  /// Each asked combiner's report; status pending until it arrives.
+  std::map<std::string, combiner_report> reports;
+  /// Validations collected in the validation phase.
+  std::vector<validation_record> validations;
+  /// Report actors of the phase, stopped when it ends.
+  std::vector<round_report_actor> report_sinks;
+
+  struct waiter {
+    std::string session_id;
+    int64_t after_rounds;
+    caf::typed_response_promise<session_report> promise;
+  };
+  std::vector<waiter> waiters;
+
+  /// The session's report from the state store.
+  caf::expected<session_report> report(const std::string& session_id);
+};
+
+/// @param models the controller's model store (global models).
+/// @param state the controller's state store (sessions, rounds, trail,
+///        validations).
+controller_actor::behavior_type
+controller_impl(controller_actor::stateful_pointer<controller_state> self,
+                controller_config cfg,
+                std::shared_ptr<storage::model_store> models,
+                std::shared_ptr<storage::state_store> state);
+
+} // namespace rondo

@@ -1,0 +1,73 @@
+#pragma once
+
+// Moving models between the controller and its combiners as chunks
+// (messages/controller_messages.hpp model_chunk), so that no model crosses
+// the middleman as one message.
+
+#include "actors/actors.hpp"
+
+#include <caf/expected.hpp>
+
+#include <caf/typed_response_promise.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace rondo {
+
+namespace storage {
+class model_store;
+class model_writer;
+} // namespace storage
+
+/// Chunk `index` of a stored model, with the model's size and checksum.
+/// @returns ec::not_found / ec::invalid_argument / ec::corrupt as
+///          model_store::read_chunk.
+caf::expected<model_chunk> read_model_chunk(storage::model_store& store,
+                                            const std::string& model_id,
+                                            uint64_t index);
+
+/// Something that answers (get, model_id, chunk index) -> model_chunk: a
+/// combiner or the controller.
+using chunk_source_actor = caf::typed_actor<
+  caf::replies_to<caf::get_atom, std::string, uint64_t>::with<model_chunk>>;
+
+/// Fetches one model chunk by chunk into a local store.
+/// - (get) -> model id, once the whole model is stored (or an error).
+using fetcher_actor
+  = caf::typed_actor<caf::replies_to<caf::get_atom>::with<std::string>>;
+
+struct fetcher_state {
+  static inline constexpr const char* name = "model-fetcher";
+  std::string model_id;
+  std::shared_ptr<storage::model_store> store;
+  std::unique_ptr<storage::model_writer> writer;
+  /// The outcome once known; requests before that wait in `waiting`.
+  caf::expected<std::string> result = caf::make_error(caf::sec::none);
+  bool finished = false;
+  std::vector<caf::typed_response_promise<std::string>> waiting;
+};
+
+/// Fetches `model_id` from `source` chunk by chunk (one request in flight,
+/// each bounded by `timeout`) into `store` under the same id, verifying
+/// size and XXH3 checksum: nothing becomes visible unless all of it arrived
+/// intact. A model the store already has is not fetched again. The actor
+/// quits once it has answered.
+fetcher_actor::behavior_type
+model_fetcher(fetcher_actor::stateful_pointer<fetcher_state> self,
+              chunk_source_actor source, std::string model_id,
+              std::shared_ptr<storage::model_store> store,
+              caf::timespan timeout);
+
+/// A model_source_actor over a chunk source: staging's remote source on a
+/// combiner, fetching global models from the controller into the local
+/// store. Each chunk request is bounded by `timeout`, a whole fetch by two
+/// hours.
+model_source_actor::behavior_type
+chunked_model_source(model_source_actor::pointer self,
+                     chunk_source_actor source,
+                     std::shared_ptr<storage::model_store> store,
+                     caf::timespan timeout);
+
+} // namespace rondo

@@ -1,0 +1,208 @@
+#include "actors/round_queue.hpp"
+
+#include "actors/type_ids.hpp"
+#include "messages/error.hpp"
+#include "messages/ids.hpp"
+#include "storage/state_store.hpp"
+
+#include <caf/actor_cast.hpp>
+#include <caf/system_messages.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <algorithm>
+#include <iostream>
+
+namespace rondo {
+
+namespace {
+
+using self_ptr = round_queue_actor::stateful_pointer<round_queue_state>;
+
+void log_error(const std::string& what) {
+  std::cerr << "round-queue: " << what << std::endl;
+}
+
+// Reports a job's end to whoever pushed it, then persists the job's
+// terminal state together with its round record (synced). Reporting first
+// keeps the synced write off the round's close latency.
+void record_end(self_ptr self, job_record& job, const round_record& round) {
+  auto& st = self->state;
+  job.status = round.status == round_status::success ? job_status::success
+                                                     : job_status::failed;
+  job.reason = round.reason;
+  auto i = st.reporters.find(job.job_id);
+  if (i != st.reporters.end()) {
+    if (i->second)
+      self->send(i->second, round);
+    st.reporters.erase(i);
+  }
+  storage::state_batch batch;
+  batch.put(job);
+  if (!round.round_id.empty())
+    batch.put(round);
+  if (auto err = st.state->commit(batch))
+    log_error("cannot record the end of job " + job.job_id + ": "
+              + render(err));
+  ++st.finished;
+}
+
+// A failed round record for a job that never ran to its own end.
+round_record failed_round(const job_record& job, const std::string& reason) {
+  round_record r;
+  r.round_id = job.config.round_id;
+  r.session_id = job.config.session_id;
+  r.job_id = job.job_id;
+  r.config = job.config;
+  r.status = round_status::failed;
+  r.reason = reason;
+  r.base_model_id = job.config.model_id;
+  r.timeout = job.config.round_timeout;
+  r.nr_required_updates = job.config.clients_required;
+  r.ended_at = unix_now();
+  return r;
+}
+
+void start_next(self_ptr self) {
+  auto& st = self->state;
+  if (!st.running_job.empty() || st.queued.empty())
+    return;
+  auto id = st.queued.front();
+  st.queued.pop_front();
+  auto& job = st.jobs.at(id);
+  job.status = job_status::running;
+  if (auto err = st.state->put(job)) {
+    record_end(self, job, failed_round(job, "cannot persist the job start: "
+                                              + render(err)));
+    st.jobs.erase(id);
+    start_next(self);
+    return;
+  }
+  st.running_job = id;
+  auto me = caf::actor_cast<round_report_actor>(self);
+  st.running = st.spawn_round(job, me);
+  self->monitor(st.running);
+}
+
+// Called with the running round's terminal record, or with a failed record
+// when the round actor died without one.
+void on_round_end(self_ptr self, const round_record& rec) {
+  auto& st = self->state;
+  if (st.running_job.empty())
+    return;
+  auto id = st.running_job;
+  st.running_job.clear();
+  st.running = nullptr;
+  record_end(self, st.jobs.at(id), rec);
+  st.jobs.erase(id);
+  start_next(self);
+}
+
+// Reloads unfinished jobs: queued ones run again in order; one that was
+// running when the process died failed.
+void reload(self_ptr self) {
+  auto& st = self->state;
+  auto jobs = st.state->list<job_record>();
+  if (!jobs) {
+    log_error("cannot reload jobs: " + render(jobs.error()));
+    return;
+  }
+  std::sort(jobs->begin(), jobs->end(),
+            [](auto& x, auto& y) { return x.seq < y.seq; });
+  for (auto& job : *jobs) {
+    st.next_seq = std::max(st.next_seq, job.seq + 1);
+    if (job.status == job_status::running) {
+      record_end(self, job, failed_round(job, "interrupted by restart"));
+    } else if (job.status == job_status::queued) {
+      st.queued.push_back(job.job_id);
+      st.jobs.emplace(job.job_id, job);
+    }
+  }
+}
+
+template <class Answer>
+caf::result<update_verdict> forward(self_ptr self, const Answer& x) {
+  auto& st = self->state;
+  if (!st.running)
+    return update_verdict{false, "stale update: no round is running"};
+  return self->delegate(st.running, x);
+}
+
+} // namespace
+
+round_queue_actor::behavior_type
+round_queue_impl(round_queue_actor::stateful_pointer<round_queue_state> self,
+                 std::shared_ptr<storage::state_store> state,
+                 round_spawner spawn_round) {
+  auto& st = self->state;
+  st.state = std::move(state);
+  st.spawn_round = std::move(spawn_round);
+  self->set_down_handler([self](const caf::down_msg& dm) {
+    auto& st = self->state;
+    if (!st.running || dm.source != st.running.address())
+      return;
+    // The round died before reporting: an exception or a crash. The job
+    // fails with the reason and the queue goes on.
+    auto& job = st.jobs.at(st.running_job);
+    on_round_end(self, failed_round(job, "round actor exited: "
+                                           + render(dm.reason)));
+  });
+  reload(self);
+  start_next(self);
+  return {
+    [self](round_config& cfg,
+           round_report_actor& report_to) -> caf::result<std::string> {
+      auto& st = self->state;
+      if (auto err = validate(cfg))
+        return err;
+      job_record job;
+      job.job_id = new_id();
+      job.seq = st.next_seq++;
+      job.config = std::move(cfg);
+      job.status = job_status::queued;
+      job.enqueued_at = unix_now();
+      // Persisted (synced) before the job id is handed out.
+      if (auto err = st.state->put(job))
+        return err;
+      st.jobs.emplace(job.job_id, job);
+      st.queued.push_back(job.job_id);
+      if (report_to)
+        st.reporters.emplace(job.job_id, std::move(report_to));
+      start_next(self);
+      return job.job_id;
+    },
+    [self](const model_update& x) { return forward(self, x); },
+    [self](const model_validation& x) { return forward(self, x); },
+    [self](caf::flush_atom) -> uint64_t {
+      auto& st = self->state;
+      uint64_t dropped = 0;
+      while (!st.queued.empty()) {
+        auto id = st.queued.front();
+        st.queued.pop_front();
+        auto& job = st.jobs.at(id);
+        record_end(self, job, failed_round(job, "terminated"));
+        st.jobs.erase(id);
+        ++dropped;
+      }
+      if (st.running) {
+        self->send(st.running, terminate_atom::value);
+        ++dropped;
+      }
+      return dropped;
+    },
+    [self](caf::get_atom, const std::string& job_id)
+      -> caf::result<job_record> {
+      auto& st = self->state;
+      auto i = st.jobs.find(job_id);
+      if (i != st.jobs.end())
+        return i->second;
+      auto stored = st.state->get<job_record>(job_id);
+      if (!stored)
+        return stored.error();
+      return *stored;
+    },
+    [self](const round_record& rec) { on_round_end(self, rec); },
+  };
+}
+
+} // namespace rondo

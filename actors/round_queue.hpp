@@ -1,0 +1,53 @@
+#pragma once
+
+// The round queue: accepts round configs, persists each as a job before it
+// answers with the job id, and runs jobs one at a time in FIFO order. It
+// never polls: a push or the end of the running round wakes it. On start it
+// reloads unfinished jobs; a job that was running when the process died is
+// recorded Failed("interrupted by restart").
+
+#include "actors/actors.hpp"
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace rondo {
+
+namespace storage {
+class state_store;
+} // namespace storage
+
+/// Spawns the round actor for a job; the round reports its terminal record
+/// to the given report actor (the queue).
+using round_spawner
+  = std::function<round_actor(const job_record&, round_report_actor)>;
+
+struct round_queue_state {
+  static inline constexpr const char* name = "round-queue";
+
+  std::shared_ptr<storage::state_store> state;
+  round_spawner spawn_round;
+  /// Queued job ids in FIFO order and their records.
+  std::deque<std::string> queued;
+  std::map<std::string, job_record> jobs;
+  /// Who wants each job's terminal round record (in memory only).
+  std::map<std::string, round_report_actor> reporters;
+  /// The running job, if any.
+  std::string running_job;
+  round_actor running;
+  uint64_t next_seq = 1;
+  /// Jobs that ended, kept for `get` until the process exits.
+  size_t finished = 0;
+};
+
+/// @param state where jobs and round records are persisted.
+/// @param spawn_round makes the round actor of a job.
+round_queue_actor::behavior_type
+round_queue_impl(round_queue_actor::stateful_pointer<round_queue_state> self,
+                 std::shared_ptr<storage::state_store> state,
+                 round_spawner spawn_round);
+
+} // namespace rondo

@@ -1,0 +1,302 @@
+// The controller with two real combiners in one actor system on the
+// deterministic scheduler: sessions, the reduction across combiners, lost
+// combiners, termination.
+
+#include "actors/controller.hpp"
+#include "actors/model_transfer.hpp"
+#include "tests/actors/combiner_fixture.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace std::chrono_literals;
+using namespace rondo;
+
+namespace {
+
+/// One combiner of the test cluster with its own stores and mock clients.
+struct member {
+  std::string id;
+  rondo::test::temp_dir dir;
+  std::shared_ptr<storage::model_store> models;
+  std::shared_ptr<storage::state_store> state;
+  combiner_actor handle;
+  std::map<std::string, std::shared_ptr<rondo::test::sink_log>> sinks;
+};
+
+struct cluster_fixture : rondo::test::combiner_fixture {
+  controller_actor controller;
+  std::vector<std::unique_ptr<member>> members;
+
+  cluster_fixture() {
+    controller_config ccfg;
+    ccfg.client_wait = 10s;
+    controller = sys.spawn(controller_impl, ccfg, models, state);
+    sched.run();
+  }
+
+  ~cluster_fixture() override {
+    for (auto& m : members)
+      if (m->handle)
+        self->send_exit(m->handle, caf::exit_reason::user_shutdown);
+    self->send_exit(controller, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  member& add_combiner(const std::string& id) {
+    auto m = std::make_unique<member>();
+    m->id = id;
+    auto db = storage::database::open(m->dir.sub("db"));
+    REQUIRE(db);
+    m->models = *storage::model_store::open(*db);
+    m->state = *storage::state_store::open(*db);
+    combiner_config cc;
+    cc.combiner_id = id;
+    auto source = sys.spawn(chunked_model_source,
+                            caf::actor_cast<chunk_source_actor>(controller),
+                            m->models, caf::timespan{30s});
+    m->handle = sys.spawn(combiner_impl, cc, m->models, m->state, source);
+    sched.run();
+    auto rh = self->request(controller, caf::infinite, caf::join_atom::value,
+                            id, m->handle);
+    sched.run();
+    rh.receive([](caf::ok_atom) {},
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    members.push_back(std::move(m));
+    return *members.back();
+  }
+
+  void connect_to(member& m, const std::string& client_id) {
+    // Reuse the single-combiner fixture's connect() against this combiner.
+    auto saved = combiner;
+    combiner = m.handle;
+    connect(client_id);
+    m.sinks[client_id] = sinks[client_id];
+    combiner = saved;
+  }
+
+  update_verdict answer_at(member& m, const std::string& client_id,
+                           const std::vector<double>& values, double n) {
+    auto task = last_task(client_id);
+    auto update_id = "update-" + task.correlation_id;
+    REQUIRE(m.models->put(update_id, npz(values)));
+    auto rh = self->request(m.handle, caf::infinite,
+                            model_update{client_id, task.correlation_id,
+                                         task.model_id, update_id, n, "{}"});
+    sched.run();
+    update_verdict v;
+    rh.receive([&](update_verdict& x) { v = x; },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    return v;
+  }
+
+  std::string seed_global(const std::vector<double>& values) {
+    auto bytes = std::make_shared<const std::string>(npz(values));
+    auto rh = self->request(controller, caf::infinite, caf::put_atom::value,
+                            model_blob{"seed", bytes});
+    sched.run();
+    std::string id;
+    rh.receive([&](model_record& r) { id = r.model_id; },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    return id;
+  }
+
+  std::string start(session_config cfg) {
+    auto rh = self->request(controller, caf::infinite, cfg);
+    sched.run();
+    std::string id;
+    rh.receive([&](std::string& x) { id = x; },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    return id;
+  }
+
+  session_report status(const std::string& id) {
+    auto rh = self->request(controller, caf::infinite, caf::get_atom::value,
+                            session_atom::value, id);
+    sched.run();
+    session_report rep;
+    rh.receive([&](session_report& x) { rep = x; },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    return rep;
+  }
+};
+
+session_config one_round() {
+  session_config c;
+  c.rounds = 1;
+  c.round_timeout = 60;
+  c.validate = false;
+  return c;
+}
+
+} // namespace
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "controller: reduced model equals flat FedAvg over every "
+                  "client") {
+  auto& a = add_combiner("A");
+  auto& b = add_combiner("B");
+  connect_to(a, "a1");
+  for (int i = 1; i <= 9; ++i)
+    connect_to(b, "b" + std::to_string(i));
+  seed_global({0});
+  auto cfg = one_round();
+  cfg.clients_requested = 20; // every client of B takes part
+  auto sid = start(cfg);
+  // Each combiner staged the global model from the controller.
+  REQUIRE(a.sinks["a1"]->tasks.size() == 1);
+  CHECK(answer_at(a, "a1", {1}, 10).accepted);
+  for (int i = 1; i <= 9; ++i)
+    CHECK(answer_at(b, "b" + std::to_string(i), {2}, 10).accepted);
+  auto rep = status(sid);
+  CHECK(rep.session.status == session_status::finished);
+  REQUIRE(rep.rounds.size() == 1);
+  auto& r = rep.rounds[0];
+  CHECK(r.status == round_status::success);
+  REQUIRE(r.combiners.size() == 2);
+  CHECK(r.combiners[0].num_examples == 10);
+  CHECK(r.combiners[1].num_examples == 90);
+  CHECK(r.num_examples == 100);
+  CHECK(r.clients_accepted.size() == 10);
+  // Weights 10:90 -> (10*1 + 90*2) / 100 = 1.9.
+  auto global = load(r.model_id);
+  REQUIRE(global.size() == 1);
+  CHECK(global[0] == doctest::Approx(1.9).epsilon(1e-6));
+  // The trail links the new model to the seed.
+  auto trail = state->get<model_record>(r.model_id);
+  REQUIRE(trail);
+  CHECK(trail->parent_id == "seed");
+  CHECK(trail->session_id == sid);
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "controller: a lost combiner fails its part and the round "
+                  "ends with the other") {
+  auto& a = add_combiner("A");
+  auto& b = add_combiner("B");
+  connect_to(a, "a1");
+  connect_to(b, "b1");
+  seed_global({0});
+  auto sid = start(one_round());
+  REQUIRE(b.sinks["b1"]->tasks.size() == 1);
+  self->send_exit(b.handle, caf::exit_reason::kill);
+  sched.run();
+  CHECK(answer_at(a, "a1", {4}, 3).accepted);
+  auto rep = status(sid);
+  REQUIRE(rep.rounds.size() == 1);
+  auto& r = rep.rounds[0];
+  CHECK(r.status == round_status::success);
+  CHECK(load(r.model_id) == std::vector<double>{4});
+  REQUIRE(r.combiners.size() == 2);
+  CHECK(r.combiners[1].combiner_id == "B");
+  CHECK(r.combiners[1].status == round_status::failed);
+  CHECK(r.combiners[1].reason == "combiner lost");
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "controller: a round with no successful combiner fails "
+                  "with each reason") {
+  auto& a = add_combiner("A");
+  connect_to(a, "a1");
+  seed_global({0});
+  auto cfg = one_round();
+  cfg.rounds = 2;
+  cfg.round_timeout = 5;
+  cfg.stop_on_failure = true;
+  auto sid = start(cfg);
+  advance_time(5s);
+  sched.run();
+  auto rep = status(sid);
+  CHECK(rep.session.status == session_status::failed);
+  REQUIRE(rep.rounds.size() == 1);
+  CHECK(rep.rounds[0].status == round_status::failed);
+  CHECK(rep.rounds[0].reason.rfind("no combiner succeeded: A: no model "
+                                   "update was accepted",
+                                   0)
+        == 0);
+  CHECK(rep.session.reason.rfind("round 1 failed", 0) == 0);
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "controller: sessions chain rounds and validate each "
+                  "model") {
+  auto& a = add_combiner("A");
+  connect_to(a, "a1");
+  seed_global({0});
+  auto cfg = one_round();
+  cfg.rounds = 2;
+  cfg.validate = true;
+  auto sid = start(cfg);
+  for (int round = 1; round <= 2; ++round) {
+    CHECK(answer_at(a, "a1", {double(round)}, 1).accepted);
+    // The validation round's task arrived; answer it.
+    auto task = last_task("a1");
+    REQUIRE(task.kind == round_task::validation);
+    auto rh = self->request(a.handle, caf::infinite,
+                            model_validation{"a1", task.correlation_id,
+                                             task.model_id, sid,
+                                             R"({"test_accuracy":0.5})"});
+    sched.run();
+    rh.receive([](update_verdict& v) { CHECK(v.accepted); },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  }
+  auto rep = status(sid);
+  CHECK(rep.session.status == session_status::finished);
+  REQUIRE(rep.rounds.size() == 2);
+  CHECK(rep.rounds[1].base_model_id == rep.rounds[0].model_id);
+  CHECK(load(rep.rounds[1].model_id) == std::vector<double>{2});
+  for (auto& r : rep.rounds) {
+    REQUIRE(r.validations.size() == 1);
+    CHECK(r.validations[0].metrics_json == R"({"test_accuracy":0.5})");
+    CHECK(r.validations[0].model_id == r.model_id);
+  }
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "controller: terminating a session interrupts the round at "
+                  "once") {
+  auto& a = add_combiner("A");
+  connect_to(a, "a1");
+  seed_global({0});
+  auto sid = start(one_round());
+  auto rh = self->request(controller, caf::infinite, terminate_atom::value,
+                          sid);
+  sched.run();
+  session_report rep;
+  rh.receive([&](session_report& x) { rep = x; },
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  CHECK(rep.session.status == session_status::terminated);
+  REQUIRE(rep.rounds.size() == 1);
+  CHECK(rep.rounds[0].status == round_status::failed);
+  CHECK(rep.rounds[0].reason == "terminated");
+  // The combiner's round was terminated too: a late answer is stale.
+  CHECK(!answer_at(a, "a1", {1}, 1).accepted);
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "controller: bad seeds and bad session configs are "
+                  "refused") {
+  auto bytes = std::make_shared<const std::string>("not an npz");
+  auto rh = self->request(controller, caf::infinite, caf::put_atom::value,
+                          model_blob{"bad", bytes});
+  sched.run();
+  rh.receive([](model_record&) { FAIL_CHECK("accepted a bad seed"); },
+             [](caf::error& err) { CHECK(err == ec::malformed_model); });
+  CHECK(!*models->exists("bad"));
+  session_config cfg;
+  auto rh2 = self->request(controller, caf::infinite, cfg);
+  sched.run();
+  rh2.receive([](std::string&) { FAIL_CHECK("started without a seed"); },
+              [](caf::error& err) {
+                CHECK(rondo::render(err)
+                      == "rondo.not_found: no seed model: add one with "
+                         "`rondo seed <file.npz>` first");
+              });
+  cfg.rounds = 0;
+  auto rh3 = self->request(controller, caf::infinite, cfg);
+  sched.run();
+  rh3.receive([](std::string&) { FAIL_CHECK("accepted rounds = 0"); },
+              [](caf::error& err) {
+                CHECK(rondo::render(err)
+                      == "rondo.invalid_config: rounds must be >= 1, got 0");
+              });
+}

@@ -1,0 +1,428 @@
+// The combiner's rounds end to end on the deterministic scheduler: mock
+// clients, virtual clock, the real queue, staging, sessions and aggregator.
+
+#include "tests/actors/combiner_fixture.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace std::chrono_literals;
+using namespace rondo;
+using rondo::test::combiner_fixture;
+
+namespace {
+
+bool near(const std::vector<double>& xs, const std::vector<double>& ys) {
+  if (xs.size() != ys.size())
+    return false;
+  for (size_t i = 0; i < xs.size(); ++i)
+    if (std::abs(xs[i] - ys[i]) > 1e-5 * (1 + std::abs(ys[i])))
+      return false;
+  return true;
+}
+
+} // namespace
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: closes on the buffer_size-th accepted update") {
+  start();
+  seed("m0", {0, 0});
+  connect("a");
+  connect("b");
+  connect("c");
+  auto cfg = training("1", "m0");
+  cfg.buffer_size = 2;
+  push(cfg);
+  REQUIRE(sinks["a"]->tasks.size() == 1);
+  REQUIRE(sinks["b"]->tasks.size() == 1);
+  REQUIRE(sinks["c"]->tasks.size() == 1);
+  auto task = last_task("a");
+  CHECK(task.round_id == "1");
+  CHECK(task.model_id == "m0");
+  CHECK(task.kind == round_task::training);
+  CHECK(task.data.find(R"("round_id":"1")") != std::string::npos);
+  CHECK(task.data.find(R"("client_settings":{"epochs":1})")
+        != std::string::npos);
+  CHECK(answer("a", {1, 2}, 100).accepted);
+  CHECK(reports->rounds.empty());
+  CHECK(answer("b", {5, 6}, 300).accepted);
+  // The second accepted update closed the round: no clock advance needed.
+  REQUIRE(reports->rounds.size() == 1);
+  auto& r = reports->rounds[0];
+  CHECK(r.status == round_status::success);
+  CHECK(r.reason.empty());
+  CHECK(r.nr_expected_updates == 3);
+  CHECK(r.nr_aggregated_models == 2);
+  CHECK(r.num_examples == 400);
+  CHECK(r.clients_silent == std::vector<std::string>{"c"});
+  // FedAvg weighted by num_examples: (100*[1,2] + 300*[5,6]) / 400.
+  CHECK(near(load(r.model_id), {4.0, 5.0}));
+  // The round is recorded in the state store with its job.
+  auto stored = state->get<round_record>("1");
+  REQUIRE(stored);
+  CHECK(stored->model_id == r.model_id);
+  CHECK(state->get<job_record>(r.job_id)->status == job_status::success);
+  // Model updates are removed after the round (delete_models_storage).
+  CHECK(!*models->exists("update-" + task.correlation_id + "-a"));
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: ends on round_timeout with the partial updates") {
+  start();
+  seed("m0", {0});
+  connect("a");
+  connect("b");
+  connect("c");
+  auto cfg = training("1", "m0");
+  cfg.round_timeout = 20;
+  push(cfg);
+  CHECK(answer("a", {10}, 10).accepted);
+  CHECK(answer("b", {50}, 30).accepted);
+  advance_time(19s);
+  sched.run();
+  CHECK(reports->rounds.empty());
+  advance_time(1s);
+  sched.run();
+  REQUIRE(reports->rounds.size() == 1);
+  auto& r = reports->rounds[0];
+  CHECK(r.status == round_status::success);
+  // Weights 10:30 -> (10*10 + 30*50) / 40 = 40.
+  CHECK(near(load(r.model_id), {40.0}));
+  CHECK(r.clients_silent == std::vector<std::string>{"c"});
+  CHECK(r.time_exec_training == doctest::Approx(20.0));
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: too few active clients fails after the bounded "
+                  "wait") {
+  start();
+  seed("m0", {0});
+  connect("a");
+  auto cfg = training("1", "m0");
+  cfg.clients_required = 2;
+  push(cfg);
+  CHECK(sinks["a"]->tasks.empty());
+  advance_time(29s);
+  sched.run();
+  CHECK(reports->rounds.empty());
+  advance_time(1s);
+  sched.run();
+  REQUIRE(reports->rounds.size() == 1);
+  CHECK(reports->rounds[0].status == round_status::failed);
+  CHECK(reports->rounds[0].reason
+        == "too few active trainers: 1 active, clients_required is 2 "
+           "(waited 30 s)");
+  CHECK(reports->rounds[0].model_id.empty());
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: starts as soon as enough clients become active") {
+  start();
+  seed("m0", {0});
+  auto cfg = training("1", "m0");
+  cfg.clients_required = 2;
+  push(cfg);
+  advance_time(5s);
+  connect("a");
+  connect("b");
+  CHECK(sinks["a"]->tasks.size() == 1);
+  CHECK(sinks["b"]->tasks.size() == 1);
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: a client that drops mid-round is cancelled") {
+  start();
+  seed("m0", {0});
+  connect("a");
+  connect("b");
+  push(training("1", "m0"));
+  disconnect("b");
+  CHECK(reports->rounds.empty());
+  CHECK(answer("a", {7}, 5).accepted);
+  // Every task is answered or cancelled: the round closes at once.
+  REQUIRE(reports->rounds.size() == 1);
+  auto& r = reports->rounds[0];
+  CHECK(r.status == round_status::success);
+  CHECK(near(load(r.model_id), {7.0}));
+  CHECK(r.clients_silent == std::vector<std::string>{"b"});
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: an update from round r arriving in round r+1 is "
+                  "stale") {
+  start();
+  seed("m0", {0});
+  connect("a");
+  connect("b");
+  auto r1 = training("1", "m0");
+  r1.buffer_size = 1;
+  push(r1);
+  auto late_task = last_task("b");
+  CHECK(answer("a", {2}, 1).accepted);
+  REQUIRE(reports->rounds.size() == 1);
+  auto m1 = reports->rounds[0].model_id;
+  push(training("2", m1));
+  // b's answer to round 1 arrives while round 2 runs.
+  auto v = answer("b", late_task, npz({1000}), 1000);
+  CHECK(!v.accepted);
+  CHECK(v.reason.rfind("stale update: correlation id", 0) == 0);
+  CHECK(answer("a", {4}, 1).accepted);
+  CHECK(answer("b", {6}, 3).accepted);
+  REQUIRE(reports->rounds.size() == 2);
+  // Only round 2's updates count: (1*4 + 3*6) / 4.
+  CHECK(near(load(reports->rounds[1].model_id), {5.5}));
+  // And an update after every round ended is stale too.
+  auto v2 = answer("a", late_task, npz({1}), 1);
+  CHECK(v2.reason == "stale update: no round is running");
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: bad updates are rejected and do not count") {
+  start();
+  seed("m0", {0, 0});
+  connect("u1");
+  connect("u2");
+  connect("u3");
+  connect("u4");
+  connect("u5");
+  push(training("1", "m0"));
+  CHECK(answer("u1", {1, 1}, 100).accepted);
+  auto wrong_shape = answer("u2", last_task("u2"), npz({9, 9, 9}), 100);
+  CHECK(!wrong_shape.accepted);
+  CHECK(wrong_shape.reason.find("'0'") != std::string::npos);
+  auto nan = answer("u3", {std::nan(""), 1}, 100);
+  CHECK(!nan.accepted);
+  CHECK(nan.reason.find("NaN") != std::string::npos);
+  auto zero = answer("u4", {5, 5}, 0);
+  CHECK(!zero.accepted);
+  CHECK(zero.reason.find("num_examples") != std::string::npos);
+  CHECK(answer("u5", {3, 5}, 100).accepted);
+  REQUIRE(reports->rounds.size() == 1);
+  auto& r = reports->rounds[0];
+  CHECK(r.status == round_status::success);
+  // Exactly the mean of u1 and u5: rejected weights never count.
+  CHECK(near(load(r.model_id), {2.0, 3.0}));
+  CHECK(r.num_examples == 200);
+  CHECK(r.clients_rejected.size() == 3);
+  CHECK(r.clients_accepted == std::vector<std::string>{"u1", "u5"});
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: fewer accepted updates than clients_required "
+                  "fails") {
+  start();
+  seed("m0", {0});
+  connect("a");
+  connect("b");
+  auto cfg = training("1", "m0");
+  cfg.clients_required = 2;
+  cfg.round_timeout = 10;
+  push(cfg);
+  CHECK(answer("a", {1}, 1).accepted);
+  advance_time(10s);
+  sched.run();
+  REQUIRE(reports->rounds.size() == 1);
+  CHECK(reports->rounds[0].status == round_status::failed);
+  CHECK(reports->rounds[0].reason
+        == "only 1 model updates were accepted, clients_required is 2 "
+           "(round_timeout of 10 s passed)");
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: no accepted update means no model") {
+  start();
+  seed("m0", {0});
+  connect("a");
+  push(training("1", "m0"));
+  CHECK(!answer("a", {std::nan("")}, 1).accepted);
+  REQUIRE(reports->rounds.size() == 1);
+  CHECK(reports->rounds[0].status == round_status::failed);
+  CHECK(reports->rounds[0].reason.rfind("no model update was accepted", 0)
+        == 0);
+  CHECK(reports->rounds[0].model_id.empty());
+}
+
+TEST_CASE_FIXTURE(combiner_fixture, "round: selected_clients are honoured") {
+  start();
+  seed("m0", {0});
+  connect("a");
+  connect("b");
+  connect("c");
+  auto cfg = training("1", "m0");
+  cfg.selected_clients = {"b", "c", "offline-one"};
+  push(cfg);
+  CHECK(sinks["a"]->tasks.empty());
+  CHECK(sinks["b"]->tasks.size() == 1);
+  CHECK(sinks["c"]->tasks.size() == 1);
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: max_clients bounds the random sample") {
+  start();
+  seed("m0", {0});
+  for (auto id : {"a", "b", "c", "d", "e"})
+    connect(id);
+  auto cfg = training("1", "m0");
+  cfg.max_clients = 2;
+  push(cfg);
+  size_t tasks = 0;
+  for (auto& [id, log] : sinks)
+    tasks += log->tasks.size();
+  CHECK(tasks == 2);
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: two clients with the same name are two clients") {
+  start();
+  seed("m0", {0});
+  connect("id-1", "alice");
+  connect("id-2", "alice");
+  push(training("1", "m0"));
+  CHECK(sinks["id-1"]->tasks.size() == 1);
+  CHECK(sinks["id-2"]->tasks.size() == 1);
+  CHECK(answer("id-1", {1}, 1).accepted);
+  CHECK(answer("id-2", {3}, 1).accepted);
+  REQUIRE(reports->rounds.size() == 1);
+  CHECK(near(load(reports->rounds[0].model_id), {2.0}));
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: an empty correlation id matches by client and "
+                  "model") {
+  start();
+  seed("m0", {0});
+  connect("a");
+  push(training("1", "m0"));
+  auto v = answer("a", last_task("a"), npz({8}), 2, "");
+  CHECK(v.accepted);
+  REQUIRE(reports->rounds.size() == 1);
+  CHECK(near(load(reports->rounds[0].model_id), {8.0}));
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: flushing the queue terminates a waiting round at "
+                  "once") {
+  start();
+  seed("m0", {0});
+  connect("a");
+  auto cfg = training("1", "m0");
+  push(cfg);
+  auto queued = training("2", "m0");
+  push(queued);
+  auto rh = self->request(combiner, caf::infinite, caf::flush_atom::value);
+  sched.run();
+  uint64_t dropped = 0;
+  rh.receive([&](uint64_t n) { dropped = n; },
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  CHECK(dropped == 2);
+  REQUIRE(reports->rounds.size() == 2);
+  for (auto& r : reports->rounds) {
+    CHECK(r.status == round_status::failed);
+    CHECK(r.reason == "terminated");
+  }
+  // The terminated round's task is forgotten: a late answer is stale.
+  CHECK(!answer("a", {1}, 1).accepted);
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: staging a missing model fails the round") {
+  cfg.staging.max_tries = 2;
+  cfg.staging.retry_delay = 1s;
+  start();
+  connect("a");
+  push(training("1", "no-such-model"));
+  advance_time(1s);
+  sched.run();
+  REQUIRE(reports->rounds.size() == 1);
+  CHECK(reports->rounds[0].status == round_status::failed);
+  CHECK(reports->rounds[0].reason.rfind("staging failed:", 0) == 0);
+  CHECK(reports->rounds[0].reason.find("no-such-model") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round queue: a failing job does not stop the queue") {
+  start();
+  seed("m0", {0});
+  connect("a");
+  auto bad = training("1", "m0");
+  bad.aggregator = "no-such-aggregator";
+  push(bad);
+  push(training("2", "m0"));
+  REQUIRE(reports->rounds.size() == 1);
+  CHECK(reports->rounds[0].status == round_status::failed);
+  CHECK(reports->rounds[0].reason.rfind("aggregator:", 0) == 0);
+  CHECK(answer("a", {3}, 1).accepted);
+  REQUIRE(reports->rounds.size() == 2);
+  CHECK(reports->rounds[1].status == round_status::success);
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round queue: a restart reloads pending jobs") {
+  seed("m0", {0});
+  job_record running;
+  running.job_id = "job-running";
+  running.seq = 1;
+  running.config = training("1", "m0");
+  running.status = job_status::running;
+  job_record queued;
+  queued.job_id = "job-queued";
+  queued.seq = 2;
+  queued.config = training("2", "m0");
+  REQUIRE(!state->put(running));
+  REQUIRE(!state->put(queued));
+  start();
+  auto r1 = state->get<round_record>("1");
+  REQUIRE(r1);
+  CHECK(r1->status == round_status::failed);
+  CHECK(r1->reason == "interrupted by restart");
+  CHECK(state->get<job_record>("job-running")->status == job_status::failed);
+  // The queued job runs once a client is there.
+  connect("a");
+  CHECK(answer("a", {1}, 1).accepted);
+  auto r2 = state->get<round_record>("2");
+  REQUIRE(r2);
+  CHECK(r2->status == round_status::success);
+  CHECK(state->get<job_record>("job-queued")->status == job_status::success);
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: validation metrics are stored per client") {
+  start();
+  seed("m0", {0});
+  connect("v1");
+  connect("v2");
+  auto cfg = training("val-1", "m0");
+  cfg.task = round_task::validation;
+  push(cfg);
+  auto t1 = last_task("v1");
+  CHECK(t1.kind == round_task::validation);
+  auto send = [&](const std::string& client, const client_task& t,
+                  const std::string& metrics) {
+    auto rh = self->request(combiner, caf::infinite,
+                            model_validation{client, t.correlation_id,
+                                             t.model_id, t.session_id,
+                                             metrics});
+    sched.run();
+    update_verdict v;
+    rh.receive([&](update_verdict& x) { v = x; },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    return v;
+  };
+  CHECK(send("v1", t1, R"({"test_accuracy":0.8})").accepted);
+  CHECK(send("v2", last_task("v2"), R"({"test_accuracy":0.9})").accepted);
+  REQUIRE(reports->rounds.size() == 1);
+  CHECK(reports->rounds[0].status == round_status::success);
+  CHECK(reports->rounds[0].model_id == "m0");
+  CHECK(reports->rounds[0].validations.size() == 2);
+  auto stored = state->list<validation_record>();
+  REQUIRE(stored);
+  REQUIRE(stored->size() == 2);
+  std::map<std::string, std::string> by_client;
+  for (auto& v : *stored) {
+    CHECK(v.model_id == "m0");
+    CHECK(v.session_id == "session-1");
+    CHECK(v.round_id == "val-1");
+    by_client[v.client_id] = v.metrics_json;
+  }
+  CHECK(by_client["v1"] == R"({"test_accuracy":0.8})");
+  CHECK(by_client["v2"] == R"({"test_accuracy":0.9})");
+}
