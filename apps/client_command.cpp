@@ -1,0 +1,193 @@
+// `rondo client`: a FEDn-protocol client that runs a compute package.
+
+#include "apps/commands.hpp"
+#include "client/compute_package.hpp"
+#include "client/fedn_client.hpp"
+#include "client/runner.hpp"
+#include "client/stop_source.hpp"
+#include "messages/error.hpp"
+#include "messages/ids.hpp"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <semaphore.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace rondo::apps {
+
+namespace {
+
+struct client_args {
+  client::client_config cfg;
+  std::string package;
+  bool trainer = true;
+  bool validator = true;
+  bool verbose = false;
+};
+
+/// Posted by the signal handler; sem_post() is async-signal-safe.
+sem_t* signal_sem = nullptr;
+
+extern "C" void on_stop_signal(int) {
+  if (signal_sem != nullptr)
+    sem_post(signal_sem);
+}
+
+/// Turns SIGINT/SIGTERM into a stop request: the handler posts a semaphore,
+/// a dedicated thread waits on it and requests stop (a handler could not
+/// safely touch the stop source's mutex). This works whichever thread the
+/// signal lands on (gRPC starts threads before main). A second signal exits
+/// at once (status 130). SIGINT is left alone when it was ignored at start
+/// (a background job of a non-interactive shell), as shells expect.
+class signal_stopper {
+public:
+  explicit signal_stopper(client::stop_source& stop) {
+    sem_init(&sem_, 0, 0);
+    signal_sem = &sem_;
+    struct sigaction sa = {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, nullptr, &old_int_);
+    if (old_int_.sa_handler != SIG_IGN)
+      sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, &old_term_);
+    thread_ = std::thread{[this, &stop] {
+      for (int received = 0;; ++received) {
+        while (sem_wait(&sem_) != 0 && errno == EINTR) {
+        }
+        if (exiting_.load())
+          return;
+        if (received > 0) {
+          spdlog::warn("received a second stop signal, exiting now");
+          spdlog::default_logger()->flush();
+          std::_Exit(130);
+        }
+        spdlog::info("received a stop signal (SIGINT/SIGTERM), stopping; "
+                     "send another to exit at once");
+        stop.request_stop();
+      }
+    }};
+  }
+  ~signal_stopper() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+    exiting_ = true;
+    sem_post(&sem_);
+    thread_.join();
+    signal_sem = nullptr;
+    sem_destroy(&sem_);
+  }
+  signal_stopper(const signal_stopper&) = delete;
+  signal_stopper& operator=(const signal_stopper&) = delete;
+
+private:
+  sem_t sem_;
+  struct sigaction old_int_ = {};
+  struct sigaction old_term_ = {};
+  std::atomic<bool> exiting_{false};
+  std::thread thread_;
+};
+
+int run_client(client_args& a) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("rondo-client"));
+  spdlog::set_level(a.verbose ? spdlog::level::debug : spdlog::level::info);
+  auto& cfg = a.cfg;
+  cfg.roles.trainer = a.trainer;
+  cfg.roles.validator = a.validator;
+  if (cfg.client_id.empty())
+    cfg.client_id = new_id();
+  if (!cfg.roles.trainer && !cfg.roles.validator) {
+    spdlog::error("nothing to serve: --no-trainer and --no-validator");
+    return 1;
+  }
+  if (auto err = client::validate(cfg)) {
+    spdlog::error("{}", render(err));
+    return 1;
+  }
+  std::vector<std::string> required;
+  if (cfg.roles.trainer)
+    required.emplace_back(client::entry_point_names::train);
+  if (cfg.roles.validator)
+    required.emplace_back(client::entry_point_names::validate);
+  auto pkg = client::load_compute_package(a.package, required);
+  if (!pkg) {
+    spdlog::error("{}", render(pkg.error()));
+    return 1;
+  }
+  client::stop_source stop;
+  signal_stopper signals{stop};
+  if (pkg->find(client::entry_point_names::startup) != nullptr) {
+    spdlog::info("running the startup entry point");
+    client::run_options opts;
+    opts.timeout_s = cfg.task_timeout_s;
+    opts.kill_grace_s = cfg.kill_grace_s;
+    opts.stop = &stop;
+    auto ran = client::run_entry_point(*pkg, client::entry_point_names::startup,
+                                       {}, opts);
+    if (!ran) {
+      if (stop.stop_requested())
+        return 0;
+      spdlog::error("{}", render(ran.error()));
+      return 1;
+    }
+    spdlog::info("startup done in {:.2f} s", *ran);
+  }
+  client::fedn_client fc{cfg, std::move(*pkg), stop};
+  if (auto err = fc.run()) {
+    spdlog::error("{}", render(err));
+    return 1;
+  }
+  return 0;
+}
+
+} // namespace
+
+void add_client_command(CLI::App& app, int& exit_code) {
+  auto a = std::make_shared<client_args>();
+  auto* cmd = app.add_subcommand(
+    "client", "Run a FEDn-protocol client: connect to a combiner and serve "
+              "training/validation tasks with a compute package (fedn.yaml)");
+  auto& cfg = a->cfg;
+  cmd->add_option("--host", cfg.host, "Combiner host")->capture_default_str();
+  cmd->add_option("--port", cfg.port, "Combiner gRPC port")
+    ->capture_default_str();
+  cmd->add_option("--name", cfg.name, "Client name")->required();
+  cmd->add_option("--client-id", cfg.client_id,
+                  "Client id (default: a new UUID)");
+  cmd->add_option("--package", a->package,
+                  "Compute package directory (contains fedn.yaml)")
+    ->required();
+  cmd->add_flag("--trainer,!--no-trainer", a->trainer,
+                "Serve training tasks (default: on)");
+  cmd->add_flag("--validator,!--no-validator", a->validator,
+                "Serve validation tasks (default: on)");
+  cmd->add_option("--task-timeout", cfg.task_timeout_s,
+                  "Seconds an entry point may run before it is killed")
+    ->capture_default_str()
+    ->check(CLI::PositiveNumber);
+  cmd->add_option("--heartbeat-interval", cfg.heartbeat_interval_s,
+                  "Seconds between heartbeats")
+    ->capture_default_str()
+    ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-tasks", cfg.max_tasks,
+                  "Exit 0 after this many tasks (0: unlimited)")
+    ->capture_default_str();
+  cmd->add_option("--work-dir", cfg.work_dir,
+                  "Parent of the per-task temporary directories "
+                  "(default: $TMPDIR or /tmp)");
+  cmd->add_flag("-v,--verbose", a->verbose, "Debug logging");
+  cmd->callback([a, &exit_code] { exit_code = run_client(*a); });
+}
+
+} // namespace rondo::apps

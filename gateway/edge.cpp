@@ -1,0 +1,294 @@
+#include "gateway/edge.hpp"
+
+#include "gateway/edge_core.hpp"
+#include "messages/error.hpp"
+
+#include <caf/atom.hpp>
+#include <caf/message.hpp>
+
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+
+#include <chrono>
+#include <vector>
+
+namespace rondo::gateway {
+
+namespace detail {
+
+// -- identity -------------------------------------------------------------------
+
+client_identity identify(const fedn::Client& sender,
+                         const grpc::CallbackServerContext* ctx) {
+  client_identity who;
+  who.id = sender.client_id();
+  who.name = sender.name();
+  if (who.id.empty())
+    who.id = who.name;
+  if (who.id.empty() && ctx != nullptr) {
+    auto& md = ctx->client_metadata();
+    auto i = md.find("client");
+    if (i != md.end())
+      who.id.assign(i->second.data(), i->second.size());
+  }
+  if (who.name.empty())
+    who.name = who.id;
+  return who;
+}
+
+client_info to_info(const client_identity& who) {
+  client_info info;
+  info.client_id = who.id;
+  info.name = who.name;
+  return info;
+}
+
+std::string reason_of(const caf::error& err) {
+  if (err && err.category() == caf::atom("rondo")) {
+    auto& ctx = err.context();
+    if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+      return ctx.get_as<std::string>(0);
+  }
+  return render(err);
+}
+
+// -- edge_core --------------------------------------------------------------------
+
+edge_core::edge_core(caf::actor_system& sys, combiner_actor combiner,
+                     std::shared_ptr<storage::model_store> models,
+                     std::shared_ptr<storage::state_store> state,
+                     edge_config cfg)
+  : sys(sys),
+    combiner(std::move(combiner)),
+    models(std::move(models)),
+    state(std::move(state)),
+    cfg(std::move(cfg)) {
+}
+
+bool edge_core::enroll(const std::shared_ptr<pending>& x) {
+  std::lock_guard<std::mutex> guard{pending_mtx_};
+  if (stopping_)
+    return false;
+  pending_.emplace(x.get(), x);
+  return true;
+}
+
+void edge_core::withdraw(const pending* x) {
+  std::lock_guard<std::mutex> guard{pending_mtx_};
+  pending_.erase(x);
+}
+
+void edge_core::stop_all(const grpc::Status& why) {
+  std::vector<std::shared_ptr<pending>> xs;
+  {
+    std::lock_guard<std::mutex> guard{pending_mtx_};
+    stopping_ = true;
+    for (auto& [ptr, weak] : pending_)
+      if (auto x = weak.lock())
+        xs.push_back(std::move(x));
+  }
+  // Outside the lock: cancelling withdraws.
+  for (auto& x : xs)
+    x->cancel(why);
+}
+
+client_session_actor edge_core::cached_session(const std::string& client_id) {
+  std::lock_guard<std::mutex> guard{sessions_mtx_};
+  auto i = sessions_.find(client_id);
+  return i != sessions_.end() ? i->second : client_session_actor{};
+}
+
+void edge_core::with_session(
+  const client_info& info,
+  std::function<void(const client_session_actor&)> ok,
+  std::function<void(const std::string&)> fail) {
+  if (auto session = cached_session(info.client_id)) {
+    ok(session);
+    return;
+  }
+  // First contact. Concurrent lookups of one client are harmless: the
+  // combiner answers both with the same session.
+  auto self = shared_from_this();
+  auto id = info.client_id;
+  ask(
+    sys, nullptr, combiner, cfg.request_timeout,
+    [self, id, ok](client_session_actor& session) {
+      {
+        std::lock_guard<std::mutex> guard{self->sessions_mtx_};
+        self->sessions_.emplace(id, session);
+      }
+      ok(session);
+    },
+    [id, fail](caf::error& err) {
+      fail("cannot get the session of client " + id + ": " + render(err));
+    },
+    info);
+}
+
+void edge_core::touch(const client_info& info) {
+  if (auto session = cached_session(info.client_id)) {
+    caf::anon_send(session, heartbeat_atom::value);
+    return;
+  }
+  with_session(
+    info,
+    [](const client_session_actor& session) {
+      caf::anon_send(session, heartbeat_atom::value);
+    },
+    [](const std::string& reason) { spdlog::warn("edge: {}", reason); });
+}
+
+fedn::Client edge_core::me() const {
+  fedn::Client c;
+  c.set_name(cfg.combiner_id);
+  c.set_client_id(cfg.combiner_id);
+  c.set_role(fedn::COMBINER);
+  return c;
+}
+
+} // namespace detail
+
+// -- validate -------------------------------------------------------------------------
+
+caf::error validate(const edge_config& cfg) {
+  auto bad = [](const std::string& what) {
+    return caf::make_error(ec::invalid_config, "edge " + what);
+  };
+  if (cfg.combiner_id.empty())
+    return bad("combiner_id must not be empty");
+  if (cfg.max_model_bytes == 0)
+    return bad("max_model_bytes must be > 0");
+  if (cfg.chunk_bytes == 0)
+    return bad("chunk_bytes must be > 0");
+  if (cfg.max_receive_message_bytes < 1024
+      || static_cast<uint64_t>(cfg.max_receive_message_bytes)
+           < uint64_t{cfg.chunk_bytes} + 1024)
+    return bad("max_receive_message_bytes must exceed chunk_bytes plus 1 KiB "
+               "of overhead, got "
+               + std::to_string(cfg.max_receive_message_bytes));
+  if (cfg.min_recv_ping_interval.count() < 0)
+    return bad("min_recv_ping_interval must be >= 0");
+  if (cfg.max_ping_strikes < 0)
+    return bad("max_ping_strikes must be >= 0");
+  if (cfg.keepalive_time.count() <= 0 || cfg.keepalive_timeout.count() <= 0)
+    return bad("keepalive_time and keepalive_timeout must be > 0");
+  if (cfg.request_timeout.count() <= 0 || cfg.update_timeout.count() <= 0)
+    return bad("request_timeout and update_timeout must be > 0");
+  if (cfg.client_wait_timeout.count() < 0
+      || cfg.start_wait_margin.count() < 0)
+    return bad("client_wait_timeout and start_wait_margin must be >= 0");
+  if (cfg.shutdown_grace.count() < 0)
+    return bad("shutdown_grace must be >= 0");
+  return caf::none;
+}
+
+// -- combiner_edge --------------------------------------------------------------------
+
+struct combiner_edge::impl {
+  std::shared_ptr<detail::edge_core> core;
+  std::vector<std::unique_ptr<grpc::Service>> services;
+  std::unique_ptr<grpc::Server> server;
+  std::mutex mtx;
+  uint16_t port = 0;
+  bool stopped = false;
+};
+
+combiner_edge::combiner_edge(caf::actor_system& sys, combiner_actor combiner,
+                             std::shared_ptr<storage::model_store> models,
+                             std::shared_ptr<storage::state_store> state,
+                             edge_config cfg)
+  : impl_(std::make_unique<impl>()) {
+  impl_->core = std::make_shared<detail::edge_core>(
+    sys, std::move(combiner), std::move(models), std::move(state),
+    std::move(cfg));
+}
+
+combiner_edge::~combiner_edge() {
+  stop();
+}
+
+caf::expected<uint16_t> combiner_edge::start(const std::string& host,
+                                             uint16_t port) {
+  std::lock_guard<std::mutex> guard{impl_->mtx};
+  if (impl_->server || impl_->stopped)
+    return caf::make_error(ec::invalid_state,
+                           "the edge was already started");
+  auto& core = impl_->core;
+  auto& cfg = core->cfg;
+  if (auto err = validate(cfg))
+    return err;
+  if (host.empty())
+    return caf::make_error(ec::invalid_config, "edge host must not be empty");
+  // The standard grpc.health.v1.Health service, answering SERVING for "".
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  auto address = host.find(':') != std::string::npos && host.front() != '['
+                   ? "[" + host + "]:" + std::to_string(port)
+                   : host + ":" + std::to_string(port);
+  int bound = 0;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
+                           &bound);
+  builder.SetMaxReceiveMessageSize(cfg.max_receive_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+                             cfg.keepalive_permit_without_calls ? 1 : 0);
+  builder.AddChannelArgument(
+    GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+    static_cast<int>(cfg.min_recv_ping_interval.count()));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES,
+                             cfg.max_ping_strikes);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             static_cast<int>(cfg.keepalive_time.count()));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             static_cast<int>(cfg.keepalive_timeout.count()));
+  // Keep pinging idle connections (default: stop after 2 pings without
+  // data), so a vanished client with an open TaskStream is detected.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  impl_->services.push_back(detail::make_connector_service(core));
+  impl_->services.push_back(detail::make_combiner_service(core));
+  impl_->services.push_back(detail::make_model_service(core));
+  impl_->services.push_back(detail::make_control_service(core));
+  for (auto& s : impl_->services)
+    builder.RegisterService(s.get());
+  impl_->server = builder.BuildAndStart();
+  if (!impl_->server || bound == 0) {
+    impl_->server.reset();
+    impl_->services.clear();
+    return caf::make_error(ec::invalid_config,
+                           "cannot listen on " + address
+                             + " (address in use or not local?)");
+  }
+  impl_->port = static_cast<uint16_t>(bound);
+  spdlog::info("edge: combiner {} serving FEDn gRPC on {}:{}",
+               cfg.combiner_id, host, impl_->port);
+  return impl_->port;
+}
+
+uint16_t combiner_edge::port() const {
+  std::lock_guard<std::mutex> guard{impl_->mtx};
+  return impl_->port;
+}
+
+void combiner_edge::stop() {
+  std::lock_guard<std::mutex> guard{impl_->mtx};
+  if (impl_->stopped)
+    return;
+  impl_->stopped = true;
+  auto& core = impl_->core;
+  // End what would otherwise never end by itself (open streams, calls
+  // waiting for a round) and refuse new ones; then give the rest the grace
+  // period. Shutdown returns once every call has finished.
+  core->stop_all(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "combiner " + core->cfg.combiner_id
+                                + " is shutting down"));
+  if (impl_->server) {
+    impl_->server->Shutdown(std::chrono::system_clock::now()
+                            + core->cfg.shutdown_grace);
+    impl_->server.reset();
+    spdlog::info("edge: combiner {} stopped serving", core->cfg.combiner_id);
+  }
+  impl_->services.clear();
+}
+
+} // namespace rondo::gateway

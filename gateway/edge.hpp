@@ -1,0 +1,159 @@
+#pragma once
+
+// The combiner's gRPC edge: FEDn's client protocol (see
+// ../shared/FEDN_WIRE.md) in front of a combiner actor. It serves the
+// Connector, Combiner, ModelService and Control services and the standard
+// `grpc.health.v1.Health`, all on gRPC's callback API: no thread is held per
+// open stream, and no gRPC thread waits for an actor (unary calls that need
+// an actor's answer are completed from the actor's reply handler).
+//
+// gRPC and protobuf headers stay in gateway/*.cpp: this header is cheap.
+
+#include "actors/actors.hpp"
+
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+#include <caf/timespan.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace rondo::storage {
+class model_store;
+class state_store;
+} // namespace rondo::storage
+
+namespace rondo::gateway {
+
+/// Options of the edge; every default documented on its field.
+struct edge_config {
+  /// This combiner's id: the `sender.name` of every TaskRequest and
+  /// Response. Default "combiner".
+  std::string combiner_id = "combiner";
+
+  // -- model transfer ---------------------------------------------------------
+
+  /// Largest model an Upload may store, in bytes; a larger upload fails
+  /// with RESOURCE_EXHAUSTED and leaves nothing behind. Default 10 GiB.
+  uint64_t max_model_bytes = uint64_t{10} << 30;
+  /// Largest `data` of one Download message, in bytes (> 0). Default 1 MiB,
+  /// FEDn's chunk size.
+  uint32_t chunk_bytes = 1u << 20;
+  /// Largest message the server accepts, in bytes. Default 8 MiB: above a
+  /// 1 MiB chunk plus protobuf overhead with room for clients that send
+  /// bigger chunks, while gRPC's own default (4 MiB) would refuse some.
+  int max_receive_message_bytes = 8 << 20;
+
+  // -- keepalive (TOOLCHAIN_NOTES, "gRPC and RocksDB") ------------------------
+
+  /// FEDn clients ping every 5 s, also between calls. With gRPC's server
+  /// defaults they get GOAWAY ("too many pings") after ~20 s. These three
+  /// settings are the measured fix: allow pings without calls, accept a
+  /// ping every `min_recv_ping_interval` (default 4 s, below the clients'
+  /// 5 s), and never count strikes (`max_ping_strikes` 0 = unlimited).
+  bool keepalive_permit_without_calls = true;
+  std::chrono::milliseconds min_recv_ping_interval{4000};
+  int max_ping_strikes = 0;
+  /// The server's own keepalive pings: an open TaskStream keeps a client
+  /// active, so a client host that vanished without closing its TCP
+  /// connection must be detected. A ping every `keepalive_time` (default
+  /// 30 s) unanswered within `keepalive_timeout` (default 10 s) closes the
+  /// connection, which ends the stream and the client's session stream.
+  std::chrono::milliseconds keepalive_time{30000};
+  std::chrono::milliseconds keepalive_timeout{10000};
+  // There is deliberately no per-connection stream cap (gRPC 1.51 sets none
+  // by default; with one, streams over it wait silently).
+
+  // -- bounds on waiting for actors --------------------------------------------
+
+  /// Bound on requests to the combiner that should be quick (session
+  /// lookup, client list, job submission, flush). Default 30 s.
+  caf::timespan request_timeout = std::chrono::seconds(30);
+  /// Bound on a model update's or validation's verdict: it includes folding
+  /// the update into the aggregate, which reads the whole update model.
+  /// Default 600 s (the round's own per-request bound is 300 s).
+  caf::timespan update_timeout = std::chrono::seconds(600);
+  /// The combiner's client_wait_timeout (round_settings): part of the bound
+  /// on Control.Start with `wait=true`. Default 30 s, as round_settings'.
+  caf::timespan client_wait_timeout = std::chrono::seconds(30);
+  /// Control.Start with `wait=true` waits at most round_timeout +
+  /// client_wait_timeout + this margin (staging, aggregation, queueing).
+  /// Default 60 s.
+  caf::timespan start_wait_margin = std::chrono::seconds(60);
+
+  // -- shutdown ------------------------------------------------------------------
+
+  /// How long `stop()` lets calls in progress (uploads, downloads) finish
+  /// before gRPC cancels them. Open TaskStreams and calls waiting on an
+  /// actor are ended at once with UNAVAILABLE. Default 5 s.
+  std::chrono::milliseconds shutdown_grace{5000};
+};
+
+/// Checks an edge configuration.
+/// @returns `ec::invalid_config` naming the option and value, or none.
+caf::error validate(const edge_config& cfg);
+
+/// The gRPC server of one combiner.
+///
+/// Behaviour in brief (details on each handler in the .cpp files):
+/// - Clients are identified by `sender.client_id`, else `sender.name`, else
+///   the call's `client` metadata; the first contact asks the combiner for
+///   the client's session, which the edge then caches.
+/// - SendHeartbeat: O(1), nothing written to disk; the session is told.
+/// - TaskStream: bridged to the client's session through a task-sink actor;
+///   tasks are written with one write in flight; the stream's end stops the
+///   sink, which the session sees (it monitors the sink) as the stream's
+///   close.
+/// - Send* calls of the Combiner service always finish with gRPC status OK
+///   (FEDn clients drop their connection on an error status); the
+///   `response` text says what happened: "accepted", "rejected: <reason>"
+///   (the combiner's verdict) or "error: <reason>" (input the edge refused,
+///   e.g. "error: malformed meta: ...", or the combiner did not answer).
+/// - Upload/Download stream models in chunks through the model store; upload
+///   errors are gRPC statuses (see model_service.cpp).
+/// - Control.Start submits a round; with parameter `wait=true` it answers
+///   when the round ended, with the round record as parameters.
+///
+/// Thread-safe. The actor system, combiner and stores must outlive the edge.
+class combiner_edge {
+public:
+  /// @param sys runs the small bridge actors (one per pending request and
+  ///        one task sink per open TaskStream).
+  /// @param combiner the combiner the edge serves.
+  /// @param models the combiner's model store (uploads land here).
+  /// @param state the combiner's state store (client metrics land here).
+  combiner_edge(caf::actor_system& sys, combiner_actor combiner,
+                std::shared_ptr<storage::model_store> models,
+                std::shared_ptr<storage::state_store> state,
+                edge_config cfg = {});
+
+  /// Stops the server (as `stop()`).
+  ~combiner_edge();
+
+  combiner_edge(const combiner_edge&) = delete;
+  combiner_edge& operator=(const combiner_edge&) = delete;
+
+  /// Starts listening on `host:port` (plaintext). Port 0 picks a free port.
+  /// @returns the bound port; `ec::invalid_config` for a bad configuration
+  ///          or when the address cannot be bound (in use, bad host);
+  ///          `ec::invalid_state` when already started.
+  caf::expected<uint16_t> start(const std::string& host, uint16_t port);
+
+  /// The bound port; 0 before `start`.
+  uint16_t port() const;
+
+  /// Graceful shutdown: open TaskStreams and calls waiting on an actor end
+  /// at once with UNAVAILABLE ("combiner ... is shutting down"), new calls
+  /// are refused, and other calls in progress get `shutdown_grace` to
+  /// finish before gRPC cancels them. Returns once every call has ended.
+  /// Idempotent.
+  void stop();
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace rondo::gateway

@@ -1,0 +1,285 @@
+// fedn.ModelService: models streamed in chunks between clients and the
+// model store, never held whole in memory.
+//
+// Upload (client stream): ModelRequest{id, data=chunk, status=IN_PROGRESS}
+// ..., then a terminator ModelRequest{id, status=OK} without data, then the
+// client half-closes. Each chunk goes straight into a model_writer; the
+// model is committed (and becomes visible) only after the terminator and
+// the half-close. Any error aborts the writer, so nothing is left behind:
+//   INVALID_ARGUMENT   missing id, id changed mid-stream, a status other
+//                      than IN_PROGRESS/OK, a terminator with data, a
+//                      message after the terminator, an empty model, a bad
+//                      model id, the stream ended without a terminator;
+//   RESOURCE_EXHAUSTED the model exceeds max_model_bytes;
+//   ALREADY_EXISTS     a model with that id exists or is being uploaded;
+//   ABORTED            the client sent status FAILED;
+//   INTERNAL           the store failed.
+// Success: ModelResponse{id, status=OK, message="stored <n> bytes"}.
+//
+// Download (server stream): ModelResponse{id, data=chunk (<= chunk_bytes),
+// status=IN_PROGRESS} ..., then ModelResponse{id, status=OK} without data,
+// status OK. An unknown (or unreadable) model: exactly one
+// ModelResponse{id, status=FAILED, message} and the stream ends (status
+// OK, as FEDn's clients expect). A model found corrupt mid-stream: one
+// FAILED message after the chunks sent so far, then the end.
+
+#include "gateway/edge_core.hpp"
+#include "messages/error.hpp"
+#include "storage/model_store.hpp"
+
+#include <caf/atom.hpp>
+
+#include <optional>
+
+namespace rondo::gateway::detail {
+
+namespace {
+
+/// The gRPC code for a store error.
+grpc::StatusCode to_code(const caf::error& err) {
+  if (err.category() != caf::atom("rondo"))
+    return grpc::StatusCode::INTERNAL;
+  switch (static_cast<ec>(err.code())) {
+    case ec::already_exists: return grpc::StatusCode::ALREADY_EXISTS;
+    case ec::invalid_argument: return grpc::StatusCode::INVALID_ARGUMENT;
+    case ec::not_found: return grpc::StatusCode::NOT_FOUND;
+    case ec::too_large: return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    default: return grpc::StatusCode::INTERNAL;
+  }
+}
+
+class upload final : public grpc::ServerReadReactor<fedn::ModelRequest> {
+public:
+  upload(std::shared_ptr<edge_core> core, fedn::ModelResponse* response)
+    : core_(std::move(core)), response_(response) {
+    StartRead(&req_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      end_of_stream();
+      return;
+    }
+    if (terminated_)
+      return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                  "upload of model " + id_
+                    + ": a message after the terminator (status OK)");
+    if (req_.id().empty())
+      return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                  "upload: a ModelRequest without id"
+                    + (id_.empty() ? std::string{} : " (model " + id_ + ")"));
+    if (!writer_) {
+      id_ = req_.id();
+      auto w = core_->models->begin_write(id_);
+      if (!w)
+        return fail(to_code(w.error()), "upload of model " + id_ + ": "
+                                          + reason_of(w.error()));
+      writer_ = std::move(*w);
+    } else if (req_.id() != id_) {
+      return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                  "upload of model " + id_ + ": the id changed mid-stream to "
+                    + req_.id());
+    }
+    switch (req_.status()) {
+      case fedn::IN_PROGRESS: {
+        auto& data = req_.data();
+        auto limit = core_->cfg.max_model_bytes;
+        if (data.size() > limit || writer_->size() > limit - data.size())
+          return fail(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                      "upload of model " + id_ + ": exceeds max_model_bytes ("
+                        + std::to_string(limit) + " bytes)");
+        if (!data.empty())
+          if (auto err = writer_->write(data))
+            return fail(grpc::StatusCode::INTERNAL,
+                        "upload of model " + id_ + ": " + render(err));
+        break;
+      }
+      case fedn::OK:
+        if (!req_.data().empty())
+          return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                      "upload of model " + id_
+                        + ": the terminator (status OK) carries data");
+        if (writer_->size() == 0)
+          return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                      "upload of model " + id_ + ": the model is empty");
+        terminated_ = true;
+        break;
+      case fedn::FAILED:
+        return fail(grpc::StatusCode::ABORTED,
+                    "upload of model " + id_
+                      + ": the client reported FAILED");
+      default:
+        return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                    "upload of model " + id_ + ": unexpected status "
+                      + fedn::ModelStatus_Name(req_.status())
+                      + " (expected IN_PROGRESS chunks, then one OK)");
+    }
+    StartRead(&req_);
+  }
+
+  void OnDone() override {
+    // An uncommitted writer aborts on destruction.
+    delete this;
+  }
+
+private:
+  void end_of_stream() {
+    if (!writer_)
+      return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                  id_.empty() ? "upload: the stream carried no ModelRequest"
+                              : "upload of model " + id_ + " failed");
+    if (!terminated_)
+      return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                  "upload of model " + id_
+                    + ": the stream ended without a terminator (status OK); "
+                      "nothing was stored");
+    auto info = writer_->commit();
+    if (!info)
+      return fail(grpc::StatusCode::INTERNAL,
+                  "upload of model " + id_ + ": " + render(info.error()));
+    writer_.reset();
+    spdlog::info("edge: stored model {} ({} bytes)", id_, info->size_bytes);
+    response_->set_id(id_);
+    response_->set_status(fedn::OK);
+    response_->set_message("stored " + std::to_string(info->size_bytes)
+                           + " bytes");
+    Finish(grpc::Status::OK);
+  }
+
+  void fail(grpc::StatusCode code, const std::string& reason) {
+    if (writer_) {
+      writer_->abort();
+      writer_.reset();
+    }
+    spdlog::warn("edge: {}", reason);
+    Finish(grpc::Status(code, reason));
+  }
+
+  std::shared_ptr<edge_core> core_;
+  fedn::ModelResponse* response_;
+  fedn::ModelRequest req_;
+  std::string id_;
+  std::unique_ptr<storage::model_writer> writer_;
+  bool terminated_ = false;
+};
+
+class download final : public grpc::ServerWriteReactor<fedn::ModelResponse> {
+public:
+  download(std::shared_ptr<edge_core> core, const fedn::ModelRequest* req)
+    : core_(std::move(core)), id_(req->id()) {
+    if (id_.empty()) {
+      fail("download: the request has no id");
+      return;
+    }
+    auto r = core_->models->open_read(id_);
+    if (!r) {
+      fail("download of model " + id_ + ": " + reason_of(r.error()));
+      return;
+    }
+    reader_.emplace(std::move(*r));
+    next();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (last_)
+      return;
+    if (!ok) {
+      // The client went away; nothing more can be written.
+      last_ = true;
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                          "download of model " + id_ + " broke off"));
+      return;
+    }
+    next();
+  }
+
+  void OnDone() override {
+    delete this;
+  }
+
+private:
+  /// Writes the next piece: a slice of the current store chunk, else the
+  /// next store chunk, else the terminator.
+  void next() {
+    auto limit = size_t{core_->cfg.chunk_bytes};
+    if (offset_ >= buf_.size()) {
+      buf_.clear();
+      offset_ = 0;
+      auto more = reader_->next(buf_);
+      if (!more) {
+        fail("download of model " + id_ + ": " + reason_of(more.error()));
+        return;
+      }
+      if (!*more) {
+        msg_.Clear();
+        msg_.set_id(id_);
+        msg_.set_status(fedn::OK);
+        last_ = true;
+        StartWriteAndFinish(&msg_, grpc::WriteOptions(), grpc::Status::OK);
+        return;
+      }
+    }
+    msg_.Clear();
+    msg_.set_id(id_);
+    msg_.set_status(fedn::IN_PROGRESS);
+    if (offset_ == 0 && buf_.size() <= limit) {
+      // The whole store chunk fits one message: hand the buffer over.
+      msg_.mutable_data()->swap(buf_);
+      buf_.clear();
+    } else {
+      auto n = std::min(limit, buf_.size() - offset_);
+      msg_.set_data(buf_.data() + offset_, n);
+      offset_ += n;
+    }
+    StartWrite(&msg_);
+  }
+
+  /// One FAILED message, then the end of the stream (status OK).
+  void fail(const std::string& reason) {
+    spdlog::warn("edge: {}", reason);
+    msg_.Clear();
+    msg_.set_id(id_);
+    msg_.set_status(fedn::FAILED);
+    msg_.set_message(reason);
+    last_ = true;
+    StartWriteAndFinish(&msg_, grpc::WriteOptions(), grpc::Status::OK);
+  }
+
+  std::shared_ptr<edge_core> core_;
+  std::string id_;
+  std::optional<storage::model_reader> reader_;
+  std::string buf_;
+  size_t offset_ = 0;
+  fedn::ModelResponse msg_;
+  bool last_ = false;
+};
+
+class model_service final : public fedn::ModelService::CallbackService {
+public:
+  explicit model_service(std::shared_ptr<edge_core> core)
+    : core_(std::move(core)) {
+  }
+
+  grpc::ServerReadReactor<fedn::ModelRequest>*
+  Upload(grpc::CallbackServerContext*, fedn::ModelResponse* response) override {
+    return new upload(core_, response);
+  }
+
+  grpc::ServerWriteReactor<fedn::ModelResponse>*
+  Download(grpc::CallbackServerContext*,
+           const fedn::ModelRequest* req) override {
+    return new download(core_, req);
+  }
+
+private:
+  std::shared_ptr<edge_core> core_;
+};
+
+} // namespace
+
+std::unique_ptr<grpc::Service>
+make_model_service(std::shared_ptr<edge_core> core) {
+  return std::make_unique<model_service>(std::move(core));
+}
+
+} // namespace rondo::gateway::detail
