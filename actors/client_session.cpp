@@ -35,6 +35,7 @@ void client_session_state::open(task_sink_actor sink) {
   if (sink_)
     self->monitor(sink_);
   seen_(self->clock().now());
+  report_();
 }
 
 void client_session_state::close(const std::string& reason) {
@@ -114,6 +115,7 @@ void client_session_state::end_stream_(const std::string& reason) {
   tasks_.clear();
   self->demonitor(sink_.address());
   sink_ = nullptr;
+  report_();
 }
 
 void client_session_state::arm_(caf::actor_clock::time_point at) {
@@ -122,10 +124,17 @@ void client_session_state::arm_(caf::actor_clock::time_point at) {
 }
 
 void client_session_state::set_active_(bool value) {
-  if (active_ == value)
-    return;
   active_ = value;
-  self->send(listener, client_activity{info, value});
+  report_();
+}
+
+void client_session_state::report_() {
+  bool streaming = static_cast<bool>(sink_);
+  if (active_ == reported_active_ && streaming == reported_streaming_)
+    return;
+  reported_active_ = active_;
+  reported_streaming_ = streaming;
+  self->send(listener, client_activity{info, active_, streaming});
 }
 
 // -- behavior -------------------------------------------------------------------

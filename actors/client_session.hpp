@@ -149,6 +149,10 @@ private:
   /// Sets `active_` and tells the listener if it changed.
   void set_active_(bool value);
 
+  /// Tells the listener when `active_` or the stream's state changed since
+  /// the last report.
+  void report_();
+
   /// The open stream's sink; invalid when no stream is open.
   task_sink_actor sink_;
   /// Outstanding tasks: correlation id -> the round that assigned it.
@@ -158,6 +162,9 @@ private:
   /// Tags liveness ticks; only the tick of the latest arm counts.
   uint64_t epoch_ = 0;
   bool active_ = false;
+  /// What the listener was told last.
+  bool reported_active_ = false;
+  bool reported_streaming_ = false;
   bool seen_once_ = false;
   bool check_pending_ = false;
 };

@@ -83,7 +83,7 @@ void combiner_state::count_roles(const client_info& info, int64_t delta) {
 std::vector<active_client> combiner_state::active(bool trainers) const {
   std::vector<active_client> result;
   for (auto& [id, c] : clients)
-    if (c.active && (trainers ? c.info.trainer : c.info.validator))
+    if (c.available() && (trainers ? c.info.trainer : c.info.validator))
       result.push_back({c.info, c.session});
   return result;
 }
@@ -112,7 +112,7 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
       auto& st = self->state;
       auto i = st.clients.find(info.client_id);
       if (i != st.clients.end()) {
-        if (i->second.active) {
+        if (i->second.available()) {
           // The client's roles may change when it reconnects.
           st.count_roles(i->second.info, -1);
           st.count_roles(info, 1);
@@ -125,7 +125,7 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
       auto session = self->spawn<caf::linked>(client_session, info, listener,
                                               st.cfg.sessions);
       st.clients.emplace(info.client_id,
-                         combiner_state::client_entry{info, session, false,
+                         combiner_state::client_entry{info, session, false, false,
                                                       unix_now()});
       return session;
     },
@@ -134,11 +134,13 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
       auto i = st.clients.find(x.info.client_id);
       if (i == st.clients.end())
         return;
-      if (i->second.active != x.active)
-        st.count_roles(i->second.info, x.active ? 1 : -1);
+      auto was = i->second.available();
       i->second.active = x.active;
+      i->second.streaming = x.streaming;
+      if (was != i->second.available())
+        st.count_roles(i->second.info, was ? -1 : 1);
       i->second.changed_at = unix_now();
-      if (x.active)
+      if (!was && i->second.available())
         serve_waiters(self);
     },
     [self](trainers_atom, int64_t n, caf::timespan wait) {

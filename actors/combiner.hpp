@@ -33,6 +33,12 @@ struct combiner_state {
     client_info info;
     client_session_actor session;
     bool active = false;
+    /// The client's task stream is open.
+    bool streaming = false;
+    /// Active and streaming: it can be given a task.
+    bool available() const {
+      return active && streaming;
+    }
     /// Unix seconds of the last liveness change.
     double changed_at = 0;
   };
@@ -47,7 +53,7 @@ struct combiner_state {
   std::map<std::string, client_entry> clients;
   std::map<uint64_t, waiter> waiters;
   uint64_t next_waiter = 0;
-  /// Active clients per role, kept with the `active` flags.
+  /// Available clients per role, kept with the flags.
   int64_t active_trainers = 0;
   int64_t active_validators = 0;
   round_queue_actor queue;
@@ -56,7 +62,8 @@ struct combiner_state {
   /// Adds `delta` to the active counts of `info`'s roles.
   void count_roles(const client_info& info, int64_t delta);
 
-  /// The active clients of a role (trainers or validators).
+  /// The available (active and streaming) clients of a role (trainers or
+  /// validators).
   std::vector<active_client> active(bool trainers) const;
 };
 

@@ -85,10 +85,15 @@ struct task_cancelled {
   std::string reason;
 };
 
-/// A client's liveness changed (sent by its session to the combiner).
+/// A client's liveness or task stream changed (sent by its session to the
+/// combiner). Rounds select only clients that are active and streaming: an
+/// active client whose task stream is not open yet could not receive its
+/// task.
 struct client_activity {
   client_info info;
   bool active = false;
+  /// The client's task stream is open.
+  bool streaming = false;
 };
 
 /// Model bytes (npz) shared between local actors without copying. Crossing
@@ -156,7 +161,8 @@ typename Inspector::result_type inspect(Inspector& f, task_cancelled& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, client_activity& x) {
-  return f(caf::meta::type_name("rondo.client_activity"), x.info, x.active);
+  return f(caf::meta::type_name("rondo.client_activity"), x.info, x.active,
+           x.streaming);
 }
 
 template <class Inspector>

@@ -2,6 +2,7 @@
 // virtual clock (exact to the nanosecond), task delivery to the open
 // stream, cancellation when the stream ends, records for listings.
 
+#include <optional>
 #include "actors/client_session.hpp"
 #include "messages/ids.hpp"
 #include "tests/caf_fixture.hpp"
@@ -103,13 +104,19 @@ struct session_fixture : rondo::test::actor_fixture {
     return {keep(sys.spawn(mock_round, log)), log};
   }
 
-  /// The activity values the listener got, after checking they name the
-  /// session's client.
+  /// The sequence of liveness values the listener was told (a report that
+  /// only changes the stream's state keeps the value), after checking each
+  /// report names the session's client and changes something.
   std::vector<bool> activity_values() {
     std::vector<bool> result;
+    std::optional<std::pair<bool, bool>> last;
     for (auto& x : *activity) {
       CHECK(x.info == info);
-      result.push_back(x.active);
+      auto now = std::make_pair(x.active, x.streaming);
+      CHECK(now != last);
+      last = now;
+      if (result.empty() || result.back() != x.active)
+        result.push_back(x.active);
     }
     return result;
   }
