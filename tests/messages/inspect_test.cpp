@@ -168,3 +168,75 @@ TEST_CASE("records codec: garbage bytes are a corrupt-record error") {
   CHECK(render(err2) == "rondo.corrupt: job record is corrupt: status 9 out "
                         "of range");
 }
+
+TEST_CASE("inspect: combiner and controller messages round-trip") {
+  client_info info{"id-1", "alice", true, false};
+  CHECK(binary_round_trip(info) == info);
+  client_task task{"corr", "3", "sess", "m-3", round_task::validation,
+                   R"({"round_id":"3"})"};
+  CHECK(binary_round_trip(task) == task);
+  model_update update{"id-1", "corr", "m-3", "u-9", 120.5, R"({"a":1})"};
+  CHECK(binary_round_trip(update) == update);
+  model_validation validation{"id-1", "corr", "m-3", "sess",
+                              R"({"test_accuracy":0.8})"};
+  CHECK(binary_round_trip(validation) == validation);
+  update_verdict verdict{false, "stale update: no round is running"};
+  CHECK(binary_round_trip(verdict) == verdict);
+  task_cancelled cancelled{"corr", "id-1", "client gone"};
+  CHECK(binary_round_trip(cancelled) == cancelled);
+  timer_tick tick{"round_timeout", 7};
+  CHECK(binary_round_trip(tick) == tick);
+  auto activity = binary_round_trip(client_activity{info, true, true});
+  CHECK(activity.info == info);
+  CHECK(activity.active);
+  CHECK(activity.streaming);
+  model_blob blob{"m-3", std::make_shared<const std::string>("npz bytes")};
+  auto blob2 = binary_round_trip(blob);
+  CHECK(blob2 == blob);
+  CHECK(blob2.bytes != blob.bytes); // a new buffer on the receiving side
+  model_chunk chunk{"m-3", 2, 5, 4242, 0xfeed, "chunk bytes"};
+  CHECK(binary_round_trip(chunk) == chunk);
+  session_config cfg;
+  cfg.session_id = "s";
+  cfg.rounds = 3;
+  cfg.aggregator = "fedopt";
+  cfg.stop_on_failure = true;
+  CHECK(binary_round_trip(cfg) == cfg);
+  session_report rep{sample_session(), {sample_round()}};
+  auto rep2 = binary_round_trip(rep);
+  CHECK(rep2.session == rep.session);
+  CHECK(rep2.rounds == rep.rounds);
+  combiner_round_done done{"combiner-1", 4, sample_round()};
+  auto done2 = binary_round_trip(done);
+  CHECK(done2.combiner_id == "combiner-1");
+  CHECK(done2.epoch == 4);
+  CHECK(done2.record == sample_round());
+}
+
+TEST_CASE("session config: JSON parsing names the key and the value") {
+  auto c = parse_session_config_json(
+    R"({"rounds": 10, "round_timeout": "60", "validate": "False",
+        "client_settings": {"epochs": 2}, "aggregator": "fedopt",
+        "aggregator_kwargs": {"serveropt": "adam"}, "stop_on_failure": true})");
+  REQUIRE_MESSAGE(c, (c ? "" : render(c.error())));
+  CHECK(c->rounds == 10);
+  CHECK(c->round_timeout == 60);
+  CHECK(c->validate == false);
+  CHECK(c->client_settings == R"({"epochs":2})");
+  CHECK(c->stop_on_failure == true);
+  auto again = parse_session_config_json(to_json(*c));
+  REQUIRE(again);
+  CHECK(*again == *c);
+  auto bad = parse_session_config_json(R"({"rounds": 0})");
+  REQUIRE(!bad);
+  CHECK(render(bad.error()) == "rondo.invalid_config: rounds must be >= 1, "
+                               "got 0");
+  auto unknown = parse_session_config_json(R"({"roundz": 3})");
+  REQUIRE(!unknown);
+  CHECK(render(unknown.error()) == "rondo.invalid_config: unknown session "
+                                   "config key 'roundz'");
+  auto timeout = parse_session_config_json(R"({"round_timeout": -3})");
+  REQUIRE(!timeout);
+  CHECK(render(timeout.error()) == "rondo.invalid_config: round_timeout must "
+                                   "be > 0, got -3");
+}
