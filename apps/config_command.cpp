@@ -1,6 +1,7 @@
 #include "apps/commands.hpp"
 #include "messages/error.hpp"
 #include "messages/round_config.hpp"
+#include "model/aggregator.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -34,6 +35,13 @@ void add_config_command(CLI::App& app, int& exit_code) {
     auto cfg = parse_round_config_json(text.str());
     if (!cfg) {
       std::cerr << "error: " << render(cfg.error()) << "\n";
+      exit_code = 1;
+      return;
+    }
+    // The aggregator and its kwargs are checked as a round would.
+    if (auto agg = make_aggregator(cfg->aggregator, cfg->aggregator_kwargs);
+        !agg) {
+      std::cerr << "error: " << render(agg.error()) << "\n";
       exit_code = 1;
       return;
     }

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -21,6 +22,11 @@ struct store_args {
 
 caf::expected<std::shared_ptr<storage::model_store>>
 open_store(const std::string& path) {
+  // Inspecting a store never creates one: a mistyped --db is an error.
+  if (!std::filesystem::exists(std::filesystem::path{path} / "CURRENT"))
+    return caf::make_error(ec::not_found,
+                           "no database at " + path
+                             + " (give the --db directory of a combiner)");
   auto db = storage::database::open(path);
   if (!db)
     return db.error();

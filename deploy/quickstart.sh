@@ -19,19 +19,34 @@ rounds=10
 clients=5
 model=softmax
 out=""
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --rounds) rounds=$2; shift 2 ;;
-    --clients) clients=$2; shift 2 ;;
-    --model) model=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
+    --rounds|--clients|--model|--out)
+      if [[ $# -lt 2 ]]; then
+        echo "quickstart: $1 needs a value (see --help)" >&2; exit 2
+      fi
+      case "$1" in
+        --rounds) rounds=$2 ;;
+        --clients) clients=$2 ;;
+        --model) model=$2 ;;
+        --out) out=$2 ;;
+      esac
+      shift 2 ;;
     *) echo "quickstart: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$model" in softmax|mlp) ;; *)
   echo "quickstart: --model must be softmax or mlp, got $model" >&2; exit 2 ;;
 esac
+for pair in "rounds:$rounds" "clients:$clients"; do
+  if ! [[ ${pair#*:} =~ ^[1-9][0-9]*$ ]]; then
+    echo "quickstart: --${pair%%:*} must be a whole number >= 1, got" \
+      "${pair#*:}" >&2
+    exit 2
+  fi
+done
 [[ -n "$out" ]] || out="$root/out/quickstart-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
