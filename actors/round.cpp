@@ -335,7 +335,6 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
   st.job = std::move(job);
   st.deps = std::move(deps);
   st.report_to = std::move(report_to);
-  st.started = self->clock().now();
   auto& cfg = st.job.config;
   auto& rec = st.record;
   rec.round_id = cfg.round_id;

@@ -105,7 +105,6 @@ struct round_state {
   int64_t accepted = 0;
   /// Timer epoch: ticks of an older epoch are stale.
   uint64_t epoch = 0;
-  caf::actor_clock::time_point started;
   caf::actor_clock::time_point tasks_sent;
   caf::timespan aggregation_time{0};
 

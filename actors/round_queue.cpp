@@ -44,7 +44,6 @@ void record_end(self_ptr self, job_record& job, const round_record& round) {
   if (auto err = st.state->commit(batch))
     log_error("cannot record the end of job " + job.job_id + ": "
               + render(err));
-  ++st.finished;
 }
 
 // A failed round record for a job that never ran to its own end.

@@ -39,8 +39,6 @@ struct round_queue_state {
   std::string running_job;
   round_actor running;
   uint64_t next_seq = 1;
-  /// Jobs that ended, kept for `get` until the process exits.
-  size_t finished = 0;
 };
 
 /// @param state where jobs and round records are persisted.
