@@ -545,8 +545,11 @@ controller_state::report(const std::string& session_id) {
     if (r)
       out.rounds.push_back(std::move(*r));
   }
-  // The round in progress, as far as it got.
-  if (session_id == record.session_id && current != stage::idle)
+  // The round in progress, as far as it got (not yet in round_ids: a round
+  // that just ended is there already, while its phase is being closed).
+  auto& ids = out.session.round_ids;
+  if (session_id == record.session_id && current != stage::idle
+      && std::find(ids.begin(), ids.end(), round.round_id) == ids.end())
     out.rounds.push_back(round);
   return out;
 }

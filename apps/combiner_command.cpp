@@ -3,7 +3,9 @@
 
 #include "actors/combiner.hpp"
 #include "actors/type_ids.hpp"
+#include "actors/controller_link.hpp"
 #include "apps/commands.hpp"
+#include "apps/process.hpp"
 #include "gateway/edge.hpp"
 #include "messages/error.hpp"
 #include "storage/database.hpp"
@@ -50,32 +52,11 @@ struct combiner_args {
   uint64_t max_model_bytes = uint64_t{10} << 30;
   std::string port_file;
   std::string log_level = "info";
+  /// The controller's host:port; empty: a standalone combiner.
+  std::string controller;
+  double heartbeat_interval = 0.5;
+  double connection_timeout = 5;
 };
-
-caf::timespan seconds(double x) {
-  return std::chrono::duration_cast<caf::timespan>(
-    std::chrono::duration<double>(x));
-}
-
-/// Writes `port` to `path` atomically (a temporary file renamed over it), so
-/// a script waiting for the file never reads a partial number.
-caf::error write_port_file(const std::string& path, uint16_t port) {
-  auto tmp = path + ".tmp";
-  {
-    std::ofstream out{tmp, std::ios::trunc};
-    out << port << "\n";
-    out.flush();
-    if (!out)
-      return caf::make_error(ec::storage_error, "cannot write " + tmp);
-  }
-  std::error_code err;
-  std::filesystem::rename(tmp, path, err);
-  if (err)
-    return caf::make_error(ec::storage_error, "cannot rename " + tmp + " to "
-                                                + path + ": "
-                                                + err.message());
-  return caf::none;
-}
 
 /// Checks the options; @returns the first problem, or an empty string.
 std::string check(const combiner_args& a) {
@@ -93,6 +74,17 @@ std::string check(const combiner_args& a) {
     return "--client-wait-timeout must be >= 0 seconds";
   if (a.max_model_bytes == 0)
     return "--max-model-bytes must be > 0";
+  if (!a.controller.empty()) {
+    std::string problem;
+    parse_endpoint(a.controller, problem);
+    if (!problem.empty())
+      return "--controller: " + problem;
+  }
+  if (!std::isfinite(a.heartbeat_interval) || a.heartbeat_interval <= 0)
+    return "--heartbeat-interval must be > 0 seconds";
+  if (!std::isfinite(a.connection_timeout)
+      || a.connection_timeout <= a.heartbeat_interval)
+    return "--connection-timeout must be more than --heartbeat-interval";
   if (spdlog::level::from_str(a.log_level) == spdlog::level::off
       && a.log_level != "off")
     return "--log-level must be one of trace, debug, info, warn, error, off";
@@ -107,13 +99,7 @@ int run(const combiner_args& a) {
   }
   spdlog::set_default_logger(spdlog::stderr_color_mt("rondo-combiner"));
   spdlog::set_level(spdlog::level::from_str(a.log_level));
-  // Block the signals before any thread starts (CAF's, gRPC's): they all
-  // inherit the mask, and this thread takes the signal with sigwait().
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto signals = block_stop_signals();
 
   auto db = storage::database::open(a.db);
   if (!db) {
@@ -144,9 +130,25 @@ int run(const combiner_args& a) {
 
   caf::actor_system_config cfg;
   register_actor_types(cfg);
+  if (!a.controller.empty())
+    enable_middleman(cfg, a.heartbeat_interval, a.connection_timeout);
   caf::actor_system sys{cfg};
+  // With a controller, staging fetches global models from it through the
+  // link, which also joins (and rejoins) the controller for this combiner.
+  controller_link_actor link;
+  if (!a.controller.empty()) {
+    std::string ignored;
+    auto at = parse_endpoint(a.controller, ignored);
+    controller_link_config lcfg;
+    lcfg.combiner_id = a.name;
+    lcfg.host = at.host;
+    lcfg.port = at.port;
+    link = sys.spawn(controller_link, lcfg, *models);
+  }
   auto combiner = sys.spawn(combiner_impl, ccfg, *models, *state,
-                            model_source_actor{});
+                            model_source_actor{link});
+  if (link)
+    caf::anon_send(link, caf::join_atom::value, combiner);
   int code = 0;
   {
     gateway::combiner_edge edge{sys, combiner, *models, *state, ecfg};
@@ -163,18 +165,7 @@ int run(const combiner_args& a) {
     if (code == 0) {
       std::cout << "combiner " << a.name << " listening on " << a.host << ":"
                 << *port << std::endl;
-      int sig = 0;
-      sigwait(&signals, &sig);
-      spdlog::info("received {}, stopping (again to exit at once)",
-                   sig == SIGINT ? "SIGINT" : "SIGTERM");
-      // A second signal during shutdown exits at once.
-      std::thread{[signals] {
-        int again = 0;
-        sigwait(&signals, &again);
-        spdlog::warn("received a second signal, exiting now");
-        spdlog::default_logger()->flush();
-        std::_Exit(130);
-      }}.detach();
+      wait_for_stop_signal(signals);
     }
     edge.stop();
   }
@@ -190,6 +181,10 @@ int run(const combiner_args& a) {
                   });
   }
   combiner = nullptr;
+  if (link) {
+    caf::anon_send_exit(link, caf::exit_reason::user_shutdown);
+    link = nullptr;
+  }
   // A round that was running holds its own timer and is not linked to the
   // combiner; its job is recorded as interrupted when the combiner starts
   // again, so do not wait for it here.
@@ -228,6 +223,17 @@ void add_combiner_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--port-file", a->port_file,
                   "Write the bound port to FILE (atomically) once listening; "
                   "removed on exit");
+  cmd->add_option("--controller", a->controller,
+                  "Join the controller at HOST:PORT (CAF middleman) and "
+                  "fetch global models from it; without it the combiner "
+                  "runs standalone");
+  cmd->add_option("--heartbeat-interval", a->heartbeat_interval,
+                  "Seconds between middleman heartbeats to the controller")
+    ->capture_default_str();
+  cmd->add_option("--connection-timeout", a->connection_timeout,
+                  "Seconds of silence after which the controller counts as "
+                  "lost (a frozen peer)")
+    ->capture_default_str();
   cmd->add_option("--log-level", a->log_level,
                   "trace, debug, info, warn, error or off")
     ->capture_default_str();

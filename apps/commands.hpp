@@ -25,4 +25,11 @@ void add_combiner_command(CLI::App& app, int& exit_code);
 /// `rondo client ...`: a FEDn-protocol client running a compute package.
 void add_client_command(CLI::App& app, int& exit_code);
 
+/// `rondo controller ...`: run the controller on the CAF middleman.
+void add_controller_command(CLI::App& app, int& exit_code);
+
+/// `rondo session start|status|terminate`, `rondo models list|export` and
+/// `rondo seed`: talk to a running controller.
+void add_session_command(CLI::App& app, int& exit_code);
+
 } // namespace rondo::apps

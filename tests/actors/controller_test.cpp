@@ -300,3 +300,31 @@ TEST_CASE_FIXTURE(cluster_fixture,
                       == "rondo.invalid_config: rounds must be >= 1, got 0");
               });
 }
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "controller: a waiter sees each ended round once and the "
+                  "running one after it") {
+  auto& a = add_combiner("A");
+  connect_to(a, "a1");
+  seed_global({0});
+  auto cfg = one_round();
+  cfg.rounds = 2;
+  auto sid = start(cfg);
+  auto rh = self->request(controller, caf::infinite,
+                          caf::wait_for_atom::value, sid, uint64_t{0});
+  sched.run();
+  CHECK(answer_at(a, "a1", {1}, 5).accepted);
+  session_report rep;
+  rh.receive([&](session_report& x) { rep = x; },
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  REQUIRE(!rep.rounds.empty());
+  CHECK(rep.rounds[0].status == round_status::success);
+  for (size_t i = 1; i < rep.rounds.size(); ++i)
+    CHECK(rep.rounds[i].round_id != rep.rounds[0].round_id);
+  CHECK(answer_at(a, "a1", {2}, 5).accepted);
+  auto done = status(sid);
+  CHECK(done.session.status == session_status::finished);
+  REQUIRE(done.rounds.size() == 2);
+  CHECK(done.rounds[0].round_id != done.rounds[1].round_id);
+  CHECK(load(done.rounds[1].model_id) == std::vector<double>{2});
+}

@@ -1,0 +1,141 @@
+#include "actors/controller_link.hpp"
+
+#include "actors/model_transfer.hpp"
+#include "actors/type_ids.hpp"
+#include "messages/error.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/io/middleman_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <algorithm>
+#include <set>
+#include <iostream>
+
+namespace rondo {
+
+namespace {
+
+using self_ptr
+  = controller_link_actor::stateful_pointer<controller_link_state>;
+
+std::string where(const controller_link_state& st) {
+  return st.cfg.host + ":" + std::to_string(st.cfg.port);
+}
+
+void log(const controller_link_state& st, const std::string& what) {
+  std::cerr << "combiner " << st.cfg.combiner_id << ": " << what
+            << std::endl;
+}
+
+void connect(self_ptr self);
+
+/// Schedules the next attempt after the current back-off, then doubles it.
+void retry(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  if (st.failures++ % 10 == 0)
+    log(st, "cannot join the controller at " + where(st) + ": " + why
+              + " (retrying every " + std::to_string(
+                std::chrono::duration_cast<std::chrono::milliseconds>(
+                  st.backoff).count()) + " ms or less)");
+  self->delayed_send(self, st.backoff, timer_tick{"reconnect", ++st.epoch});
+  st.backoff = std::min(st.backoff * 2, st.cfg.retry_max);
+}
+
+void joined(self_ptr self, controller_actor ctrl) {
+  auto& st = self->state;
+  st.controller = ctrl;
+  st.failures = 0;
+  st.backoff = st.cfg.retry_min;
+  self->monitor(ctrl);
+  if (st.source)
+    self->send_exit(st.source, caf::exit_reason::normal);
+  st.source = self->spawn(chunked_model_source,
+                          caf::actor_cast<chunk_source_actor>(ctrl),
+                          st.models, st.cfg.request_timeout);
+  log(st, "joined the controller at " + where(st));
+}
+
+void connect(self_ptr self) {
+  auto& st = self->state;
+  auto mm = self->home_system().middleman().actor_handle();
+  self
+    ->request(mm, st.cfg.request_timeout, caf::connect_atom::value,
+              st.cfg.host, st.cfg.port)
+    .then(
+      [self](const caf::node_id&, caf::strong_actor_ptr& ptr,
+             const std::set<std::string>& ifs) {
+        auto& st = self->state;
+        if (!ptr)
+          return retry(self, "no actor is published there");
+        if (!self->home_system().assignable<controller_actor>(ifs))
+          return retry(self, "the actor published there is not a Rondo "
+                             "controller (its interface differs)");
+        auto ctrl = caf::actor_cast<controller_actor>(std::move(ptr));
+        self
+          ->request(ctrl, st.cfg.request_timeout, caf::join_atom::value,
+                    st.cfg.combiner_id, st.combiner)
+          .then([self, ctrl](caf::ok_atom) { joined(self, ctrl); },
+                [self](caf::error& err) {
+                  retry(self, "join refused: " + render(err));
+                });
+      },
+      [self](caf::error& err) { retry(self, render(err)); });
+}
+
+} // namespace
+
+controller_link_actor::behavior_type
+controller_link(self_ptr self, controller_link_config cfg,
+                std::shared_ptr<storage::model_store> models) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.models = std::move(models);
+  st.backoff = st.cfg.retry_min;
+  self->set_down_handler([self](const caf::down_msg& dm) {
+    auto& st = self->state;
+    if (dm.source == st.combiner.address()) {
+      self->quit(dm.reason);
+      return;
+    }
+    if (dm.source != st.controller.address())
+      return;
+    log(st, "lost the controller at " + where(st) + ": "
+              + render(dm.reason) + "; reconnecting");
+    st.controller = nullptr;
+    if (st.source)
+      self->send_exit(st.source, caf::exit_reason::normal);
+    st.source = nullptr;
+    st.backoff = st.cfg.retry_min;
+    connect(self);
+  });
+  return {
+    [self](caf::get_atom, std::string& model_id) -> caf::result<model_blob> {
+      auto& st = self->state;
+      if (!st.source)
+        return caf::make_error(ec::invalid_state,
+                               "not connected to the controller at "
+                                 + where(st) + ", cannot fetch model "
+                                 + model_id);
+      return self->delegate(st.source, caf::get_atom::value,
+                            std::move(model_id));
+    },
+    [self](caf::join_atom, combiner_actor& combiner) {
+      auto& st = self->state;
+      if (st.combiner)
+        return;
+      st.combiner = std::move(combiner);
+      self->monitor(st.combiner);
+      connect(self);
+    },
+    [self](const timer_tick& tick) {
+      if (tick.epoch == self->state.epoch && !self->state.controller)
+        connect(self);
+    },
+  };
+}
+
+} // namespace rondo

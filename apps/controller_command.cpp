@@ -1,0 +1,173 @@
+// `rondo controller`: the controller actor (sessions, the global model
+// trail) published on the CAF middleman, until SIGINT or SIGTERM. Combiners
+// join it with `rondo combiner --controller HOST:PORT`; users drive it with
+// `rondo session|models|seed --controller HOST:PORT`.
+
+#include "actors/controller.hpp"
+#include "actors/type_ids.hpp"
+#include "apps/commands.hpp"
+#include "apps/process.hpp"
+#include "messages/error.hpp"
+#include "storage/database.hpp"
+#include "storage/model_store.hpp"
+#include "storage/state_store.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/after.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/system_messages.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+
+namespace rondo::apps {
+
+namespace {
+
+struct controller_args {
+  std::string host = "127.0.0.1";
+  int port = 12090;
+  std::string db;
+  std::string port_file;
+  double client_wait = 30;
+  double request_timeout = 30;
+  double heartbeat_interval = 0.5;
+  double connection_timeout = 5;
+  std::string log_level = "info";
+};
+
+/// Checks the options; @returns the first problem, or an empty string.
+std::string check(const controller_args& a) {
+  if (a.db.empty())
+    return "--db DIR is required";
+  if (a.port < 0 || a.port > 65535)
+    return "--port must be 0..65535, got " + std::to_string(a.port);
+  if (!std::isfinite(a.client_wait) || a.client_wait < 0)
+    return "--client-wait must be >= 0 seconds";
+  if (!std::isfinite(a.request_timeout) || a.request_timeout <= 0)
+    return "--request-timeout must be > 0 seconds";
+  if (!std::isfinite(a.heartbeat_interval) || a.heartbeat_interval <= 0)
+    return "--heartbeat-interval must be > 0 seconds";
+  if (!std::isfinite(a.connection_timeout)
+      || a.connection_timeout <= a.heartbeat_interval)
+    return "--connection-timeout must be more than --heartbeat-interval";
+  if (spdlog::level::from_str(a.log_level) == spdlog::level::off
+      && a.log_level != "off")
+    return "--log-level must be one of trace, debug, info, warn, error, off";
+  return {};
+}
+
+int run(const controller_args& a) {
+  if (auto problem = check(a); !problem.empty()) {
+    std::cerr << "error: " << problem << "\n";
+    return 2;
+  }
+  spdlog::set_default_logger(spdlog::stderr_color_mt("rondo-controller"));
+  spdlog::set_level(spdlog::level::from_str(a.log_level));
+  auto signals = block_stop_signals();
+  auto db = storage::database::open(a.db);
+  if (!db) {
+    std::cerr << "error: cannot open database " << a.db << ": "
+              << render(db.error()) << "\n";
+    return 1;
+  }
+  auto models = storage::model_store::open(*db);
+  auto state = storage::state_store::open(*db);
+  if (!models || !state) {
+    std::cerr << "error: cannot open the stores in " << a.db << ": "
+              << render(!models ? models.error() : state.error()) << "\n";
+    return 1;
+  }
+  caf::actor_system_config cfg;
+  register_actor_types(cfg);
+  enable_middleman(cfg, a.heartbeat_interval, a.connection_timeout);
+  caf::actor_system sys{cfg};
+  controller_config ccfg;
+  ccfg.client_wait = seconds(a.client_wait);
+  ccfg.request_timeout = seconds(a.request_timeout);
+  auto controller = sys.spawn(controller_impl, ccfg, *models, *state);
+  int code = 0;
+  auto port = sys.middleman().publish(controller,
+                                      static_cast<uint16_t>(a.port),
+                                      a.host.c_str(), true);
+  if (!port) {
+    std::cerr << "error: cannot listen on " << a.host << ":" << a.port
+              << ": " << sys.render(port.error()) << "\n";
+    code = 1;
+  } else if (!a.port_file.empty()) {
+    if (auto err = write_port_file(a.port_file, *port)) {
+      std::cerr << "error: " << render(err) << "\n";
+      code = 1;
+    }
+  }
+  if (code == 0) {
+    std::cout << "controller listening on " << a.host << ":" << *port
+              << std::endl;
+    wait_for_stop_signal(signals);
+    static_cast<void>(sys.middleman().unpublish(controller, *port));
+  }
+  {
+    caf::scoped_actor self{sys};
+    self->monitor(controller);
+    self->send_exit(controller, caf::exit_reason::user_shutdown);
+    self->receive([](const caf::down_msg&) {},
+                  caf::after(std::chrono::seconds(10)) >> [] {
+                    spdlog::warn("the controller did not stop within 10 s");
+                  });
+  }
+  controller = nullptr;
+  sys.await_actors_before_shutdown(false);
+  if (!a.port_file.empty())
+    std::filesystem::remove(a.port_file);
+  spdlog::info("controller stopped");
+  return code;
+}
+
+} // namespace
+
+void add_controller_command(CLI::App& app, int& exit_code) {
+  auto a = std::make_shared<controller_args>();
+  auto* cmd = app.add_subcommand(
+    "controller", "Run the controller (sessions, global model trail) on the "
+                  "CAF middleman, until SIGINT/SIGTERM");
+  cmd->add_option("--host", a->host, "Address to listen on")
+    ->capture_default_str();
+  cmd->add_option("--port", a->port, "Port to listen on; 0 picks a free one")
+    ->capture_default_str();
+  cmd->add_option("--db", a->db, "Database directory (created if missing); "
+                                 "required");
+  cmd->add_option("--port-file", a->port_file,
+                  "Write the bound port to FILE (atomically) once listening; "
+                  "removed on exit");
+  cmd->add_option("--client-wait", a->client_wait,
+                  "Seconds a round waits for combiners with enough active "
+                  "trainers (and for a first combiner to join)")
+    ->capture_default_str();
+  cmd->add_option("--request-timeout", a->request_timeout,
+                  "Seconds each request to a combiner may take")
+    ->capture_default_str();
+  cmd->add_option("--heartbeat-interval", a->heartbeat_interval,
+                  "Seconds between middleman heartbeats to combiners")
+    ->capture_default_str();
+  cmd->add_option("--connection-timeout", a->connection_timeout,
+                  "Seconds of silence after which a combiner counts as lost "
+                  "(a frozen peer)")
+    ->capture_default_str();
+  cmd->add_option("--log-level", a->log_level,
+                  "trace, debug, info, warn, error or off")
+    ->capture_default_str();
+  cmd->callback([a, &exit_code] { exit_code = run(*a); });
+}
+
+} // namespace rondo::apps
