@@ -104,9 +104,13 @@ void end_round(self_ptr self, round_status status, const std::string& reason,
   r.model_id = model_id;
   r.ended_at = unix_now();
   r.validations = st.validations;
-  r.combiners.clear();
-  for (auto& [id, rep] : st.reports)
-    r.combiners.push_back(rep);
+  // The combiners' parts of the training phase (start_validation keeps
+  // them before the validation phase replaces the reports).
+  if (st.current != stage::validating) {
+    r.combiners.clear();
+    for (auto& [id, rep] : st.reports)
+      r.combiners.push_back(rep);
+  }
   storage::state_batch batch;
   batch.put(r);
   for (auto& v : st.validations)
@@ -196,6 +200,9 @@ round_config combiner_round(const controller_state& st, round_task task) {
 void start_validation(self_ptr self) {
   auto& st = self->state;
   close_phase(self);
+  st.round.combiners.clear();
+  for (auto& [id, rep] : st.reports)
+    st.round.combiners.push_back(rep);
   st.current = stage::validating;
   std::vector<std::string> ids;
   for (auto& [id, c] : st.combiners)

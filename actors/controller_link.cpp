@@ -36,11 +36,16 @@ void connect(self_ptr self);
 /// Schedules the next attempt after the current back-off, then doubles it.
 void retry(self_ptr self, const std::string& why) {
   auto& st = self->state;
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
   if (st.failures++ % 10 == 0)
     log(st, "cannot join the controller at " + where(st) + ": " + why
-              + " (retrying every " + std::to_string(
-                std::chrono::duration_cast<std::chrono::milliseconds>(
-                  st.backoff).count()) + " ms or less)");
+              + " (next try in "
+              + std::to_string(duration_cast<milliseconds>(st.backoff).count())
+              + " ms; back-off doubles up to "
+              + std::to_string(
+                duration_cast<milliseconds>(st.cfg.retry_max).count())
+              + " ms)");
   self->delayed_send(self, st.backoff, timer_tick{"reconnect", ++st.epoch});
   st.backoff = std::min(st.backoff * 2, st.cfg.retry_max);
 }

@@ -2,13 +2,12 @@
 # The README's main command: a federated training session on Fashion-MNIST.
 #
 # Installs what is missing, builds Rondo, then starts on loopback a Rondo
-# combiner and N `rondo client` processes running examples/fashion-mnist
-# (each on its own IID partition), seeds the global model, and runs R rounds
-# of FedAvg training with a validation round after each. Progress is printed
-# per round; metrics.csv and final_model.npz land in the output folder.
-#
-# Rounds are pushed to the combiner through FEDn's Control service (what
-# FEDn's controller does); Rondo's own controller process comes later.
+# controller, a combiner joined to it over the CAF middleman and N
+# `rondo client` processes running examples/fashion-mnist (each on its own
+# IID partition), seeds the global model, and runs a session of R rounds of
+# FedAvg training with a validation round after each. Progress is printed
+# per round; metrics.csv, session.json and final_model.npz land in the
+# output folder. Exits 0 when the session finished.
 #
 # Options: --rounds R (10)  --clients N (5)  --model softmax|mlp (softmax)
 #          --out DIR (out/quickstart-<time>)
@@ -19,7 +18,7 @@ rounds=10
 clients=5
 model=softmax
 out=""
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
@@ -65,18 +64,27 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Python stubs for the driver, from the same .proto the combiner serves.
-mkdir -p "$out/stubs"
-protoc -I "$root/messages/proto" --python_out="$out/stubs" \
-  --grpc_python_out="$out/stubs" \
-  --plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin \
-  "$root/messages/proto/fedn.proto"
+wait_port() { # FILE: the port a process writes once listening (bounded)
+  for _ in $(seq 1 300); do
+    [[ -s "$1" ]] && { cat "$1"; return 0; }
+    sleep 0.1
+  done
+  echo "quickstart: no port in $1 after 30 s; see the logs in $out" >&2
+  return 1
+}
 
-port=$($python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-echo "quickstart: output in $out; combiner on 127.0.0.1:$port"
-"$rondo" combiner --host 127.0.0.1 --port "$port" --db "$out/combiner-db" \
-  --name combiner-1 > "$out/combiner.log" 2>&1 &
+"$rondo" controller --host 127.0.0.1 --port 0 --port-file "$out/controller.port" \
+  --db "$out/controller-db" > "$out/controller.log" 2>&1 &
 pids+=($!)
+cport=$(wait_port "$out/controller.port")
+controller="127.0.0.1:$cport"
+"$rondo" combiner --host 127.0.0.1 --port 0 --port-file "$out/combiner.port" \
+  --db "$out/combiner-db" --name combiner-1 --controller "$controller" \
+  > "$out/combiner.log" 2>&1 &
+pids+=($!)
+port=$(wait_port "$out/combiner.port")
+echo "quickstart: output in $out; controller on $controller, combiner on" \
+  "127.0.0.1:$port"
 
 (cd "$package" && sh ./run.sh seed.py "$out/seed.npz" --model "$model")
 for ((i = 0; i < clients; i++)); do
@@ -87,7 +95,25 @@ for ((i = 0; i < clients; i++)); do
 done
 
 start=$(date +%s)
-$python "$root/deploy/quickstart.py" --port "$port" --out "$out" \
-  --stubs "$out/stubs" --rounds "$rounds" --clients "$clients" \
-  --seed "$out/seed.npz"
+seed_id=$("$rondo" seed --controller "$controller" "$out/seed.npz")
+session="quickstart-$(date +%H%M%S)"
+echo "quickstart: seed model $seed_id; session $session: $clients clients," \
+  "$rounds rounds"
+status=0
+"$rondo" session start --controller "$controller" --session-id "$session" \
+  --rounds "$rounds" --clients-required "$clients" \
+  --clients-requested "$clients" --round-timeout 180 --validate true \
+  --model-id "$seed_id" --follow --metrics-csv "$out/metrics.csv" || status=$?
+"$rondo" session status --controller "$controller" "$session" --json \
+  > "$out/session.json"
+final=$($python -c 'import json, sys
+rounds = json.load(open(sys.argv[1]))["rounds"]
+ok = [r["model_id"] for r in rounds if r["status"] == "success"]
+print(ok[-1] if ok else "")' "$out/session.json")
+if [[ -n "$final" ]]; then
+  "$rondo" models export --controller "$controller" "$final" \
+    "$out/final_model.npz"
+fi
+echo "quickstart: metrics -> $out/metrics.csv; report -> $out/session.json"
 echo "quickstart: done in $(( $(date +%s) - start )) s"
+exit $status

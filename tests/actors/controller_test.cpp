@@ -248,6 +248,11 @@ TEST_CASE_FIXTURE(cluster_fixture,
     REQUIRE(r.validations.size() == 1);
     CHECK(r.validations[0].metrics_json == R"({"test_accuracy":0.5})");
     CHECK(r.validations[0].model_id == r.model_id);
+    // The record keeps the training phase's combiner part (its weight and
+    // aggregate), not the validation phase's.
+    REQUIRE(r.combiners.size() == 1);
+    CHECK(r.combiners[0].num_examples == 1);
+    CHECK_FALSE(r.combiners[0].model_id.empty());
   }
 }
 
