@@ -8,6 +8,9 @@
 2. Killing combiner B (SIGKILL) while its clients are training: the round
    still ends, well within round_timeout + grace, with A's model; B's part is
    Failed("combiner lost"). Then a validation runs on the new model.
+3. B restarts on its port and database, rejoins, and takes part again.
+4. B freezes (SIGSTOP) mid-round: the middleman heartbeat makes the
+   controller drop it ("combiner lost") and the round ends with A's model.
 
 Usage: cluster_test.py --rondo PATH [--keep]. Exit 0 on success, 1 on a
 failed check (with the logs' tails), every wait bounded.
@@ -40,8 +43,8 @@ class Cluster:
         self.marks = os.path.join(work, "marks")
         os.makedirs(self.marks)
 
-    def spawn(self, name, args, env=None):
-        log = open(os.path.join(self.work, name + ".log"), "w")
+    def spawn(self, name, args, env=None, log_name=None):
+        log = open(os.path.join(self.work, (log_name or name) + ".log"), "w")
         self.procs[name] = subprocess.Popen(
             [self.rondo] + args, stdout=log, stderr=subprocess.STDOUT,
             env=env)
@@ -63,7 +66,7 @@ class Cluster:
                                   "--db", os.path.join(self.work, "ctrl-db"),
                                   "--client-wait", "60"])
         self.controller = "127.0.0.1:%d" % self.wait_port("controller")
-        ports = {}
+        self.ports = ports = {}
         for c in ("A", "B"):
             self.spawn(c, ["combiner", "--port", "0", "--port-file",
                            os.path.join(self.work, c + ".port"), "--db",
@@ -96,11 +99,25 @@ class Cluster:
                 p.kill()
 
     def tails(self):
-        for name in self.procs:
-            path = os.path.join(self.work, name + ".log")
+        for name in sorted(os.listdir(self.work)):
+            if not name.endswith(".log"):
+                continue
+            path = os.path.join(self.work, name)
             lines = open(path, errors="replace").read().splitlines()[-15:]
-            print("---- %s.log (last %d lines)" % (name, len(lines)))
+            print("---- %s (last %d lines)" % (name, len(lines)))
             print("\n".join(lines))
+
+
+def wait_marks(c, names, n, suffix=""):
+    """Waits (60 s at most) until each client began its n-th training (with
+    suffix ".done": finished it)."""
+    deadline = time.monotonic() + 60
+    while not all(os.path.exists(os.path.join(
+            c.marks, "%s.%d%s" % (x, n - 1, suffix))) for x in names):
+        if time.monotonic() > deadline:
+            raise AssertionError("%s did not start training #%d in 60 s"
+                                 % (names, n))
+        time.sleep(0.05)
 
 
 def check(cond, what):
@@ -144,7 +161,9 @@ def run(c):
           "reduced model %s equals flat FedAvg %.4f" % (got, expected))
 
     # 2. Lose combiner B mid-round.
-    settings = json.dumps({"sleepers": ["b1", "b2"], "sleep": 120})
+    # B's clients train for 10 s: long enough to kill B first, short enough
+    # to be free again for the next session.
+    settings = json.dumps({"sleepers": ["b1", "b2"], "sleep": 10})
     round_timeout, grace = 60, 20
     t0 = time.monotonic()
     follow = subprocess.Popen(
@@ -153,12 +172,7 @@ def run(c):
          "2", "--round-timeout", str(round_timeout), "--grace", str(grace),
          "--validate", "true", "--client-settings", settings, "--follow"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    started = lambda n: os.path.exists(os.path.join(c.marks, n + ".1"))
-    while not (started("b1") and started("b2")):
-        if time.monotonic() > deadline:
-            raise AssertionError("B's clients did not start round 2 in 60 s")
-        time.sleep(0.05)
+    wait_marks(c, ["b1", "b2"], 2)
     print("ok: B's clients are training; killing combiner B", flush=True)
     c.procs["B"].send_signal(signal.SIGKILL)
     c.procs["B"].wait(timeout=10)
@@ -188,6 +202,65 @@ def run(c):
           "A's two validators validated the new model: %s" % accs)
 
 
+def run_session(c, sid, extra=(), timeout=240):
+    """Runs a one-round session to its end; returns its round's report."""
+    r = c.cli("session", "start", "--session-id", sid, "--rounds", "1",
+              "--clients-required", "2", "--round-timeout", "60",
+              "--validate", "false", "--follow", *extra, timeout=timeout)
+    check(r.returncode == 0, "session '%s' finished:\n%s%s"
+          % (sid, r.stdout, r.stderr))
+    report = json.loads(c.cli("session", "status", sid, "--json").stdout)
+    return report["rounds"][0]
+
+
+def rejoin_and_freeze(c):
+    """Combiner B comes back and rejoins; later B freezes (SIGSTOP) and the
+    middleman heartbeat makes the controller drop it."""
+    # B's clients finish their training of the lost round first (its
+    # update is then stale: the round ended).
+    wait_marks(c, ["b1", "b2"], 2, suffix=".done")
+    c.spawn("B", ["combiner", "--port", str(c.ports["B"]), "--db",
+                  os.path.join(c.work, "B-db"), "--name", "B",
+                  "--controller", c.controller], log_name="B-restarted")
+    # The controller takes the combiners that have enough active trainers
+    # when a round starts: wait for B's clients to reconnect to it.
+    log = os.path.join(c.work, "B-restarted.log")
+    deadline = time.monotonic() + 60
+    while not all("(%s) opened" % x in open(log).read() for x in ("b1", "b2")):
+        if time.monotonic() > deadline:
+            raise AssertionError("b1 and b2 did not reconnect to B in 60 s")
+        time.sleep(0.1)
+    rnd = run_session(c, "rejoined")
+    check(sorted(x["combiner_id"] for x in rnd["combiners"]
+                 if x["status"] == "success") == ["A", "B"],
+          "restarted combiner B rejoined and took part")
+
+    settings = json.dumps({"sleepers": ["b1", "b2"], "sleep": 120})
+    t0 = time.monotonic()
+    follow = subprocess.Popen(
+        [c.rondo, "session", "start", "--controller", c.controller,
+         "--session-id", "freeze-b", "--rounds", "1", "--clients-required",
+         "2", "--round-timeout", "60", "--grace", "20", "--validate",
+         "false", "--client-settings", settings, "--follow"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_marks(c, ["b1", "b2"], 4)
+    c.procs["B"].send_signal(signal.SIGSTOP)
+    try:
+        text, _ = follow.communicate(timeout=120)
+    finally:
+        c.procs["B"].send_signal(signal.SIGCONT)
+    took = time.monotonic() - t0
+    check(follow.returncode == 0, "session 'freeze-b' finished:\n" + text)
+    report = json.loads(c.cli("session", "status", "freeze-b",
+                              "--json").stdout)
+    parts = {x["combiner_id"]: x for x in report["rounds"][0]["combiners"]}
+    check(parts["B"]["status"] == "failed"
+          and parts["B"]["reason"] == "combiner lost"
+          and parts["A"]["status"] == "success",
+          "frozen combiner B was dropped after the heartbeat timeout; the "
+          "round ended with A's model in %.1f s" % took)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rondo", required=True)
@@ -200,6 +273,7 @@ def main():
     try:
         c.start()
         run(c)
+        rejoin_and_freeze(c)
         ok = True
     except Exception as e:  # any failure: report it with the logs
         print("FAILED: %s: %s" % (type(e).__name__, e), flush=True)

@@ -6,7 +6,8 @@
 The model is FEDn's npz (members "0.npy".."N-1.npy", little-endian float32/float64
 .npy, C order). `train` writes the model plus RONDO_TEST_DELTA to every
 value and {"num_examples": RONDO_TEST_EXAMPLES} to <out>-metadata. It first
-touches $RONDO_TEST_MARKS/<RONDO_TEST_NAME>.<n> (n counts its trainings), and
+touches $RONDO_TEST_MARKS/<RONDO_TEST_NAME>.<n> (n counts its trainings;
+"<that>.done" once it is done), and
 sleeps `sleep` seconds when the round's client_settings list its name under
 `sleepers`, so a test can act while a round is under way.
 `validate` writes {"test_accuracy": mean of all values, "test_loss": 0}.
@@ -61,11 +62,13 @@ def write_npz(path, tensors):
 def train(inpath, outpath):
     name = os.environ.get("RONDO_TEST_NAME", "client")
     marks = os.environ.get("RONDO_TEST_MARKS")
+    mark = None
     if marks:
         n = 0
         while os.path.exists(os.path.join(marks, "%s.%d" % (name, n))):
             n += 1
-        open(os.path.join(marks, "%s.%d" % (name, n)), "w").close()
+        mark = os.path.join(marks, "%s.%d" % (name, n))
+        open(mark, "w").close()
     settings = {}
     if os.path.exists(inpath + "-metadata"):
         with open(inpath + "-metadata") as f:
@@ -81,6 +84,8 @@ def train(inpath, outpath):
     write_npz(outpath, out)
     with open(outpath + "-metadata", "w") as f:
         json.dump({"num_examples": int(os.environ["RONDO_TEST_EXAMPLES"])}, f)
+    if mark:
+        open(mark + ".done", "w").close()
 
 
 def validate(inpath, outpath):
