@@ -507,6 +507,8 @@ caf::result<std::string> start_session(self_ptr self, session_config cfg) {
     return caf::make_error(ec::invalid_state,
                            "session " + st.record.session_id
                              + " is still running");
+  if (auto agg = make_aggregator(cfg.aggregator, cfg.aggregator_kwargs); !agg)
+    return agg.error();
   if (cfg.session_id.empty())
     cfg.session_id = new_id();
   if (st.state->get<session_record>(cfg.session_id))
@@ -521,8 +523,6 @@ caf::result<std::string> start_session(self_ptr self, session_config cfg) {
   if (auto have = st.models->exists(cfg.model_id); !have || !*have)
     return caf::make_error(ec::not_found,
                            "model " + cfg.model_id + " does not exist");
-  if (auto agg = make_aggregator(cfg.aggregator, cfg.aggregator_kwargs); !agg)
-    return agg.error();
   st.session = cfg;
   st.record = session_record{};
   st.record.session_id = cfg.session_id;

@@ -77,6 +77,7 @@ caf::error validate(const session_config& c) {
   rc.buffer_size = c.buffer_size;
   rc.clients_required = c.clients_required;
   rc.clients_requested = c.clients_requested;
+  rc.max_clients = c.clients_requested;
   rc.aggregator = c.aggregator;
   rc.aggregator_kwargs = c.aggregator_kwargs;
   rc.client_settings = c.client_settings;

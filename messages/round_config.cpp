@@ -45,6 +45,13 @@ caf::error check_invariants(const round_config& c) {
                + num(c.clients_requested));
   if (c.max_clients < 1)
     return bad("max_clients must be >= 1, got " + num(c.max_clients));
+  // A training round samples at most max_clients trainers: requiring more
+  // accepted updates than that could never succeed.
+  if (c.task == round_task::training && c.selected_clients.empty()
+      && c.clients_required > c.max_clients)
+    return bad("clients_required (" + num(c.clients_required)
+               + ") must not exceed max_clients (" + num(c.max_clients)
+               + "): the round could never gather enough updates");
   if (c.aggregator.empty())
     return bad("aggregator must not be empty");
   if (c.helper_type.empty())

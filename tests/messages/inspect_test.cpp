@@ -239,4 +239,11 @@ TEST_CASE("session config: JSON parsing names the key and the value") {
   REQUIRE(!timeout);
   CHECK(render(timeout.error()) == "rondo.invalid_config: round_timeout must "
                                    "be > 0, got -3");
+  // Each combiner samples at most clients_requested trainers.
+  auto unreachable = parse_session_config_json(
+    R"({"clients_required": 9, "clients_requested": 8})");
+  REQUIRE(!unreachable);
+  CHECK(render(unreachable.error())
+        == "rondo.invalid_config: clients_required (9) must not exceed "
+           "max_clients (8): the round could never gather enough updates");
 }

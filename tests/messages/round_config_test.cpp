@@ -111,6 +111,15 @@ TEST_CASE("round_config: invalid numbers name the key and the value") {
         == "rondo.invalid_config: clients_requested must be >= 1, got -1");
   CHECK(error_of("max_clients", "0")
         == "rondo.invalid_config: max_clients must be >= 1, got 0");
+  auto too_many
+    = parse_round_config({{"clients_required", "5"}, {"max_clients", "4"}});
+  REQUIRE_FALSE(too_many);
+  CHECK(render(too_many.error())
+        == "rondo.invalid_config: clients_required (5) must not exceed "
+           "max_clients (4): the round could never gather enough updates");
+  // Validators are not bound by it; nor is an explicit client list.
+  CHECK(parse_ok({{"clients_required", "5"}, {"max_clients", "4"},
+                  {"task", "validation"}}).clients_required == 5);
   CHECK(error_of("task", "train")
         == "rondo.invalid_config: task must be training, validation or "
            "prediction, got 'train'");
