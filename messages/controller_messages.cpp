@@ -70,6 +70,13 @@ caf::error validate(const session_config& c) {
                         + std::to_string(c.rounds));
   if (!(c.grace > 0) || !std::isfinite(c.grace))
     return config_error("grace must be > 0, got " + std::to_string(c.grace));
+  if (c.clients_required > c.clients_requested && c.clients_requested >= 1)
+    return config_error("clients_required (" + std::to_string(
+                          c.clients_required)
+                        + ") must not exceed clients_requested ("
+                        + std::to_string(c.clients_requested)
+                        + "): a combiner samples at most clients_requested "
+                          "trainers");
   // The keys a session passes on to each combiner round obey the round
   // config's rules.
   round_config rc;

@@ -245,5 +245,6 @@ TEST_CASE("session config: JSON parsing names the key and the value") {
   REQUIRE(!unreachable);
   CHECK(render(unreachable.error())
         == "rondo.invalid_config: clients_required (9) must not exceed "
-           "max_clients (8): the round could never gather enough updates");
+           "clients_requested (8): a combiner samples at most "
+           "clients_requested trainers");
 }
