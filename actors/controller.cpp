@@ -88,7 +88,9 @@ void end_session(self_ptr self, session_status status,
 void close_phase(self_ptr self) {
   auto& st = self->state;
   for (auto& sink : st.report_sinks)
-    self->send_exit(sink, caf::exit_reason::normal);
+    // Not exit_reason::normal: an actor ignores a normal exit message (and
+    // drops its link), so the sink would live on.
+    self->send_exit(sink, caf::exit_reason::kill);
   st.report_sinks.clear();
   ++st.epoch;
 }
@@ -135,7 +137,10 @@ void end_round(self_ptr self, round_status status, const std::string& reason,
 round_report_actor report_sink(self_ptr self, const std::string& cid) {
   auto me = caf::actor_cast<controller_actor>(self);
   auto epoch = self->state.epoch;
-  auto sink = self->spawn(
+  // Linked: a sink dies with the controller (a sink that was serialized to
+  // a remote combiner stays in CAF's registry, and one alive when the actor
+  // system shuts down crashes it).
+  auto sink = self->spawn<caf::linked>(
     [me, cid, epoch](round_report_actor::pointer rs)
       -> round_report_actor::behavior_type {
       return {
@@ -274,7 +279,7 @@ void reduce_next(self_ptr self, std::shared_ptr<aggregator> agg,
     reduce_next(self, agg, std::move(todo));
     return;
   }
-  auto fetcher = self->spawn(model_fetcher,
+  auto fetcher = self->spawn<caf::linked>(model_fetcher,
                              caf::actor_cast<chunk_source_actor>(i->second),
                              rep.model_id, st.models, st.cfg.request_timeout);
   auto epoch = st.epoch;

@@ -57,8 +57,8 @@ void joined(self_ptr self, controller_actor ctrl) {
   st.backoff = st.cfg.retry_min;
   self->monitor(ctrl);
   if (st.source)
-    self->send_exit(st.source, caf::exit_reason::normal);
-  st.source = self->spawn(chunked_model_source,
+    self->send_exit(st.source, caf::exit_reason::kill);
+  st.source = self->spawn<caf::linked>(chunked_model_source,
                           caf::actor_cast<chunk_source_actor>(ctrl),
                           st.models, st.cfg.request_timeout);
   log(st, "joined the controller at " + where(st));
@@ -112,7 +112,7 @@ controller_link(self_ptr self, controller_link_config cfg,
               + render(dm.reason) + "; reconnecting");
     st.controller = nullptr;
     if (st.source)
-      self->send_exit(st.source, caf::exit_reason::normal);
+      self->send_exit(st.source, caf::exit_reason::kill);
     st.source = nullptr;
     st.backoff = st.cfg.retry_min;
     connect(self);

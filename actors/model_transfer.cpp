@@ -50,7 +50,13 @@ void conclude(fetcher_ptr self, caf::expected<std::string> result) {
     else
       rp.deliver(st.result.error());
   }
-  st.waiting.clear();
+  // Answered: done. (Without a waiter yet, the first get quits.) A fetcher
+  // that lingers stays in CAF's registry once its requests crossed the
+  // middleman, and crashes the actor system's shutdown.
+  if (!st.waiting.empty()) {
+    st.waiting.clear();
+    self->quit();
+  }
 }
 
 void request_chunk(fetcher_ptr self, chunk_source_actor source,
@@ -150,7 +156,8 @@ chunked_model_source(model_source_actor::pointer self,
   return {
     [=](caf::get_atom, const std::string& model_id)
       -> caf::result<model_blob> {
-      auto fetcher = self->spawn(model_fetcher, source, model_id, store,
+      auto fetcher = self->spawn<caf::linked>(model_fetcher, source, model_id,
+                                              store,
                                  timeout);
       auto rp = self->make_response_promise<model_blob>();
       // Each chunk request is bounded by `timeout`, so a fetcher always

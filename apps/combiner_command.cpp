@@ -170,24 +170,28 @@ int run(const combiner_args& a) {
     edge.stop();
   }
   // Stop the combiner (its queue, staging and sessions are linked to it)
-  // and wait, bounded, for it to go.
+  // and the controller link, and wait, bounded, for them to go: an actor
+  // still alive when the actor system is destroyed crashes it.
   {
     caf::scoped_actor self{sys};
-    self->monitor(combiner);
-    self->send_exit(combiner, caf::exit_reason::user_shutdown);
-    self->receive([](const caf::down_msg&) {},
-                  caf::after(std::chrono::seconds(10)) >> [] {
-                    spdlog::warn("the combiner did not stop within 10 s");
-                  });
+    size_t alive = 0;
+    for (auto& who : {caf::actor_cast<caf::actor>(combiner),
+                      caf::actor_cast<caf::actor>(link)}) {
+      if (!who)
+        continue;
+      self->monitor(who);
+      self->send_exit(who, caf::exit_reason::user_shutdown);
+      ++alive;
+    }
+    for (; alive > 0; --alive)
+      self->receive([](const caf::down_msg&) {},
+                    caf::after(std::chrono::seconds(10)) >> [&alive] {
+                      spdlog::warn("the combiner did not stop within 10 s");
+                      alive = 1;
+                    });
   }
   combiner = nullptr;
-  if (link) {
-    caf::anon_send_exit(link, caf::exit_reason::user_shutdown);
-    link = nullptr;
-  }
-  // A round that was running holds its own timer and is not linked to the
-  // combiner; its job is recorded as interrupted when the combiner starts
-  // again, so do not wait for it here.
+  link = nullptr;
   sys.await_actors_before_shutdown(false);
   if (!a.port_file.empty())
     std::filesystem::remove(a.port_file);

@@ -127,7 +127,10 @@ int run(const controller_args& a) {
                   });
   }
   controller = nullptr;
-  sys.await_actors_before_shutdown(false);
+  // Every other actor of this process (report sinks, model fetchers) is
+  // linked to the controller and goes with it; wait for them: one alive
+  // when the actor system is destroyed crashes it.
+  sys.await_actors_before_shutdown(true);
   if (!a.port_file.empty())
     std::filesystem::remove(a.port_file);
   spdlog::info("controller stopped");

@@ -279,12 +279,18 @@ def main():
         print("FAILED: %s: %s" % (type(e).__name__, e), flush=True)
     finally:
         c.stop()
-        if not ok:
-            c.tails()
-        if ok and not args.keep:
-            subprocess.run(["rm", "-rf", work])
-        else:
-            print("work folder:", work)
+    if ok:
+        # A clean stop on SIGTERM: exit code 0, no crash at shutdown.
+        codes = {n: c.procs[n].returncode for n in ("controller", "A", "B")}
+        ok = all(code == 0 for code in codes.values())
+        print("%s: controller and combiners exit 0 on SIGTERM: %s"
+              % ("ok" if ok else "FAILED", codes), flush=True)
+    if not ok:
+        c.tails()
+    if ok and not args.keep:
+        subprocess.run(["rm", "-rf", work])
+    else:
+        print("work folder:", work)
     return 0 if ok else 1
 
 
