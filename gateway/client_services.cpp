@@ -246,14 +246,20 @@ public:
     return s;
   }
 
-  /// Must succeed: FEDn clients' task loop dies when it fails. Logged at
-  /// debug level only.
+  /// Must succeed: FEDn clients' task loop dies when it fails. A status
+  /// with log level ERROR (a failed task) is logged as a warning, naming
+  /// the client, the task's correlation id and the client's text; others
+  /// at debug level only.
   grpc::ServerUnaryReactor* SendStatus(grpc::CallbackServerContext* ctx,
                                        const fedn::Status* req,
                                        fedn::Response* response) override {
     auto who = identify(req->sender(), ctx);
-    spdlog::debug("edge: status of client '{}': {} {}", who.id, req->status(),
-                  req->data());
+    if (req->log_level() == fedn::ERROR)
+      spdlog::warn("edge: client '{}' reports ERROR for task {}: {}", who.id,
+                   req->correlation_id(), req->status());
+    else
+      spdlog::debug("edge: status of client '{}': {} {}", who.id,
+                    req->status(), req->data());
     return answer_now(ctx, response, *core_, "status received");
   }
 
