@@ -164,8 +164,10 @@ bool parse_number(const std::string& text, double& out) {
 /// between; the sink's down message names the stream that ended.)
 class task_stream final : public stream_reactor<fedn::TaskRequest> {
 public:
-  task_stream(std::shared_ptr<edge_core> core, client_identity who)
-    : stream_reactor(std::move(core)), who_(std::move(who)) {
+  /// @param roles what the client announced (ClientAvailableMessage.data).
+  task_stream(std::shared_ptr<edge_core> core, client_identity who,
+              client_roles roles)
+    : stream_reactor(std::move(core)), who_(std::move(who)), roles_(roles) {
   }
 
   void begin() {
@@ -186,8 +188,11 @@ public:
         };
       });
     auto sink = sink_;
-    core_->with_session(
-      to_info(who_),
+    auto info = to_info(who_);
+    info.trainer = roles_.trainer;
+    info.validator = roles_.validator;
+    core_->announce(
+      info,
       [sink](const client_session_actor& session) {
         caf::anon_send(session, heartbeat_atom::value);
         caf::anon_send(session, caf::open_atom::value, sink);
@@ -196,8 +201,12 @@ public:
         spdlog::error("edge: task stream of client '{}': {}", who.id, reason);
         ch->cancel(grpc::Status(grpc::StatusCode::UNAVAILABLE, reason));
       });
-    spdlog::info("edge: task stream of client '{}' ({}) opened", who_.id,
-                 who_.name);
+    spdlog::info("edge: task stream of client '{}' ({}) opened; serves {}",
+                 who_.id, who_.name,
+                 roles_.trainer && roles_.validator ? "training and validation"
+                 : roles_.trainer                   ? "training only"
+                 : roles_.validator                 ? "validation only"
+                                                    : "no task kind");
   }
 
 protected:
@@ -209,6 +218,7 @@ protected:
 
 private:
   client_identity who_;
+  client_roles roles_;
   task_sink_actor sink_;
 };
 
@@ -236,14 +246,20 @@ public:
     return s;
   }
 
-  /// Must succeed: FEDn clients' task loop dies when it fails. Logged at
-  /// debug level only.
+  /// Must succeed: FEDn clients' task loop dies when it fails. A status
+  /// with log level ERROR (a failed task) is logged as a warning, naming
+  /// the client, the task's correlation id and the client's text; others
+  /// at debug level only.
   grpc::ServerUnaryReactor* SendStatus(grpc::CallbackServerContext* ctx,
                                        const fedn::Status* req,
                                        fedn::Response* response) override {
     auto who = identify(req->sender(), ctx);
-    spdlog::debug("edge: status of client '{}': {} {}", who.id, req->status(),
-                  req->data());
+    if (req->log_level() == fedn::ERROR)
+      spdlog::warn("edge: client '{}' reports ERROR for task {}: {}", who.id,
+                   req->correlation_id(), req->status());
+    else
+      spdlog::debug("edge: status of client '{}': {} {}", who.id,
+                    req->status(), req->data());
     return answer_now(ctx, response, *core_, "status received");
   }
 
@@ -331,12 +347,14 @@ public:
   }
 
   /// Open until the client goes, the call is cancelled or the edge stops;
-  /// INVALID_ARGUMENT at once when nothing identifies the client.
+  /// INVALID_ARGUMENT at once when nothing identifies the client. The
+  /// roles in `data` (see `parse_client_roles`) become the client's: a
+  /// validator-only client is never selected for training.
   grpc::ServerWriteReactor<fedn::TaskRequest>*
   TaskStream(grpc::CallbackServerContext* ctx,
              const fedn::ClientAvailableMessage* req) override {
     auto who = identify(req->sender(), ctx);
-    auto* s = new task_stream(core_, who);
+    auto* s = new task_stream(core_, who, parse_client_roles(req->data()));
     if (who.id.empty()) {
       spdlog::warn("edge: refused TaskStream: {}", no_client_id);
       s->channel()->cancel(

@@ -97,34 +97,108 @@ void edge_core::stop_all(const grpc::Status& why) {
 client_session_actor edge_core::cached_session(const std::string& client_id) {
   std::lock_guard<std::mutex> guard{sessions_mtx_};
   auto i = sessions_.find(client_id);
-  return i != sessions_.end() ? i->second : client_session_actor{};
+  return i != sessions_.end() ? i->second.session : client_session_actor{};
 }
 
-void edge_core::with_session(
-  const client_info& info,
-  std::function<void(const client_session_actor&)> ok,
-  std::function<void(const std::string&)> fail) {
-  if (auto session = cached_session(info.client_id)) {
-    ok(session);
-    return;
+void edge_core::with_session(const client_info& info, session_handler ok,
+                             failure_handler fail) {
+  lookup(info, std::move(ok), std::move(fail), false);
+}
+
+void edge_core::announce(const client_info& info, session_handler ok,
+                         failure_handler fail) {
+  lookup(info, std::move(ok), std::move(fail), true);
+}
+
+void edge_core::lookup(const client_info& info, session_handler ok,
+                       failure_handler fail, bool announced) {
+  client_session_actor ready;
+  bool send = false;
+  client_info to_send;
+  {
+    std::lock_guard<std::mutex> guard{sessions_mtx_};
+    auto [i, fresh] = sessions_.try_emplace(info.client_id);
+    auto& e = i->second;
+    // The combiner keeps the info of a client's latest lookup, so every
+    // lookup carries the roles last announced, and an announcement that
+    // changes them is a lookup of its own.
+    bool changed = fresh
+                   || (announced
+                       && (e.info.trainer != info.trainer
+                           || e.info.validator != info.validator
+                           || e.info.name != info.name));
+    if (fresh || announced)
+      e.info = info;
+    if (e.session && !e.in_flight && !changed) {
+      ready = e.session;
+    } else {
+      e.waiters.emplace_back(std::move(ok), std::move(fail));
+      if (e.in_flight) {
+        e.stale = e.stale || changed;
+      } else {
+        e.in_flight = true;
+        send = true;
+        to_send = e.info;
+      }
+    }
   }
-  // First contact. Concurrent lookups of one client are harmless: the
-  // combiner answers both with the same session.
+  if (ready)
+    ok(ready);
+  else if (send)
+    send_lookup(info.client_id, std::move(to_send));
+}
+
+void edge_core::send_lookup(const std::string& client_id, client_info info) {
   auto self = shared_from_this();
-  auto id = info.client_id;
   ask(
     sys, nullptr, combiner, cfg.request_timeout,
-    [self, id, ok](client_session_actor& session) {
-      {
-        std::lock_guard<std::mutex> guard{self->sessions_mtx_};
-        self->sessions_.emplace(id, session);
-      }
-      ok(session);
+    [self, client_id](client_session_actor& session) {
+      self->lookup_done(client_id, std::move(session));
     },
-    [id, fail](caf::error& err) {
-      fail("cannot get the session of client " + id + ": " + render(err));
+    [self, client_id](caf::error& err) {
+      self->lookup_done(client_id, std::move(err));
     },
-    info);
+    std::move(info));
+}
+
+void edge_core::lookup_done(const std::string& client_id,
+                            caf::expected<client_session_actor> result) {
+  std::vector<std::pair<session_handler, failure_handler>> waiters;
+  client_info again;
+  bool resend = false;
+  {
+    std::lock_guard<std::mutex> guard{sessions_mtx_};
+    auto i = sessions_.find(client_id);
+    if (i == sessions_.end())
+      return;
+    auto& e = i->second;
+    if (result)
+      e.session = *result;
+    if (result && e.stale) {
+      // Newer roles arrived meanwhile: tell the combiner before anyone
+      // proceeds with the old ones.
+      e.stale = false;
+      resend = true;
+      again = e.info;
+    } else {
+      e.in_flight = false;
+      e.stale = false;
+      waiters.swap(e.waiters);
+    }
+  }
+  if (resend) {
+    send_lookup(client_id, std::move(again));
+    return;
+  }
+  if (result) {
+    for (auto& w : waiters)
+      w.first(*result);
+  } else {
+    auto reason = "cannot get the session of client " + client_id + ": "
+                  + render(result.error());
+    for (auto& w : waiters)
+      w.second(reason);
+  }
 }
 
 void edge_core::touch(const client_info& info) {

@@ -38,6 +38,7 @@
 #include <string>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace rondo::gateway::detail {
 
@@ -94,13 +95,31 @@ public:
   /// The cached session of a client; an invalid handle when not cached.
   client_session_actor cached_session(const std::string& client_id);
 
+  /// What runs with a client's session once it is known.
+  using session_handler = std::function<void(const client_session_actor&)>;
+
+  /// What runs when a client's session cannot be had, with the reason.
+  using failure_handler = std::function<void(const std::string&)>;
+
   /// Runs `ok` with the client's session: at once (on this thread) when it
-  /// is cached, else once the combiner answered the lookup (on a CAF
-  /// thread; the session is cached then). Runs `fail` with a reason when
-  /// the combiner does not answer within `request_timeout`.
-  void with_session(const client_info& info,
-                    std::function<void(const client_session_actor&)> ok,
-                    std::function<void(const std::string&)> fail);
+  /// is cached and no lookup of that client is in flight, else once the
+  /// combiner answered the lookup (on a CAF thread; the session is cached
+  /// then). Runs `fail` with a reason when the combiner does not answer
+  /// within `request_timeout`. On first contact `info` (name and roles) is
+  /// what the combiner learns of the client; afterwards its roles are the
+  /// ones last announced (see `announce`), whatever `info` says.
+  void with_session(const client_info& info, session_handler ok,
+                    failure_handler fail);
+
+  /// As `with_session`, and `info`'s roles become the client's: the roles a
+  /// client announces when it opens its TaskStream (FEDn's
+  /// ClientAvailableMessage.data). When they differ from what the combiner
+  /// has, `ok` runs only after the combiner took them, so a task stream is
+  /// never offered under stale roles. Lookups of one client are serialized:
+  /// a lookup racing an announcement (e.g. a first heartbeat) cannot
+  /// overwrite the announced roles.
+  void announce(const client_info& info, session_handler ok,
+                failure_handler fail);
 
   /// The client was seen: a heartbeat to its session. O(1) and
   /// fire-and-forget when the session is cached.
@@ -113,8 +132,33 @@ private:
   std::mutex pending_mtx_;
   bool stopping_ = false;
   std::unordered_map<const pending*, std::weak_ptr<pending>> pending_;
+  /// One client as the edge knows it.
+  struct client_entry {
+    /// The client's session; invalid until a lookup succeeded.
+    client_session_actor session;
+    /// What the combiner is told (or was told last) of the client.
+    client_info info;
+    /// A lookup is in flight; callers queue behind it.
+    bool in_flight = false;
+    /// `info` changed while the lookup was in flight: look up again.
+    bool stale = false;
+    /// Callers waiting for the lookup in flight.
+    std::vector<std::pair<session_handler, failure_handler>> waiters;
+  };
+
+  void lookup(const client_info& info, session_handler ok,
+              failure_handler fail, bool announced);
+
+  /// Sends the lookup of `client_id` (its entry's info) to the combiner.
+  /// Called with `sessions_mtx_` not held.
+  void send_lookup(const std::string& client_id, client_info info);
+
+  /// The combiner answered the lookup of `client_id`.
+  void lookup_done(const std::string& client_id,
+                   caf::expected<client_session_actor> result);
+
   std::mutex sessions_mtx_;
-  std::unordered_map<std::string, client_session_actor> sessions_;
+  std::unordered_map<std::string, client_entry> sessions_;
 };
 
 // -- unary calls answered later ---------------------------------------------------

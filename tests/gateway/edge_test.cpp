@@ -108,11 +108,14 @@ struct download_result {
 /// A FEDn client's TaskStream, read on its own thread.
 class task_listener {
 public:
-  task_listener(fedn::Combiner::Stub& stub, const std::string& id) {
+  /// @param data the ClientAvailableMessage's data (the announced roles).
+  task_listener(fedn::Combiner::Stub& stub, const std::string& id,
+                const std::string& data = {}) {
     set_deadline(ctx_, 120s);
     ctx_.AddMetadata("client", id);
     fedn::ClientAvailableMessage hello;
     *hello.mutable_sender() = client(id);
+    hello.set_data(data);
     reader_ = stub.TaskStream(&ctx_, hello);
     thread_ = std::thread{[this] {
       fedn::TaskRequest t;
@@ -755,4 +758,80 @@ TEST_CASE("edge: stop ends open task streams") {
   CHECK(a.ended(10s));
   // Stopped: new calls fail.
   CHECK(!f.heartbeat("b", &r).ok());
+}
+
+TEST_CASE("edge: a validator-only client never gets training tasks") {
+  edge_fixture f;
+  REQUIRE(f.upload("m0", npz(4, 1.0)).ok());
+  // "v" is first seen through a heartbeat, which registers it with the
+  // default roles (both); its TaskStream then announces validator only.
+  fedn::Response r;
+  REQUIRE(f.heartbeat("v", &r).ok());
+  bool online = false;
+  for (int i = 0; i < 50 && !online; ++i) {
+    grpc::ClientContext ctx;
+    set_deadline(ctx, 10s);
+    fedn::ListClientsRequest req;
+    fedn::ClientList list;
+    REQUIRE(f.connector->ListActiveClients(&ctx, req, &list).ok());
+    online = list.client_size() == 1 && list.client(0).client_id() == "v";
+    if (!online)
+      std::this_thread::yield();
+  }
+  REQUIRE(online);
+  // The announcements as rondo client makes them (client/task_meta.hpp,
+  // make_roles_json; the format is checked in roles_test.cpp).
+  task_listener v{*f.combiner_stub, "v",
+                  R"({"trainer":false,"validator":true})"};
+  task_listener t{*f.combiner_stub, "t",
+                  R"({"trainer":true,"validator":false})"};
+  // A validation round that needs one validator: only "v" validates
+  // (it also proves v's stream is open before the training round).
+  auto val = f.start_round({{"round_id", "v1"},
+                            {"session_id", "s1"},
+                            {"model_id", "m0"},
+                            {"task", "validation"},
+                            {"round_timeout", "30"},
+                            {"clients_required", "1"}});
+  auto vt = v.next(60s);
+  REQUIRE(vt);
+  CHECK(vt->type() == fedn::MODEL_VALIDATION);
+  {
+    grpc::ClientContext ctx;
+    set_deadline(ctx, 30s);
+    fedn::ModelValidation mv;
+    *mv.mutable_sender() = client("v");
+    mv.set_model_id("m0");
+    mv.set_correlation_id(vt->correlation_id());
+    mv.set_session_id(vt->session_id());
+    mv.set_data(R"({"test_accuracy": 0.5})");
+    fedn::Response resp;
+    REQUIRE(f.combiner_stub->SendModelValidation(&ctx, mv, &resp).ok());
+    CHECK(resp.response() == "accepted");
+  }
+  REQUIRE(val.wait_for(60s) == std::future_status::ready);
+  auto [vst, vresp] = val.get();
+  REQUIRE_MESSAGE(vst.ok(), vst.error_message());
+  CHECK(f.parameters(vresp)["status"] == "success");
+  CHECK(nlohmann::json::parse(f.parameters(vresp)["clients_selected"])
+        == nlohmann::json({"v"}));
+  // A training round with room for every client: only "t" is asked.
+  auto train = f.start_round({{"round_id", "1"},
+                              {"session_id", "s1"},
+                              {"model_id", "m0"},
+                              {"round_timeout", "30"},
+                              {"clients_required", "1"},
+                              {"max_clients", "10"}});
+  auto task = f.expect_training_task(t, "t", "m0");
+  REQUIRE(f.upload("update-t", npz(4, 3.0)).ok());
+  CHECK(f.send_update("t", task, "update-t", f.fedn_meta(10)) == "accepted");
+  REQUIRE(train.wait_for(60s) == std::future_status::ready);
+  auto [st, resp] = train.get();
+  REQUIRE_MESSAGE(st.ok(), st.error_message());
+  auto p = f.parameters(resp);
+  CHECK(p["status"] == "success");
+  CHECK(nlohmann::json::parse(p["clients_selected"])
+        == nlohmann::json({"t"}));
+  CHECK(p["nr_expected_updates"] == "1");
+  CHECK(!v.next(0s));
 }

@@ -1,0 +1,350 @@
+#!/usr/bin/python3
+"""FEDn protocol conformance of a real `rondo combiner` process, driven by
+the FEDn-like test client in fedn_client.py (see FEDN_WIRE.md).
+
+Each case starts its own combiner on an ephemeral port in a temporary
+directory. Run one case with `--case NAME`; ctest registers one entry per
+case (tests/CMakeLists.txt) and reports "skipped" when Python's gRPC is
+missing. Models are built without numpy (npz_lite.py).
+"""
+
+import hashlib
+import json
+import os
+import random
+import struct
+import subprocess
+import sys
+import time
+
+import harness
+from harness import Combiner, RoundThread, TempDir, check, wait_until
+
+harness.load_stubs()
+
+import grpc  # noqa: E402
+
+import fedn_pb2 as fedn  # noqa: E402
+from fedn_client import CHUNK_SIZE, FednClient, training_meta  # noqa: E402
+from npz_lite import npz_bytes, read_npz  # noqa: E402
+
+SESSION = "conformance"
+
+
+def near(xs, y):
+    """Whether every value of `xs` is `y` up to float32 rounding."""
+    return all(abs(x - y) <= 1e-5 * (1 + abs(y)) for x in xs)
+
+
+def model(a, b, compressed=False):
+    """A two-tensor model: "0" = 1000 × a, "1" = 10 × b (float32)."""
+    return npz_bytes({"0": [a] * 1000, "1": [b] * 10}, compressed)
+
+
+def check_task(task, client_id, model_id, type_, round_id):
+    """The form FEDn's client relies on (FEDN_WIRE.md, TaskStream)."""
+    check(task is not None, f"{client_id} got no task")
+    check(task.type == type_, f"task type {task.type}, expected {type_}")
+    check(task.model_id == model_id, f"task model {task.model_id}")
+    check(task.session_id == SESSION, f"task session {task.session_id}")
+    check(task.correlation_id != "", "task without correlation_id")
+    check(task.sender.role == fedn.COMBINER, "task sender is not a combiner")
+    check(task.sender.name == "combiner-conf", f"sender {task.sender.name}")
+    check(task.receiver.client_id == client_id,
+          f"receiver {task.receiver.client_id}, expected {client_id}")
+    check(task.receiver.role == fedn.CLIENT, "receiver role is not CLIENT")
+    check(task.timestamp != "", "task without timestamp")
+    data = json.loads(task.data)
+    check(data["round_id"] == round_id, f"data round_id {data['round_id']}")
+    return data
+
+
+def started_clients(address, *names):
+    """FEDn-like clients named `names`, started, each with a heartbeat
+    answered."""
+    clients = [FednClient(address, n) for n in names]
+    for c in clients:
+        c.start()
+    # Heartbeats are answered from the start (one per 2 s per client).
+    for c in clients:
+        wait_until(lambda: c.heartbeats, 10, f"a heartbeat reply to {c.name}")
+        check(c.heartbeats[0] == "heartbeat received",
+              f"heartbeat reply {c.heartbeats[0]!r}")
+    return clients
+
+
+def case_training_and_validation():
+    """Two clients train one FedAvg round and validate the result."""
+    with TempDir("rondo-conf-") as d, Combiner(d) as comb:
+        admin = FednClient(comb.address, "admin")
+        up = admin.upload("seed", model(0.0, 2.0))
+        check(up.status == fedn.OK and up.id == "seed", f"seed upload {up}")
+        a, b = started_clients(comb.address, "client-a", "client-b")
+        try:
+            rnd = RoundThread(comb.address, {
+                "round_id": "1", "session_id": SESSION, "model_id": "seed",
+                "round_timeout": 60, "clients_required": 2,
+                "buffer_size": -1, "validate": "false",
+                "client_settings": json.dumps({"learning_rate": 0.1})})
+            ta, tb = a.next_task(60), b.next_task(60)
+            da = check_task(ta, "client-a", "seed", fedn.MODEL_UPDATE, "1")
+            check_task(tb, "client-b", "seed", fedn.MODEL_UPDATE, "1")
+            check(ta.correlation_id != tb.correlation_id,
+                  "two tasks share a correlation_id")
+            if "client_settings" in da:
+                check(da["client_settings"] == {"learning_rate": 0.1},
+                      f"client_settings {da['client_settings']}")
+
+            def trained(value_0, value_1, compressed):
+                def update(global_model):
+                    check(read_npz(global_model) == read_npz(
+                        model(0.0, 2.0)), "the global model is not the seed")
+                    return model(value_0, value_1, compressed)
+                return update
+            ra = a.train(ta, trained(1.0, 1.0, False), 100)
+            rb = b.train(tb, trained(5.0, 3.0, True), 300)
+            check(ra == "accepted", f"update of a: {ra}")
+            check(rb == "accepted", f"update of b: {rb}")
+            rec = rnd.result(90)
+            check(rec["status"] == "success", f"round: {rec}")
+            check(rec["nr_aggregated_models"] == "2", f"round: {rec}")
+            check(sorted(rec["clients_accepted"]) == ["client-a", "client-b"],
+                  f"accepted {rec['clients_accepted']}")
+            new = rec["model_id"]
+            check(new not in ("", "seed"), f"new model id {new!r}")
+            # FedAvg weighted by num_examples: (100·1 + 300·5)/400 = 4 and
+            # (100·1 + 300·3)/400 = 2.5.
+            avg = read_npz(admin.download(new))
+            check(near(avg["0"], 4.0) and len(avg["0"]) == 1000,
+                  f"averaged tensor 0: {avg['0'][:3]}")
+            check(near(avg["1"], 2.5) and len(avg["1"]) == 10,
+                  f"averaged tensor 1: {avg['1'][:3]}")
+
+            rnd = RoundThread(comb.address, {
+                "round_id": "1-validation", "session_id": SESSION,
+                "model_id": new, "task": "validation", "round_timeout": 60,
+                "clients_required": 2})
+            va, vb = a.next_task(60), b.next_task(60)
+            check_task(va, "client-a", new, fedn.MODEL_VALIDATION,
+                       "1-validation")
+            check_task(vb, "client-b", new, fedn.MODEL_VALIDATION,
+                       "1-validation")
+            metrics = {"client-a": {"test_accuracy": 0.75, "test_loss": 0.5},
+                       "client-b": {"test_accuracy": 0.25, "test_loss": 1.5}}
+            check(a.validate(va, metrics["client-a"]) == "accepted",
+                  "validation of a")
+            check(b.validate(vb, metrics["client-b"]) == "accepted",
+                  "validation of b")
+            rec = rnd.result(90)
+            check(rec["status"] == "success", f"validation round: {rec}")
+            got = {v["client_id"]: v["metrics"] for v in rec["validations"]}
+            check(got == metrics, f"validations {got}")
+            # SendStatus before and after each task, all acknowledged.
+            for c in (a, b):
+                check(len(c.statuses) == 4, f"{c.name} statuses {c.statuses}")
+                check(all(s[2] == "status received" for s in c.statuses),
+                      f"{c.name} statuses {c.statuses}")
+                check(not c.heartbeat_errors,
+                      f"{c.name} heartbeat errors {c.heartbeat_errors}")
+                check(c.stream_error is None and not c.stream_ended.is_set(),
+                      f"{c.name} task stream ended: {c.stream_error}")
+        finally:
+            a.close()
+            b.close()
+            admin.close()
+
+
+def case_large_model():
+    """A 300 MB model goes up and comes back byte for byte in 1 MiB chunks."""
+    size = 300 * CHUNK_SIZE
+    rng = random.Random(5)
+    # Eight random blocks in turn, each chunk stamped with its index, so a
+    # lost, repeated or reordered chunk changes the checksum.
+    blocks = [rng.randbytes(CHUNK_SIZE) for _ in range(8)]
+    sent = hashlib.sha256()
+
+    def chunks():
+        for i in range(size // CHUNK_SIZE):
+            block = struct.pack("<Q", i) + blocks[i % 8][8:]
+            sent.update(block)
+            yield block
+
+    with TempDir("rondo-conf-") as d, Combiner(d) as comb:
+        c = FednClient(comb.address, "big")
+        try:
+            t0 = time.monotonic()
+            reply = c.upload_chunks("big-model", chunks(), timeout=300)
+            t1 = time.monotonic()
+            check(reply.status == fedn.OK, f"upload reply {reply}")
+            check(reply.message == f"stored {size} bytes",
+                  f"upload reply message {reply.message!r}")
+            got = hashlib.sha256()
+            n = count = 0
+            last = None
+            for r in c.models.Download(fedn.ModelRequest(id="big-model"),
+                                       metadata=c.metadata, timeout=300):
+                check(last is None, "a message after the OK terminator")
+                if r.status == fedn.IN_PROGRESS:
+                    check(0 < len(r.data) <= CHUNK_SIZE,
+                          f"chunk of {len(r.data)} bytes")
+                    got.update(r.data)
+                    n += len(r.data)
+                    count += 1
+                else:
+                    last = r
+            t2 = time.monotonic()
+            check(last is not None and last.status == fedn.OK
+                  and not last.data, f"download terminator {last}")
+            check(n == size, f"downloaded {n} bytes, uploaded {size}")
+            check(got.digest() == sent.digest(), "downloaded bytes differ")
+            check(count >= size // CHUNK_SIZE, f"{count} chunks")
+            print(f"300 MB: upload {size / (t1 - t0) / 1e6:.0f} MB/s, "
+                  f"download {size / (t2 - t1) / 1e6:.0f} MB/s (Python "
+                  f"client)", flush=True)
+        finally:
+            c.close()
+
+
+def case_unknown_model():
+    """A download of an unknown model: exactly one FAILED, then the end."""
+    with TempDir("rondo-conf-") as d, Combiner(d) as comb:
+        c = FednClient(comb.address, "asker")
+        try:
+            msgs = c.download_messages("no-such-model", timeout=30)
+            check(len(msgs) == 1, f"{len(msgs)} messages: {msgs}")
+            check(msgs[0].status == fedn.FAILED, f"status {msgs[0].status}")
+            check(msgs[0].message != "", "FAILED without a message")
+            check(not msgs[0].data, "FAILED with data")
+            check(c.download("no-such-model", timeout=30) is None,
+                  "FEDn's download loop did not end with None")
+        finally:
+            c.close()
+
+
+def case_oversize_upload():
+    """An upload over --max-model-bytes is refused; nothing is stored."""
+    limit = CHUNK_SIZE
+    with TempDir("rondo-conf-") as d:
+        with Combiner(d, args=["--max-model-bytes", str(limit)]) as comb:
+            c = FednClient(comb.address, "uploader")
+            try:
+                try:
+                    c.upload("too-big", b"x" * (3 * CHUNK_SIZE), timeout=60)
+                    raise AssertionError("an oversize upload was accepted")
+                except grpc.RpcError as e:
+                    check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"code {e.code()}: {e.details()}")
+                    check("max_model_bytes" in e.details(),
+                          f"unclear reason {e.details()!r}")
+                msgs = c.download_messages("too-big", timeout=30)
+                check(len(msgs) == 1 and msgs[0].status == fedn.FAILED,
+                      f"the refused model is downloadable: {msgs[:1]}")
+                # The limit is the cause: a model within it is stored.
+                small = b"y" * (limit // 2)
+                check(c.upload("fits", small).status == fedn.OK,
+                      "a model within the limit was refused")
+                check(c.download("fits") == small, "the small model differs")
+            finally:
+                c.close()
+        # The combiner is gone: its store lists the small model only.
+        out = subprocess.run(
+            [harness.rondo_binary(), "store", "--db",
+             os.path.join(d, "combiner-db"), "list"],
+            capture_output=True, text=True, timeout=60)
+        check(out.returncode == 0, f"rondo store list: {out.stderr}")
+        ids = [line.split("\t")[0] for line in out.stdout.splitlines()]
+        check(ids == ["fits"], f"stored models {ids}")
+
+
+def case_malformed_meta():
+    """ModelUpdates with malformed meta get an error Response and never reach
+    the aggregator; a good one afterwards is aggregated."""
+    with TempDir("rondo-conf-") as d, Combiner(d) as comb:
+        admin = FednClient(comb.address, "admin")
+        admin.upload("seed", model(0.0, 0.0))
+        (a,) = started_clients(comb.address, "client-a")
+        try:
+            rnd = RoundThread(comb.address, {
+                "round_id": "1", "session_id": SESSION, "model_id": "seed",
+                "round_timeout": 60, "clients_required": 1,
+                "validate": "false"})
+            task = a.next_task(60)
+            check_task(task, "client-a", "seed", fedn.MODEL_UPDATE, "1")
+            check(a.upload("upd", model(7.0, 7.0)).status == fedn.OK,
+                  "update upload")
+            bad = {
+                "not json": "not JSON",
+                "[1, 2]": "not a JSON object",
+                json.dumps({"config": task.data}):
+                    "training_metadata is missing",
+                json.dumps({"training_metadata": {"epochs": 1}}):
+                    "num_examples is missing",
+                json.dumps({"training_metadata": {"num_examples": "10"}}):
+                    "is not a number",
+                json.dumps({"training_metadata": {"num_examples": 0}}):
+                    "finite number > 0",
+            }
+            for meta, reason in bad.items():
+                r = a.send_model_update(task, "upd", meta)
+                check(r.startswith("error: malformed meta") and reason in r,
+                      f"meta {meta!r} answered {r!r}")
+            r = a.send_model_update(task, "upd", training_meta(10, task.data))
+            check(r == "accepted", f"the good update answered {r!r}")
+            rec = rnd.result(90)
+            check(rec["status"] == "success", f"round {rec}")
+            check(rec["nr_aggregated_models"] == "1", f"round {rec}")
+            check(rec["clients_rejected"] == [], f"round {rec}")
+            avg = read_npz(admin.download(rec["model_id"]))
+            check(near(avg["0"], 7.0), f"aggregate {avg['0'][:3]}")
+        finally:
+            a.close()
+            admin.close()
+
+
+def case_disconnect_mid_round():
+    """A client that goes away mid-round: the round still ends, at once,
+    with a recorded terminal state that names the silent client."""
+    with TempDir("rondo-conf-") as d, Combiner(d) as comb:
+        admin = FednClient(comb.address, "admin")
+        admin.upload("seed", model(0.0, 0.0))
+        a, b = started_clients(comb.address, "client-a", "client-b")
+        try:
+            timeout = 60
+            t0 = time.monotonic()
+            rnd = RoundThread(comb.address, {
+                "round_id": "1", "session_id": SESSION, "model_id": "seed",
+                "round_timeout": timeout, "clients_required": 1,
+                "buffer_size": -1, "validate": "false"})
+            ta, tb = a.next_task(60), b.next_task(60)
+            check_task(ta, "client-a", "seed", fedn.MODEL_UPDATE, "1")
+            check_task(tb, "client-b", "seed", fedn.MODEL_UPDATE, "1")
+            b.send_status("\t Starting processing of training request", tb)
+            b.close()  # gone without an answer
+            r = a.train(ta, lambda m: model(3.0, 3.0), 10)
+            check(r == "accepted", f"update of a: {r}")
+            rec = rnd.result(90)
+            elapsed = time.monotonic() - t0
+            check(rec["status"] == "success", f"round {rec}")
+            check(rec["nr_aggregated_models"] == "1", f"round {rec}")
+            check(rec["clients_silent"] == ["client-b"],
+                  f"silent {rec['clients_silent']}")
+            check(float(rec["ended_at"]) > 0, f"round {rec}")
+            check(elapsed < timeout / 2,
+                  f"the round waited {elapsed:.1f} s: the disconnect was "
+                  f"not noticed")
+        finally:
+            a.close()
+            admin.close()
+
+
+CASES = {
+    "training_and_validation": case_training_and_validation,
+    "large_model": case_large_model,
+    "unknown_model": case_unknown_model,
+    "oversize_upload": case_oversize_upload,
+    "malformed_meta": case_malformed_meta,
+    "disconnect_mid_round": case_disconnect_mid_round,
+}
+
+if __name__ == "__main__":
+    sys.exit(harness.run_cases(CASES, sys.argv[1:]))

@@ -1,0 +1,241 @@
+#!/usr/bin/python3
+"""Integration: `rondo client` processes running a tiny numpy compute
+package (tests/integration/package) against a `rondo combiner` process,
+through full training and validation rounds started over FEDn's Control
+service.
+
+Cases (one ctest entry each, `--case NAME`):
+- train_and_validate: two clients, two FedAvg rounds and a validation round;
+  the aggregates are the weighted means the package's updates imply.
+- failing_entry_point: one client's train entry point fails; the round ends
+  at its timeout with the other's update, the failure reaches the combiner
+  as an ERROR status, and the failing client keeps serving (it validates).
+- validator_only: a `--no-trainer` client is never asked to train.
+
+Skipped (ctest SKIP_RETURN_CODE) when Python's gRPC or the package's numpy
+is missing.
+"""
+
+import importlib.util
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "conformance"))
+import harness  # noqa: E402
+from harness import (Combiner, RondoClient, RoundThread, TempDir,  # noqa: E402
+                     check, run_round)
+
+harness.load_stubs()
+
+from fedn_client import FednClient  # noqa: E402
+from npz_lite import npz_bytes, read_npz  # noqa: E402
+
+PACKAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "package")
+SESSION = "integration"
+N = 100  # weights in the seed model
+
+
+def numpy_python_or_skip():
+    """The package runs on the first Python with numpy (package/run.sh)."""
+    for py in (os.environ.get("RONDO_TEST_PYTHON"), "/usr/bin/python3"):
+        if py and os.access(py, os.X_OK):
+            probe = os.system(f"{py} -c 'import numpy' 2>/dev/null")
+            if probe == 0:
+                return
+    if importlib.util.find_spec("numpy") is None:
+        harness.skip("no Python with numpy for the test compute package")
+
+
+def near(xs, y):
+    """Whether every value of `xs` is `y` up to float32 rounding."""
+    return all(abs(x - y) <= 1e-5 * (1 + abs(y)) for x in xs)
+
+
+def seed(address, value=0.0):
+    """Uploads a one-tensor seed model of N × value; returns its id."""
+    admin = FednClient(address, "admin")
+    try:
+        model_id = f"seed-{value}"
+        admin.upload(model_id, npz_bytes({"0": [value] * N}))
+        return model_id
+    finally:
+        admin.close()
+
+
+def weights(address, model_id):
+    """The values of tensor "0" of model `model_id` on the combiner."""
+    admin = FednClient(address, "admin")
+    try:
+        data = admin.download(model_id)
+        check(data is not None, f"model {model_id} cannot be downloaded")
+        return read_npz(data)["0"]
+    finally:
+        admin.close()
+
+
+def training(round_id, model_id, clients, timeout=60, **extra):
+    """A training round config (FEDn's keys) needing `clients` clients."""
+    cfg = {"round_id": round_id, "session_id": SESSION, "model_id": model_id,
+           "round_timeout": timeout, "clients_required": clients,
+           "buffer_size": -1, "validate": "false"}
+    cfg.update(extra)
+    return cfg
+
+
+def validation(round_id, model_id, clients, timeout=60):
+    """A validation round config needing `clients` validators."""
+    return {"round_id": round_id, "session_id": SESSION, "model_id": model_id,
+            "task": "validation", "round_timeout": timeout,
+            "clients_required": clients}
+
+
+def check_running(*clients):
+    """Fails unless every `rondo client` process is still running."""
+    for c in clients:
+        check(c.running(), f"client {c.name} exited:\n{c.log()}")
+
+
+def case_train_and_validate():
+    with TempDir("rondo-int-") as d, Combiner(d) as comb:
+        m0 = seed(comb.address)
+        c1 = RondoClient(d, comb.address, "c1", PACKAGE,
+                         env={"TESTPKG_DELTA": "1", "TESTPKG_EXAMPLES": "10"})
+        c2 = RondoClient(d, comb.address, "c2", PACKAGE,
+                         env={"TESTPKG_DELTA": "3", "TESTPKG_EXAMPLES": "30"})
+        try:
+            # The first round also waits for both clients to connect.
+            rec = run_round(comb.address, training("1", m0, 2), timeout=120)
+            check(rec["status"] == "success", f"round 1: {rec}")
+            check(sorted(rec["clients_accepted"]) == ["c1", "c2"],
+                  f"round 1: {rec}")
+            m1 = rec["model_id"]
+            # (10·1 + 30·3) / 40 = 2.5
+            check(near(weights(comb.address, m1), 2.5),
+                  f"round 1 aggregate {weights(comb.address, m1)[:3]}")
+            rec = run_round(comb.address, validation("1-val", m1, 2))
+            check(rec["status"] == "success", f"validation: {rec}")
+            got = {v["client_id"]: v["metrics"] for v in rec["validations"]}
+            check(sorted(got) == ["c1", "c2"], f"validations {got}")
+            for cid, m in got.items():
+                check(abs(m["test_accuracy"] - 2.5) < 1e-5
+                      and m["test_loss"] == N,
+                      f"{cid} validated another model: {m}")
+            rec = run_round(comb.address, training("2", m1, 2))
+            check(rec["status"] == "success", f"round 2: {rec}")
+            check(rec["base_model_id"] == m1, f"round 2: {rec}")
+            check(near(weights(comb.address, rec["model_id"]), 5.0),
+                  "round 2 aggregate")
+            check_running(c1, c2)
+        except Exception:
+            for c in (c1, c2):
+                print(f"--- {c.name} ---\n{c.log()}", flush=True)
+            raise
+        finally:
+            c1.stop()
+            c2.stop()
+
+
+def case_failing_entry_point():
+    with TempDir("rondo-int-") as d, Combiner(d) as comb:
+        m0 = seed(comb.address)
+        good = RondoClient(d, comb.address, "good", PACKAGE,
+                           env={"TESTPKG_DELTA": "2"})
+        bad = RondoClient(d, comb.address, "bad", PACKAGE,
+                          env={"TESTPKG_FAIL_TRAIN": "1"})
+        try:
+            # Both task streams open: a validation round that needs two.
+            warm = run_round(comb.address, validation("warm-up", m0, 2),
+                             timeout=120)
+            check(warm["status"] == "success", f"warm-up: {warm}")
+            timeout = 6
+            t0 = time.monotonic()
+            rec = run_round(comb.address,
+                            training("1", m0, 1, timeout=timeout,
+                                     max_clients=2))
+            elapsed = time.monotonic() - t0
+            check(sorted(rec["clients_selected"]) == ["bad", "good"],
+                  f"round: {rec}")
+            check(rec["status"] == "success", f"round: {rec}")
+            check(rec["clients_accepted"] == ["good"], f"round: {rec}")
+            check(rec["clients_silent"] == ["bad"], f"round: {rec}")
+            check(elapsed >= timeout - 0.5,
+                  f"the round closed after {elapsed:.1f} s, before its "
+                  f"timeout, although 'bad' never answered")
+            check(near(weights(comb.address, rec["model_id"]), 2.0),
+                  "the aggregate is not good's update alone")
+            # The failure reached the combiner as an ERROR status.
+            log = open(comb.log_path, errors="replace").read()
+            check("client 'bad' reports ERROR for task" in log,
+                  f"no ERROR status from 'bad' in the combiner log:\n"
+                  f"{comb.log()}")
+            check("train.py: failing on purpose" in log,
+                  "the ERROR status lacks the entry point's stderr tail")
+            check("train.py: failing on purpose" in bad.log(200),
+                  f"the client did not log the entry point's stderr:\n"
+                  f"{bad.log()}")
+            # The failing client keeps serving: it validates the new model.
+            m1 = rec["model_id"]
+            val = run_round(comb.address, validation("1-val", m1, 2))
+            check(val["status"] == "success", f"validation: {val}")
+            got = {v["client_id"]: v["metrics"] for v in val["validations"]}
+            check(sorted(got) == ["bad", "good"], f"validations {got}")
+            # A round whose only trainer fails ends as failed at its timeout.
+            rec = run_round(comb.address,
+                            training("2", m1, 1, timeout=3,
+                                     selected_clients='["bad"]'))
+            check(rec["status"] == "failed", f"round 2: {rec}")
+            check(rec["reason"] != "", f"round 2 has no reason: {rec}")
+            check_running(good, bad)
+        except Exception:
+            for c in (good, bad):
+                print(f"--- {c.name} ---\n{c.log()}", flush=True)
+            raise
+        finally:
+            good.stop()
+            bad.stop()
+
+
+def case_validator_only():
+    with TempDir("rondo-int-") as d, Combiner(d) as comb:
+        m0 = seed(comb.address)
+        trainer = RondoClient(d, comb.address, "trainer", PACKAGE,
+                              args=["--no-validator"])
+        validator = RondoClient(d, comb.address, "validator", PACKAGE,
+                                args=["--no-trainer"])
+        try:
+            # The validator's stream is open once it validated; the
+            # training round, with room for both, must ask the trainer only
+            # (it waits for the trainer if that has not connected yet).
+            val = run_round(comb.address, validation("v0", m0, 1), timeout=120)
+            check(val["status"] == "success", f"validation: {val}")
+            check(val["clients_selected"] == ["validator"],
+                  f"validation asked {val['clients_selected']}")
+            rec = run_round(comb.address,
+                            training("1", m0, 1, max_clients=10),
+                            timeout=120)
+            check(rec["status"] == "success", f"round: {rec}")
+            check(rec["clients_selected"] == ["trainer"],
+                  f"training asked {rec['clients_selected']}")
+            check("this client is not a trainer" not in validator.log(400),
+                  "the validator-only client was sent a training task")
+            check_running(trainer, validator)
+        except Exception:
+            for c in (trainer, validator):
+                print(f"--- {c.name} ---\n{c.log()}", flush=True)
+            raise
+        finally:
+            trainer.stop()
+            validator.stop()
+
+
+CASES = {
+    "train_and_validate": case_train_and_validate,
+    "failing_entry_point": case_failing_entry_point,
+    "validator_only": case_validator_only,
+}
+
+if __name__ == "__main__":
+    numpy_python_or_skip()
+    sys.exit(harness.run_cases(CASES, sys.argv[1:]))
