@@ -97,6 +97,15 @@ caf::error aggregator::add(const model& update, double num_examples) {
   return add(model_view{update}, num_examples);
 }
 
+std::vector<caf::error>
+aggregator::add_batch(const std::vector<weighted_update>& updates) {
+  std::vector<caf::error> out;
+  out.reserve(updates.size());
+  for (auto& u : updates)
+    out.push_back(add(*u.update, u.num_examples));
+  return out;
+}
+
 namespace {
 
 struct registry {

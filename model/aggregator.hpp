@@ -67,8 +67,17 @@ public:
   std::map<std::string, value> values;
 };
 
-/// One aggregation at a time: begin(), add() per update, finish(). An
-/// object may run many aggregations in sequence. Not thread-safe.
+/// A model update handed to aggregator::add_batch with its num_examples.
+/// The view must outlive the call.
+struct weighted_update {
+  const update_view* update = nullptr;
+  double num_examples = 0;
+};
+
+/// One aggregation at a time: begin(), add() per update (or add_batch()
+/// for several that have already arrived), finish(). An object may run
+/// many aggregations in sequence. Not thread-safe (though an aggregator
+/// may use threads of its own inside a call).
 class aggregator {
 public:
   virtual ~aggregator();
@@ -90,6 +99,15 @@ public:
 
   /// add() for an in-memory model.
   caf::error add(const model& update, double num_examples);
+
+  /// Adds several updates, with the verdicts and the aggregate that add()
+  /// called for each in order would give; returns one verdict per update
+  /// (an empty error means accepted). Meant for updates that have already
+  /// arrived: an aggregator may read its own state once per batch instead
+  /// of once per update (FedAvg and FedOpt do, bit-identically to add()).
+  /// Nothing is kept after the call. The default calls add() for each.
+  virtual std::vector<caf::error>
+  add_batch(const std::vector<weighted_update>& updates);
 
   /// Updates accepted since begin().
   virtual size_t accepted() const = 0;

@@ -14,7 +14,8 @@
 namespace rondo {
 
 /// A FedAvg aggregator (registered as "fedavg"; it takes no kwargs).
-/// Memory: 8 bytes per parameter, whatever the number of updates.
+/// Memory: 8 bytes per parameter, whatever the number of updates, plus
+/// 256 KiB of read buffer per fold thread (fold_tuning).
 std::unique_ptr<aggregator> make_fedavg();
 
 } // namespace rondo

@@ -639,6 +639,28 @@ caf::error npz_reader::visit(size_t index, const chunk_visitor& fn) const {
   return m.stored ? impl_->visit_stored(m, fn) : impl_->visit_inflated(m, fn);
 }
 
+bool npz_reader::random_access() const {
+  return all_stored();
+}
+
+caf::expected<const std::byte*>
+npz_reader::read_range(size_t index, uint64_t first, uint64_t count,
+                       std::byte* scratch) const {
+  auto& m = impl_->members.at(index);
+  if (!m.stored)
+    return member_error(ec::invalid_state, m.zip_name,
+                        "a DEFLATE member cannot be read at an offset");
+  auto esize = size_of(m.info.type);
+  auto offset = m.data_offset + first * esize;
+  if (impl_->src.fd < 0)
+    return reinterpret_cast<const std::byte*>(impl_->src.bytes.data())
+           + offset;
+  if (!impl_->src.read_at(offset, scratch, count * esize))
+    return member_error(ec::malformed_model, m.zip_name,
+                        "cannot read the data: truncated or I/O error");
+  return static_cast<const std::byte*>(scratch);
+}
+
 caf::expected<tensor> npz_reader::read(size_t index) const {
   auto& m = impl_->members.at(index);
   tensor t{m.info};

@@ -67,7 +67,8 @@ caf::expected<std::string> write_npz_bytes(const model& m,
 
 /// An npz archive opened with its headers parsed and checked but no tensor
 /// data read: an update_view an aggregator folds straight from the file or
-/// buffer. Visiting a STORED member of a file preads it 512 KiB at a time
+/// buffer. STORED members also support read_range (any offset, several
+/// threads). Visiting a STORED member of a file preads it 512 KiB at a time
 /// into one reused buffer (cache-resident; no page faults), so memory does
 /// not grow with the model; visiting a DEFLATE member
 /// inflates it chunk by chunk each time (for several passes over a
@@ -94,6 +95,17 @@ public:
   /// Visits member `index`'s values. Chunks are whole elements but may be
   /// unaligned in memory (ZIP does not align member data).
   caf::error visit(size_t index, const chunk_visitor& fn) const override;
+
+  /// all_stored(): STORED members can be read at any offset.
+  bool random_access() const override;
+
+  /// Reads a range of a STORED member: one pread into `scratch` for a
+  /// file (thread-safe: no shared file offset, no shared buffer), or a
+  /// pointer into the bytes for an in-memory archive. Errors as
+  /// update_view::read_range.
+  caf::expected<const std::byte*>
+  read_range(size_t index, uint64_t first, uint64_t count,
+             std::byte* scratch) const override;
 
   /// True if every member is STORED (visit() reads without inflating).
   bool all_stored() const;

@@ -135,6 +135,16 @@ caf::expected<tensor> make_tensor(std::string name, dtype type,
 
 update_view::~update_view() = default;
 
+bool update_view::random_access() const {
+  return false;
+}
+
+caf::expected<const std::byte*>
+update_view::read_range(size_t, uint64_t, uint64_t, std::byte*) const {
+  return caf::make_error(ec::invalid_state,
+                         "this model update cannot be read at an offset");
+}
+
 model_view::model_view(const model& m) : model_(&m), spec_(spec_of(m)) {
   // nothing else
 }
@@ -146,6 +156,17 @@ const model_spec& model_view::spec() const {
 caf::error model_view::visit(size_t index, const chunk_visitor& fn) const {
   auto& t = (*model_)[index];
   return fn(t.data.data(), 0, t.count());
+}
+
+bool model_view::random_access() const {
+  return true;
+}
+
+caf::expected<const std::byte*>
+model_view::read_range(size_t index, uint64_t first, uint64_t,
+                       std::byte*) const {
+  auto& t = (*model_)[index];
+  return t.data.data() + first * size_of(t.type);
 }
 
 } // namespace rondo

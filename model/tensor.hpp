@@ -151,6 +151,24 @@ public:
   /// called more than once. Returns the visitor's first error or a read
   /// error (ec::malformed_model naming the member).
   virtual caf::error visit(size_t index, const chunk_visitor& fn) const = 0;
+
+  /// True if read_range() works for every tensor: the values can be read
+  /// at any offset and from several threads at once (in-memory models,
+  /// STORED npz members). False for DEFLATE members, which inflate only
+  /// from the start. The default is false.
+  virtual bool random_access() const;
+
+  /// Elements [first, first + count) of tensor `index` (which must lie
+  /// within the tensor): a pointer to them, either into memory the view
+  /// holds (no copy) or into `scratch`, which then receives the
+  /// count * element-size bytes. The pointer may be unaligned and stays
+  /// valid while the view and `scratch` do. Safe to call from several
+  /// threads at once with different scratch buffers. Errors:
+  /// ec::malformed_model naming the member (I/O error, truncated file),
+  /// ec::invalid_state when random_access() is false (the default).
+  virtual caf::expected<const std::byte*>
+  read_range(size_t index, uint64_t first, uint64_t count,
+             std::byte* scratch) const;
 };
 
 /// An update_view over an in-memory model (one chunk per tensor). The model
@@ -160,6 +178,12 @@ public:
   explicit model_view(const model& m);
   const model_spec& spec() const override;
   caf::error visit(size_t index, const chunk_visitor& fn) const override;
+  /// True: the model is in memory.
+  bool random_access() const override;
+  /// A pointer into the model's tensor (never copies into `scratch`).
+  caf::expected<const std::byte*>
+  read_range(size_t index, uint64_t first, uint64_t count,
+             std::byte* scratch) const override;
 
 private:
   const model* model_;

@@ -93,24 +93,31 @@ uint64_t find_non_finite(const std::byte* data, uint64_t count, dtype type) {
   return first_non_finite<uint64_t>(data, count, 0x7ff0000000000000ull);
 }
 
+caf::error check_finite_range(const tensor_info& info, const std::byte* data,
+                              uint64_t first, uint64_t count) {
+  auto at = find_non_finite(data, count, info.type);
+  if (at == count)
+    return {};
+  double x;
+  if (info.type == dtype::f32) {
+    float f;
+    std::memcpy(&f, data + 4 * at, 4);
+    x = f;
+  } else {
+    std::memcpy(&x, data + 8 * at, 8);
+  }
+  return caf::make_error(ec::non_finite,
+                         "update tensor '" + info.name + "' holds "
+                           + (std::isnan(x) ? "NaN" : number_text(x))
+                           + " at index " + std::to_string(first + at));
+}
+
 caf::error check_finite(const update_view& update) {
   auto& spec = update.spec();
   for (size_t i = 0; i < spec.size(); ++i) {
-    auto type = spec[i].type;
     auto err = update.visit(i, [&](const std::byte* data, uint64_t first,
-                                   uint64_t count) -> caf::error {
-      auto at = find_non_finite(data, count, type);
-      if (at == count)
-        return {};
-      double x = type == dtype::f32
-                   ? [&] { float f; std::memcpy(&f, data + 4 * at, 4);
-                           return static_cast<double>(f); }()
-                   : [&] { double d; std::memcpy(&d, data + 8 * at, 8);
-                           return d; }();
-      return caf::make_error(ec::non_finite,
-                             "update tensor '" + spec[i].name + "' holds "
-                               + (std::isnan(x) ? "NaN" : number_text(x))
-                               + " at index " + std::to_string(first + at));
+                                   uint64_t count) {
+      return check_finite_range(spec[i], data, first, count);
     });
     if (err)
       return err;

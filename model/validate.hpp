@@ -27,6 +27,13 @@ caf::error check_compatible(const model_spec& update, const model_spec& global);
 /// finite. Vectorized; reads each byte once.
 uint64_t find_non_finite(const std::byte* data, uint64_t count, dtype type);
 
+/// Fails with ec::non_finite naming the tensor and the first element that
+/// is NaN or infinite among `count` elements of tensor `info` at `data`
+/// (unaligned), which hold its elements [first, first + count), e.g.
+/// "update tensor '0' holds NaN at index 17" (the index is in the tensor).
+caf::error check_finite_range(const tensor_info& info, const std::byte* data,
+                              uint64_t first, uint64_t count);
+
 /// Fails with ec::non_finite naming the first tensor and element that is
 /// NaN or infinite, e.g. "update tensor '0' holds NaN at index 17".
 /// Visits every tensor of `update` once.

@@ -3,15 +3,23 @@
 #include "messages/error.hpp"
 #include "model/validate.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <mutex>
+#include <system_error>
+#include <thread>
 
 namespace rondo {
 
 namespace {
 
 // acc[i] += w * x[i] for `n` elements of type T at `x` (unaligned). Simple
-// enough for GCC to vectorize (this file builds with -O3).
+// enough for GCC to vectorize (this file builds with -O3; -ffp-contract=off
+// keeps the multiply and the add separately rounded, as the header
+// promises).
 template <class T>
 void fold(double* __restrict acc, const std::byte* __restrict x, uint64_t n,
           double w) {
@@ -22,7 +30,113 @@ void fold(double* __restrict acc, const std::byte* __restrict x, uint64_t n,
   }
 }
 
+void fold_chunk(double* acc, const std::byte* x, uint64_t n, double w,
+                dtype type) {
+  if (type == dtype::f32)
+    fold<float>(acc, x, n, w);
+  else
+    fold<double>(acc, x, n, w);
+}
+
+// Elements [first, first + count) of tensor `tensor`.
+struct block {
+  size_t tensor;
+  uint64_t first;
+  uint64_t count;
+};
+
+// The model's parameters in archive order, cut into blocks of at most
+// `size` elements (a block never spans two tensors).
+std::vector<block> blocks_of(const model_spec& spec, uint64_t size) {
+  std::vector<block> out;
+  for (size_t i = 0; i < spec.size(); ++i) {
+    auto n = spec[i].count();
+    for (uint64_t first = 0; first < n; first += size)
+      out.push_back(block{i, first, std::min(size, n - first)});
+  }
+  return out;
+}
+
+// Runs fn(task, worker) for task = 0..tasks-1 on up to `threads` threads:
+// the caller (worker 0) and threads - 1 new ones, joined before returning.
+// Tasks are handed out in order from a shared counter, so a thread that
+// other load slows down simply takes fewer. If no thread can be started,
+// the caller does all the work. `fn` must not throw.
+template <class F>
+void run_parallel(size_t tasks, unsigned threads, const F& fn) {
+  std::atomic<size_t> next{0};
+  auto work = [&](unsigned worker) {
+    for (size_t t; (t = next.fetch_add(1, std::memory_order_relaxed)) < tasks;)
+      fn(t, worker);
+  };
+  std::vector<std::thread> helpers;
+  for (unsigned w = 1; w < threads && w < tasks; ++w) {
+    try {
+      helpers.emplace_back(work, w);
+    } catch (const std::system_error&) {
+      break; // fewer threads; the results do not change
+    }
+  }
+  work(0);
+  for (auto& h : helpers)
+    h.join();
+}
+
+constexpr size_t no_block = std::numeric_limits<size_t>::max();
+
+// The first failure of each update of a run during one pass: the lowest
+// block that failed and why. Threads skip an update's blocks after its
+// first failure; record() keeps the lowest, so the reason is the one a
+// sequential scan would have found first.
+class failures {
+public:
+  explicit failures(size_t n) : first_(n), why_(n) {
+    for (auto& f : first_)
+      f.store(no_block, std::memory_order_relaxed);
+  }
+
+  // True if update `u` already failed before block `k`.
+  bool before(size_t u, size_t k) const {
+    return first_[u].load(std::memory_order_relaxed) < k;
+  }
+
+  bool any() const {
+    return std::any_of(first_.begin(), first_.end(), [](auto& f) {
+      return f.load(std::memory_order_relaxed) != no_block;
+    });
+  }
+
+  void record(size_t u, size_t k, caf::error why) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (k < first_[u].load(std::memory_order_relaxed)) {
+      first_[u].store(k, std::memory_order_relaxed);
+      why_[u] = std::move(why);
+    }
+  }
+
+  // The reason of update `u` (after the pass), or none.
+  caf::error& why(size_t u) {
+    return why_[u];
+  }
+
+private:
+  std::vector<std::atomic<size_t>> first_;
+  std::vector<caf::error> why_;
+  std::mutex mtx_;
+};
+
+caf::error discarded(const caf::error& why) {
+  return caf::make_error(ec::aggregation_failed,
+                         "reading an update failed midway and the "
+                         "aggregate was discarded: "
+                           + render(why));
+}
+
 } // namespace
+
+unsigned fold_tuning::default_threads() {
+  return std::clamp(std::thread::hardware_concurrency(), 1u, 2u);
+}
 
 void weighted_sum::reset(const model_spec& global) {
   spec_ = global;
@@ -35,6 +149,39 @@ void weighted_sum::reset(const model_spec& global) {
 }
 
 caf::error weighted_sum::add(const update_view& update, double weight) {
+  if (!update.random_access())
+    return add_sequential(update, weight);
+  weighted_update one{&update, weight};
+  caf::error verdict;
+  add_run(&one, 1, &verdict);
+  return verdict;
+}
+
+std::vector<caf::error>
+weighted_sum::add_batch(const std::vector<weighted_update>& batch) {
+  std::vector<caf::error> out(batch.size());
+  auto usable = [&](size_t i) {
+    return batch[i].update != nullptr && batch[i].update->random_access();
+  };
+  for (size_t i = 0; i < batch.size();) {
+    if (batch[i].update == nullptr) {
+      out[i++] = caf::make_error(ec::invalid_argument, "the update is null");
+    } else if (!usable(i)) {
+      out[i] = add_sequential(*batch[i].update, batch[i].num_examples);
+      ++i;
+    } else {
+      auto j = i;
+      while (j < batch.size() && usable(j))
+        ++j;
+      add_run(&batch[i], j - i, &out[i]);
+      i = j;
+    }
+  }
+  return out;
+}
+
+caf::error weighted_sum::add_sequential(const update_view& update,
+                                        double weight) {
   if (auto err = validate_update(update, spec_, weight))
     return err;
   for (size_t i = 0; i < spec_.size(); ++i) {
@@ -42,25 +189,105 @@ caf::error weighted_sum::add(const update_view& update, double weight) {
     auto type = spec_[i].type;
     auto err = update.visit(i, [=](const std::byte* x, uint64_t first,
                                    uint64_t n) {
-      if (type == dtype::f32)
-        fold<float>(acc + first, x, n, weight);
-      else
-        fold<double>(acc + first, x, n, weight);
+      fold_chunk(acc + first, x, n, weight, type);
       return caf::error{};
     });
     // Only a read failure after a successful validation pass gets here
     // (e.g. the file changed under us); the sum is then unusable.
     if (err) {
       reset(spec_);
-      return caf::make_error(ec::aggregation_failed,
-                             "reading an update failed midway and the "
-                             "aggregate was discarded: "
-                               + render(err));
+      return discarded(err);
     }
   }
   total_ += weight;
   ++count_;
   return {};
+}
+
+void weighted_sum::add_run(const weighted_update* batch, size_t n,
+                           caf::error* verdicts) {
+  // The metadata checks, cheapest first, before any data is read.
+  std::vector<size_t> todo;
+  for (size_t u = 0; u < n; ++u) {
+    if (auto err = check_num_examples(batch[u].num_examples))
+      verdicts[u] = std::move(err);
+    else if (auto err = check_compatible(batch[u].update->spec(), spec_))
+      verdicts[u] = std::move(err);
+    else
+      todo.push_back(u);
+  }
+  if (todo.empty())
+    return;
+  auto blocks = blocks_of(spec_, std::max<uint64_t>(tuning_.block, 1));
+  auto threads = std::max(1u, std::min<unsigned>(
+                                tuning_.threads,
+                                static_cast<unsigned>(std::min<size_t>(
+                                  blocks.size(), 64))));
+  std::vector<byte_buffer> scratch;
+  for (unsigned w = 0; w < threads; ++w)
+    scratch.emplace_back(std::max<uint64_t>(tuning_.block, 1)
+                         * sizeof(double));
+  // Pass 1: every value of every update finite (and readable).
+  failures bad{n};
+  run_parallel(blocks.size(), threads, [&](size_t k, unsigned worker) {
+    auto& b = blocks[k];
+    for (auto u : todo) {
+      if (bad.before(u, k))
+        continue;
+      auto data = batch[u].update->read_range(b.tensor, b.first, b.count,
+                                              scratch[worker].data());
+      auto err = data ? check_finite_range(spec_[b.tensor], *data, b.first,
+                                           b.count)
+                      : data.error();
+      if (err)
+        bad.record(u, k, std::move(err));
+    }
+  });
+  std::vector<size_t> accepted;
+  for (auto u : todo) {
+    if (auto& why = bad.why(u))
+      verdicts[u] = std::move(why);
+    else
+      accepted.push_back(u);
+  }
+  if (accepted.empty())
+    return;
+  // Pass 2: fold the accepted updates, in order, one block at a time.
+  failures broken{n};
+  std::atomic<bool> stop{false};
+  run_parallel(blocks.size(), threads, [&](size_t k, unsigned worker) {
+    if (stop.load(std::memory_order_relaxed))
+      return;
+    auto& b = blocks[k];
+    auto* acc = sum(b.tensor) + b.first;
+    for (auto u : accepted) {
+      auto data = batch[u].update->read_range(b.tensor, b.first, b.count,
+                                              scratch[worker].data());
+      if (!data) {
+        broken.record(u, k, data.error());
+        stop = true;
+        return;
+      }
+      fold_chunk(acc, *data, b.count, batch[u].num_examples,
+                 spec_[b.tensor].type);
+    }
+  });
+  if (broken.any()) {
+    // Only a read failure after a successful first pass gets here (e.g.
+    // the file changed under us); the sum is then unusable.
+    caf::error why;
+    for (auto u : accepted)
+      if (broken.why(u) && !why)
+        why = broken.why(u);
+    reset(spec_);
+    for (auto u : accepted)
+      verdicts[u] = discarded(why);
+    return;
+  }
+  for (auto u : accepted) {
+    total_ += batch[u].num_examples;
+    ++count_;
+  }
 }
 
 caf::error summing_aggregator::add(const update_view& update,
@@ -69,6 +296,15 @@ caf::error summing_aggregator::add(const update_view& update,
     return caf::make_error(ec::invalid_state,
                            std::string{name()} + ": add before begin");
   return sum_.add(update, num_examples);
+}
+
+std::vector<caf::error>
+summing_aggregator::add_batch(const std::vector<weighted_update>& batch) {
+  if (!started_)
+    return std::vector<caf::error>(
+      batch.size(), caf::make_error(ec::invalid_state,
+                                    std::string{name()} + ": add before begin"));
+  return sum_.add_batch(batch);
 }
 
 size_t summing_aggregator::accepted() const {
