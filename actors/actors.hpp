@@ -59,12 +59,17 @@ using model_source_actor
 /// - model_validation -> update_verdict: a validator's metrics.
 /// - task_cancelled: a selected client's task ended without an answer.
 /// - terminate: stop now; records Failed("terminated").
-/// - timer_tick: internal (client wait, round timeout).
+/// - (finish): from the round queue: the round's terminal record is
+///   durably recorded and reported. The round then tells the sessions of
+///   its unanswered tasks to forget them, removes its model updates (when
+///   delete_models_storage is set) and quits. Without it the round does so
+///   request_timeout after it reported.
+/// - timer_tick: internal (client wait, round timeout, the finish bound).
 using round_actor = caf::typed_actor<
   caf::replies_to<model_update>::with<update_verdict>,
   caf::replies_to<model_validation>::with<update_verdict>,
   caf::reacts_to<task_cancelled>, caf::reacts_to<terminate_atom>,
-  caf::reacts_to<timer_tick>>;
+  caf::reacts_to<finish_atom>, caf::reacts_to<timer_tick>>;
 
 /// One client's session: liveness, role, outstanding tasks.
 /// - (heartbeat): the client is alive now.
@@ -123,7 +128,9 @@ using staging_actor = caf::typed_actor<
 /// - (flush) -> number of jobs dropped: terminate the running round and
 ///   fail every queued job with "terminated".
 /// - (get, job_id) -> job_record.
-/// - round_record: internal, the running round's terminal record.
+/// - round_record: internal, the running round's terminal record. The
+///   queue persists it with the job's end (one synced write), then reports
+///   it to the job's pusher, then sends the round `finish`.
 using round_queue_actor = caf::typed_actor<
   caf::replies_to<round_config, round_report_actor>::with<std::string>,
   caf::replies_to<model_update>::with<update_verdict>,

@@ -39,9 +39,28 @@ bool training(const round_state& st) {
   return st.job.config.task == round_task::training;
 }
 
-// Ends the round: fills the record's closing fields, forgets outstanding
-// tasks, removes this round's model updates when configured, reports and
-// quits. Runs exactly once.
+/// The `what` of the timer that bounds the wait for the queue's `finish`.
+constexpr const char* finish_timer = "finish";
+
+// Per-client work after the record is durable (the queue's `finish`) or
+// its bound passed: the sessions of unanswered tasks forget them, this
+// round's model updates are removed when configured, and the round quits.
+// It cannot change the round's outcome.
+void housekeep(self_ptr self) {
+  auto& st = self->state;
+  if (st.outstanding > 0)
+    for (auto& [cid, task] : st.tasks)
+      if (round_state::is_outstanding(task.state))
+        self->send(task.session, finish_atom::value, cid);
+  if (st.job.config.delete_models_storage && !st.update_ids.empty())
+    static_cast<void>(st.deps.models->remove_many(st.update_ids));
+  self->quit();
+}
+
+// Ends the round: fills the record's closing fields, stops the aggregator
+// and hands the record (moved, not copied) to the queue, which records it
+// before anyone hears of it. Runs exactly once. Walks the tasks only when
+// some are unanswered (they are listed as silent).
 void conclude(self_ptr self) {
   auto& st = self->state;
   if (st.current == round_state::phase::done)
@@ -50,23 +69,24 @@ void conclude(self_ptr self) {
   auto& rec = st.record;
   rec.ended_at = unix_now();
   rec.nr_aggregated_models = training(st) ? st.accepted : 0;
-  for (auto& [cid, task] : st.tasks) {
-    if (task.state == outcome::pending || task.state == outcome::delivered) {
-      rec.clients_silent.push_back(task.client.client_id);
-      self->send(task.session, finish_atom::value, cid);
-    }
-  }
+  if (st.outstanding > 0)
+    for (auto& [cid, task] : st.tasks)
+      if (round_state::is_outstanding(task.state))
+        rec.clients_silent.push_back(task.client.client_id);
   if (st.agg)
     self->send_exit(st.agg, caf::exit_reason::normal);
-  if (st.report_to)
-    self->send(st.report_to, rec);
-  // Housekeeping after the report: it cannot change the round's outcome.
-  if (st.job.config.delete_models_storage && !st.update_ids.empty())
-    static_cast<void>(st.deps.models->remove_many(st.update_ids));
-  self->quit();
+  if (!st.report_to) {
+    housekeep(self);
+    return;
+  }
+  self->send(st.report_to, std::move(rec));
+  self->delayed_send(self, st.deps.settings.request_timeout,
+                     timer_tick{finish_timer, ++st.epoch});
 }
 
 void fail(self_ptr self, const std::string& reason) {
+  if (self->state.current == round_state::phase::done)
+    return;
   auto& rec = self->state.record;
   rec.status = round_status::failed;
   rec.reason = reason;
@@ -75,6 +95,8 @@ void fail(self_ptr self, const std::string& reason) {
 }
 
 void succeed(self_ptr self, const std::string& model_id) {
+  if (self->state.current == round_state::phase::done)
+    return;
   auto& rec = self->state.record;
   rec.status = round_status::success;
   rec.reason.clear();
@@ -147,22 +169,25 @@ void send_tasks(self_ptr self, std::vector<active_client> selected) {
   for (auto& c : selected) {
     st.record.clients_selected.push_back(c.info.client_id);
     auto cid = new_id();
-    st.tasks.emplace(cid, round_task_entry{c.info, c.session,
-                                           outcome::pending});
+    st.add_task(cid, round_task_entry{c.info, c.session, outcome::pending});
     client_task task{cid, cfg.round_id, cfg.session_id, cfg.model_id,
                      cfg.task, data};
     self->request(c.session, st.deps.settings.request_timeout, task, me)
       .then(
         [self, cid](bool delivered) {
-          auto& t = self->state.tasks.at(cid);
-          if (t.state == outcome::pending)
-            t.state = delivered ? outcome::delivered : outcome::cancelled;
+          auto& st = self->state;
+          auto& t = st.tasks.at(cid);
+          if (t.state == outcome::pending
+              && st.current != round_state::phase::done)
+            st.set(t, delivered ? outcome::delivered : outcome::cancelled);
           check_close(self);
         },
         [self, cid](caf::error&) {
-          auto& t = self->state.tasks.at(cid);
-          if (t.state == outcome::pending)
-            t.state = outcome::cancelled;
+          auto& st = self->state;
+          auto& t = st.tasks.at(cid);
+          if (t.state == outcome::pending
+              && st.current != round_state::phase::done)
+            st.set(t, outcome::cancelled);
           check_close(self);
         });
   }
@@ -269,6 +294,13 @@ update_verdict stale(const std::string& reason) {
   return {false, "stale update: " + reason};
 }
 
+// The verdict on an update whose aggregation finished after the round had
+// ended without it.
+update_verdict closed_before_aggregated(const round_state& st) {
+  return stale("round " + st.job.config.round_id
+               + " ended before the update was aggregated");
+}
+
 } // namespace
 
 round_task_entry* round_state::match(const std::string& correlation_id,
@@ -278,7 +310,7 @@ round_task_entry* round_state::match(const std::string& correlation_id,
                                      std::string* matched_id) {
   auto& round_id = job.config.round_id;
   auto outstanding = [](const round_task_entry& t) {
-    return t.state == outcome::pending || t.state == outcome::delivered;
+    return is_outstanding(t.state);
   };
   if (!correlation_id.empty()) {
     auto i = tasks.find(correlation_id);
@@ -318,6 +350,25 @@ round_task_entry* round_state::match(const std::string& correlation_id,
   reason = "client " + client_id + " has no outstanding task on model "
            + model_id + " in round " + round_id;
   return nullptr;
+}
+
+round_task_entry& round_state::add_task(const std::string& correlation_id,
+                                        round_task_entry entry) {
+  entry.state = outcome::pending;
+  auto [i, added] = tasks.emplace(correlation_id, std::move(entry));
+  if (added)
+    ++outstanding;
+  return i->second;
+}
+
+void round_state::set(round_task_entry& task, outcome to) {
+  auto was = is_outstanding(task.state);
+  auto is = is_outstanding(to);
+  if (was && !is)
+    --outstanding;
+  else if (!was && is)
+    ++outstanding;
+  task.state = to;
 }
 
 bool round_state::all_resolved() const {
@@ -376,7 +427,7 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
                             &cid);
       if (!task)
         return stale(reason);
-      task->state = outcome::answering;
+      st.set(*task, outcome::answering);
       if (!u.model_update_id.empty())
         st.update_ids.push_back(u.model_update_id);
       auto rp = self->make_response_promise<update_verdict>();
@@ -385,15 +436,20 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
         .then(
           [self, rp, t0, cid, u](update_verdict& v) mutable {
             auto& st = self->state;
+            if (st.current == round_state::phase::done) {
+              self->send(st.tasks.at(cid).session, finish_atom::value, cid);
+              rp.deliver(closed_before_aggregated(st));
+              return;
+            }
             st.aggregation_time += self->clock().now() - t0;
             auto& t = st.tasks.at(cid);
             if (v.accepted) {
-              t.state = outcome::accepted;
+              st.set(t, outcome::accepted);
               ++st.accepted;
               st.record.clients_accepted.push_back(u.client_id);
               st.record.num_examples += u.num_examples;
             } else {
-              t.state = outcome::rejected;
+              st.set(t, outcome::rejected);
               st.record.clients_rejected.push_back({u.client_id, v.reason});
             }
             self->send(t.session, finish_atom::value, cid);
@@ -402,8 +458,13 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
           },
           [self, rp, cid, u](caf::error& err) mutable {
             auto& st = self->state;
+            if (st.current == round_state::phase::done) {
+              self->send(st.tasks.at(cid).session, finish_atom::value, cid);
+              rp.deliver(closed_before_aggregated(st));
+              return;
+            }
             auto& t = st.tasks.at(cid);
-            t.state = outcome::rejected;
+            st.set(t, outcome::rejected);
             auto why = "aggregator failed: " + render(err);
             st.record.clients_rejected.push_back({u.client_id, why});
             rp.deliver(update_verdict{false, why});
@@ -436,13 +497,13 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
       vr.received_at = unix_now();
       st.record.validations.push_back(vr);
       if (auto err = st.deps.state->put(vr)) {
-        task->state = outcome::rejected;
+        st.set(*task, outcome::rejected);
         auto why = "cannot store the validation: " + render(err);
         st.record.clients_rejected.push_back({v.client_id, why});
         check_close(self);
         return update_verdict{false, why};
       }
-      task->state = outcome::accepted;
+      st.set(*task, outcome::accepted);
       ++st.accepted;
       st.record.clients_accepted.push_back(v.client_id);
       self->send(task->session, finish_atom::value, cid);
@@ -451,20 +512,33 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
     },
     [self](const task_cancelled& tc) {
       auto& st = self->state;
+      if (st.current == round_state::phase::done)
+        return;
       auto i = st.tasks.find(tc.correlation_id);
       if (i == st.tasks.end())
         return;
       auto& t = i->second;
-      if (t.state == outcome::pending || t.state == outcome::delivered) {
-        t.state = outcome::cancelled;
+      if (round_state::is_outstanding(t.state)) {
+        st.set(t, outcome::cancelled);
         st.record.clients_silent.push_back(t.client.client_id);
       }
       check_close(self);
     },
     [self](terminate_atom) { fail(self, "terminated"); },
+    [self](finish_atom) {
+      if (self->state.current == round_state::phase::done)
+        housekeep(self);
+    },
     [self](const timer_tick& tick) {
       auto& st = self->state;
-      if (tick.epoch != st.epoch || st.current != round_state::phase::running)
+      if (tick.epoch != st.epoch)
+        return;
+      if (tick.what == finish_timer) {
+        if (st.current == round_state::phase::done)
+          housekeep(self);
+        return;
+      }
+      if (st.current != round_state::phase::running)
         return;
       close_round(self, "round_timeout of "
                           + num(st.job.config.round_timeout) + " s passed");

@@ -8,7 +8,14 @@
 //   -> stage the global model -> select clients -> send each a task
 //   -> close at the first of: buffer_size accepted updates, every task
 //      answered or cancelled, round_timeout (a timer)
-//   -> aggregate -> store under a new model id -> report the round record.
+//   -> aggregate -> store under a new model id -> report the round record
+//   to the queue, which records it (synced) and passes it on
+//   -> on the queue's `finish`: per-client housekeeping (sessions forget
+//      unanswered tasks, model updates are removed), then quit.
+//
+// Nothing on the path from the closing event to the report walks every
+// task or copies the record: per-client work waits until the record is
+// durable (close latency, issue 4).
 //
 // Validation and prediction rounds stage the model, send tasks to active
 // validators and store each answer as a validation record.
@@ -81,9 +88,12 @@ struct round_task_entry {
   outcome state = outcome::pending;
 };
 
+/// State of a round actor.
 struct round_state {
   static inline constexpr const char* name = "round";
 
+  /// done: the terminal record was sent to `report_to`; the round waits for
+  /// the queue's `finish` (or its bound) to do per-client housekeeping.
   enum class phase { waiting_clients, staging, running, closing, done };
 
   job_record job;
@@ -91,8 +101,10 @@ struct round_state {
   round_report_actor report_to;
   round_record record;
   phase current = phase::waiting_clients;
-  /// Tasks by correlation id.
+  /// Tasks by correlation id. Change a task's state only with `set`.
   std::map<std::string, round_task_entry> tasks;
+  /// Tasks still pending or delivered (not answered, not cancelled).
+  size_t outstanding = 0;
   /// Made (and checked) from the config before any client is asked; begun
   /// on the global model once it is staged.
   std::shared_ptr<aggregator> pending_agg;
@@ -118,6 +130,19 @@ struct round_state {
 
   /// True when no delivered task can still be answered.
   bool all_resolved() const;
+
+  /// Adds a pending task (counted as outstanding).
+  round_task_entry& add_task(const std::string& correlation_id,
+                             round_task_entry entry);
+
+  /// Moves `task` to `to`, keeping `outstanding` up to date.
+  void set(round_task_entry& task, round_task_entry::outcome to);
+
+  /// Whether a task in `x` still waits for its client.
+  static bool is_outstanding(round_task_entry::outcome x) {
+    return x == round_task_entry::outcome::pending
+           || x == round_task_entry::outcome::delivered;
+  }
 };
 
 /// Spawns nothing by itself; the round queue spawns one per job and gets

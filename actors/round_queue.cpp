@@ -23,20 +23,16 @@ void log_error(const std::string& what) {
   std::cerr << "round-queue: " << what << std::endl;
 }
 
-// Reports a job's end to whoever pushed it, then persists the job's
-// terminal state together with its round record (synced). Reporting first
-// keeps the synced write off the round's close latency.
-void record_end(self_ptr self, job_record& job, const round_record& round) {
+// Persists the job's terminal state together with its round record (one
+// synced write), then reports the round to whoever pushed the job, so a
+// reporter does not hear of an end that a crash could still undo (if the
+// write fails, that is logged and the report still goes out). The record
+// is moved to the reporter, never copied (it lists every client).
+void record_end(self_ptr self, job_record& job, round_record round) {
   auto& st = self->state;
   job.status = round.status == round_status::success ? job_status::success
                                                      : job_status::failed;
   job.reason = round.reason;
-  auto i = st.reporters.find(job.job_id);
-  if (i != st.reporters.end()) {
-    if (i->second)
-      self->send(i->second, round);
-    st.reporters.erase(i);
-  }
   storage::state_batch batch;
   batch.put(job);
   if (!round.round_id.empty())
@@ -44,6 +40,12 @@ void record_end(self_ptr self, job_record& job, const round_record& round) {
   if (auto err = st.state->commit(batch))
     log_error("cannot record the end of job " + job.job_id + ": "
               + render(err));
+  auto i = st.reporters.find(job.job_id);
+  if (i != st.reporters.end()) {
+    if (i->second)
+      self->send(i->second, std::move(round));
+    st.reporters.erase(i);
+  }
 }
 
 // A failed round record for a job that never ran to its own end.
@@ -84,16 +86,21 @@ void start_next(self_ptr self) {
 }
 
 // Called with the running round's terminal record, or with a failed record
-// when the round actor died without one.
-void on_round_end(self_ptr self, const round_record& rec) {
+// when the round actor died without one. A live round gets `finish` once
+// its record is persisted and reported, and then does its per-client
+// housekeeping.
+void on_round_end(self_ptr self, round_record rec) {
   auto& st = self->state;
   if (st.running_job.empty())
     return;
   auto id = st.running_job;
+  auto round = std::move(st.running);
   st.running_job.clear();
   st.running = nullptr;
-  record_end(self, st.jobs.at(id), rec);
+  record_end(self, st.jobs.at(id), std::move(rec));
   st.jobs.erase(id);
+  if (round)
+    self->send(round, finish_atom::value);
   start_next(self);
 }
 
@@ -143,6 +150,7 @@ round_queue_impl(round_queue_actor::stateful_pointer<round_queue_state> self,
     // The round died before reporting: an exception or a crash. The job
     // fails with the reason and the queue goes on.
     auto& job = st.jobs.at(st.running_job);
+    st.running = nullptr;
     on_round_end(self, failed_round(job, "round actor exited: "
                                            + render(dm.reason)));
   });
@@ -200,7 +208,7 @@ round_queue_impl(round_queue_actor::stateful_pointer<round_queue_state> self,
         return stored.error();
       return *stored;
     },
-    [self](const round_record& rec) { on_round_end(self, rec); },
+    [self](round_record& rec) { on_round_end(self, std::move(rec)); },
   };
 }
 

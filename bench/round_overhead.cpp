@@ -31,12 +31,18 @@
 //      at the edge (that verdict is the buffer_size-th accepted one; the
 //      round delivers it, then closes in the same handler). It covers
 //      closing the round, finishing the aggregate, writing the new model to
-//      the store, removing the round's updates (delete_models_storage, the
-//      default; --keep-updates turns it off), persisting the job and round
-//      record, and reporting. The verdict's trip to the edge (~0.1-0.2 ms
-//      on the reference VM) is not counted, so the figure is a slight
-//      underestimate; on a machine busy with other work the edge can lag
-//      and single samples come out near 0.
+//      the store, persisting the job and round record (one synced write;
+//      the queue reports only what is recorded), and reporting: it ends
+//      after the "new model stored", never before. The round's
+//      per-client housekeeping (sessions forget unanswered tasks; its
+//      updates are removed: delete_models_storage, the default;
+//      --keep-updates turns it off) starts once the record is reported, so
+//      it is not counted; it overlaps the next round's unmeasured uploads
+//      and can still slow the edge's stamp on a busy 2-core machine. The
+//      verdict's trip to the edge (~0.1-0.2 ms on the reference VM) is not
+//      counted, so the figure is a slight underestimate; on a machine busy
+//      with other work the edge can lag and single samples come out near 0
+//      (or, when the record's stamp lags instead, far above the median).
 //    - round time: push request sent -> terminal record arrived.
 //    Each round starts from the model the previous one produced. Median and
 //    p99 (nearest rank) are over --rounds rounds.

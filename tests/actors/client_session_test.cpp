@@ -51,6 +51,7 @@ round_actor::behavior_type mock_round(log_ptr<task_cancelled> log) {
     },
     [log](const task_cancelled& x) { log->push_back(x); },
     [](terminate_atom) { FAIL_CHECK("mock round: unexpected terminate"); },
+    [](finish_atom) { FAIL_CHECK("mock round: unexpected finish"); },
     [](const timer_tick&) { FAIL_CHECK("mock round: unexpected timer_tick"); },
   };
 }

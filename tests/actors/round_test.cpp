@@ -3,7 +3,14 @@
 
 #include "tests/actors/combiner_fixture.hpp"
 
+#include "actors/round_queue.hpp"
+
+#include <caf/stateful_actor.hpp>
+
 #include <doctest/doctest.h>
+
+#include <algorithm>
+#include <optional>
 
 using namespace std::chrono_literals;
 using namespace rondo;
@@ -425,4 +432,180 @@ TEST_CASE_FIXTURE(combiner_fixture,
   }
   CHECK(by_client["v1"] == R"({"test_accuracy":0.8})");
   CHECK(by_client["v2"] == R"({"test_accuracy":0.9})");
+}
+
+TEST_CASE("round state: outstanding counts the pending and delivered tasks") {
+  round_state st;
+  using outcome = round_task_entry::outcome;
+  auto& x = st.add_task("c1", {});
+  auto& y = st.add_task("c2", {});
+  CHECK(st.outstanding == 2);
+  st.set(x, outcome::delivered);
+  CHECK(st.outstanding == 2);
+  st.set(x, outcome::answering);
+  CHECK(st.outstanding == 1);
+  st.set(x, outcome::accepted);
+  CHECK(st.outstanding == 1);
+  CHECK(!st.all_resolved());
+  st.set(y, outcome::cancelled);
+  CHECK(st.outstanding == 0);
+  CHECK(st.all_resolved());
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: the pusher hears of a round only once it is "
+                  "recorded") {
+  start();
+  seed("m0", {0});
+  connect("a");
+  // What the store held when the report arrived.
+  struct seen {
+    bool reported = false;
+    std::optional<round_record> round;
+    std::optional<job_record> job;
+    bool model = false;
+  };
+  auto log = std::make_shared<seen>();
+  auto st = state;
+  auto ms = models;
+  auto checker = sys.spawn(
+    [log, st, ms]() -> round_report_actor::behavior_type {
+      return {[log, st, ms](const round_record& r) {
+        log->reported = true;
+        if (auto x = st->get<round_record>(r.round_id))
+          log->round = std::move(*x);
+        if (auto x = st->get<job_record>(r.job_id))
+          log->job = std::move(*x);
+        auto exists = ms->exists(r.model_id);
+        log->model = exists && *exists;
+      }};
+    });
+  auto rh = self->request(combiner, caf::infinite, training("1", "m0"),
+                          checker);
+  sched.run();
+  rh.receive([](std::string&) {},
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  CHECK(answer("a", {2}, 1).accepted);
+  REQUIRE(log->reported);
+  REQUIRE(log->round);
+  CHECK(log->round->status == round_status::success);
+  CHECK(!log->round->model_id.empty());
+  CHECK(log->round->clients_selected == std::vector<std::string>{"a"});
+  CHECK(log->round->clients_accepted == std::vector<std::string>{"a"});
+  REQUIRE(log->job);
+  CHECK(log->job->status == job_status::success);
+  CHECK(log->model);
+  self->send_exit(checker, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: sessions forget unanswered tasks once the round "
+                  "is recorded") {
+  start();
+  seed("m0", {0});
+  connect("a");
+  connect("b");
+  auto cfg = training("1", "m0");
+  cfg.buffer_size = 1;
+  push(cfg);
+  auto& b = deref<caf::stateful_actor<client_session_state,
+                                      client_session_actor::base>>(
+              sessions.at("b"))
+              .state;
+  CHECK(b.outstanding() == 1);
+  CHECK(answer("a", {1}, 1).accepted);
+  REQUIRE(reports->rounds.size() == 1);
+  CHECK(reports->rounds[0].status == round_status::success);
+  CHECK(reports->rounds[0].clients_silent == std::vector<std::string>{"b"});
+  auto stored = state->get<round_record>("1");
+  REQUIRE(stored);
+  CHECK(stored->clients_silent == std::vector<std::string>{"b"});
+  CHECK(b.outstanding() == 0);
+  CHECK(!answer("b", {1}, 1).accepted);
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: an update still being aggregated when the round "
+                  "ends gets a stale verdict") {
+  start();
+  seed("m0", {0});
+  connect("a");
+  connect("b");
+  push(training("1", "m0"));
+  auto task = last_task("a");
+  auto update_id = "update-" + task.correlation_id + "-a";
+  REQUIRE(models->put(update_id, npz({1})));
+  auto& comb = deref<caf::stateful_actor<combiner_state,
+                                         combiner_actor::base>>(combiner)
+                 .state;
+  auto& queue = deref<caf::stateful_actor<round_queue_state,
+                                          round_queue_actor::base>>(comb.queue)
+                  .state;
+  auto& round = deref<caf::stateful_actor<round_state, round_actor::base>>(
+                  queue.running)
+                  .state;
+  auto* agg = dynamic_cast<caf::resumable*>(
+    caf::actor_cast<caf::abstract_actor*>(round.agg));
+  REQUIRE(agg != nullptr);
+  auto rh = self->request(combiner, caf::infinite,
+                          model_update{"a", task.correlation_id, "m0",
+                                       update_id, 1, "{}"});
+  // Deliver until the update waits in the aggregator's mailbox, then let
+  // the round time out before the aggregator answers.
+  while (std::find(sched.jobs.begin(), sched.jobs.end(), agg)
+         == sched.jobs.end()) {
+    REQUIRE(sched.has_job());
+    sched.run_once();
+  }
+  advance_time(60s);
+  sched.run();
+  update_verdict v{true, {}};
+  rh.receive([&](update_verdict& x) { v = x; },
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  CHECK(!v.accepted);
+  CHECK(v.reason == "stale update: round 1 ended before the update was "
+                    "aggregated");
+  REQUIRE(reports->rounds.size() == 1);
+  CHECK(reports->rounds[0].status == round_status::failed);
+  CHECK(reports->rounds[0].reason.rfind("no model update was accepted", 0)
+        == 0);
+  CHECK(reports->rounds[0].clients_silent == std::vector<std::string>{"b"});
+  for (auto id : {"a", "b"})
+    CHECK(deref<caf::stateful_actor<client_session_state,
+                                    client_session_actor::base>>(
+            sessions.at(id))
+            .state.outstanding()
+          == 0);
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: after reporting, a round quits on the queue's "
+                  "finish, or after request_timeout without it") {
+  job_record job;
+  job.job_id = "job-1";
+  job.config = training("1", "");
+  round_deps deps;
+  deps.models = models;
+  deps.state = state;
+  deps.settings.request_timeout = 5s;
+  auto terminated = [](const round_actor& r) {
+    return caf::actor_cast<caf::abstract_actor*>(r)->getf(
+      caf::abstract_actor::is_terminated_flag);
+  };
+  // A config without model_id fails at once.
+  auto first = sys.spawn(round_impl, job, deps, reporter);
+  auto second = sys.spawn(round_impl, job, deps, reporter);
+  sched.run();
+  REQUIRE(reports->rounds.size() == 2);
+  for (auto& r : reports->rounds)
+    CHECK(r.status == round_status::failed);
+  CHECK(!terminated(first));
+  CHECK(!terminated(second));
+  self->send(first, finish_atom::value);
+  sched.run();
+  CHECK(terminated(first));
+  CHECK(!terminated(second));
+  advance_time(5s);
+  sched.run();
+  CHECK(terminated(second));
 }

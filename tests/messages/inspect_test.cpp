@@ -150,6 +150,26 @@ TEST_CASE("records codec: every record round-trips through protobuf") {
   CHECK(proto_round_trip(sample_metric()) == sample_metric());
 }
 
+TEST_CASE("records codec: a round record's client lists round-trip at "
+          "every length") {
+  auto r = sample_round();
+  r.clients_selected.clear();
+  r.clients_accepted.clear();
+  // Ids and reasons of 0 to 299 bytes: one- and two-byte length varints.
+  for (size_t i = 0; i < 1000; ++i) {
+    auto id = std::string(i % 300, 'a' + static_cast<char>(i % 26));
+    r.clients_selected.push_back(id);
+    if (i % 3 == 0)
+      r.clients_accepted.push_back(id);
+    else if (i % 3 == 1)
+      r.clients_rejected.push_back({id, std::string(i % 7 == 0 ? 0 : i, 'r')});
+    else
+      r.clients_silent.push_back(id);
+  }
+  r.clients_rejected.push_back({"", "no client id"});
+  CHECK(proto_round_trip(r) == r);
+}
+
 TEST_CASE("records codec: garbage bytes are a corrupt-record error") {
   round_record r;
   auto err = decode("\xff\xff\xff\xff garbage", r);
