@@ -74,7 +74,8 @@ void conclude(self_ptr self) {
       if (round_state::is_outstanding(task.state))
         rec.clients_silent.push_back(task.client.client_id);
   if (st.agg)
-    self->send_exit(st.agg, caf::exit_reason::normal);
+    // kill: an actor ignores an exit message with reason normal.
+    self->send_exit(st.agg, caf::exit_reason::kill);
   if (!st.report_to) {
     housekeep(self);
     return;

@@ -83,6 +83,8 @@ void start_next(self_ptr self) {
   auto me = caf::actor_cast<round_report_actor>(self);
   st.running = st.spawn_round(job, me);
   self->monitor(st.running);
+  self->link_to(st.running);
+  st.rounds.insert(st.running.address());
 }
 
 // Called with the running round's terminal record, or with a failed record
@@ -153,6 +155,15 @@ round_queue_impl(round_queue_actor::stateful_pointer<round_queue_state> self,
     st.running = nullptr;
     on_round_end(self, failed_round(job, "round actor exited: "
                                            + render(dm.reason)));
+  });
+  // A round's exit (normal or a crash, which the down handler records)
+  // never stops the queue; any other linked actor's error does, and the
+  // queue's own exit stops its linked rounds.
+  self->set_exit_handler([self](caf::exit_msg& em) {
+    if (self->state.rounds.erase(em.source) > 0)
+      return;
+    if (em.reason)
+      self->quit(em.reason);
   });
   reload(self);
   start_next(self);

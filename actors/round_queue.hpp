@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 namespace rondo {
@@ -38,6 +39,10 @@ struct round_queue_state {
   /// The running job, if any.
   std::string running_job;
   round_actor running;
+  /// Every round spawned and not yet exited (the running one, and ended
+  /// ones still cleaning up): linked to the queue so that they stop with
+  /// it; their exits never stop the queue.
+  std::set<caf::actor_addr> rounds;
   uint64_t next_seq = 1;
 };
 

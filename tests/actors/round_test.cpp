@@ -609,3 +609,21 @@ TEST_CASE_FIXTURE(combiner_fixture,
   sched.run();
   CHECK(terminated(second));
 }
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round queue: stopping the combiner stops its running "
+                  "round") {
+  auto base = sys.registry().running();
+  start();
+  seed("m0", {0});
+  connect("a");
+  push(training("1", "m0"));
+  REQUIRE(sinks["a"]->tasks.size() == 1);
+  // The round waits for the update (its timeout timer pending).
+  CHECK(sys.registry().running() > base);
+  self->send_exit(combiner, caf::exit_reason::user_shutdown);
+  sched.run();
+  // Queue, staging, sessions and the round (linked to the queue) are gone:
+  // nothing is left to outlive the actor system at process exit.
+  CHECK(sys.registry().running() == base);
+}
