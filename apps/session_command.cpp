@@ -16,7 +16,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/io/middleman.hpp>
-#include <caf/scoped_actor.hpp>
+#include <caf/event_based_actor.hpp>
 
 #include <nlohmann/json.hpp>
 #include <xxhash.h>
@@ -24,6 +24,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <sstream>
 
@@ -70,20 +71,39 @@ public:
   }
 
   /// Sends `xs...` and waits up to `timeout` (default: --timeout) for a
-  /// reply of type T.
+  /// reply of type T. Fails at once (not at the timeout) when the
+  /// controller goes away meanwhile: a request to a dead peer is otherwise
+  /// only ended by its timeout.
   template <class T, class... Ts>
-  caf::expected<T> ask(caf::timespan timeout, Ts&&... xs) {
-    caf::scoped_actor self{*sys_};
-    caf::expected<T> result{caf::make_error(ec::timeout, "no reply")};
-    self->request(ctrl_, timeout, std::forward<Ts>(xs)...)
-      .receive([&](T& x) { result = std::move(x); },
-               [&](caf::error& err) { result = std::move(err); });
-    return result;
+  caf::expected<T> ask(caf::timespan timeout, Ts... xs) {
+    auto result = std::make_shared<std::promise<caf::expected<T>>>();
+    auto answer = result->get_future();
+    auto ctrl = ctrl_;
+    sys_->spawn([=](caf::event_based_actor* self) -> caf::behavior {
+      auto done = std::make_shared<bool>(false);
+      auto finish = [=](caf::expected<T> x) {
+        if (*done)
+          return;
+        *done = true;
+        result->set_value(std::move(x));
+        self->quit();
+      };
+      self->monitor(ctrl);
+      self->set_down_handler([=](caf::down_msg& dm) {
+        finish(caf::make_error(ec::not_found, "lost the controller: "
+                                                + render(dm.reason)));
+      });
+      self->request(ctrl, timeout, xs...)
+        .then([=](T& x) { finish(std::move(x)); },
+              [=](caf::error& err) { finish(std::move(err)); });
+      return {[](caf::ok_atom) {}};
+    });
+    return answer.get();
   }
 
   template <class T, class... Ts>
-  caf::expected<T> ask(Ts&&... xs) {
-    return ask<T>(timeout_, std::forward<Ts>(xs)...);
+  caf::expected<T> ask(Ts... xs) {
+    return ask<T>(timeout_, std::move(xs)...);
   }
 
   caf::timespan timeout() const {
