@@ -80,15 +80,11 @@ std::string check(const combiner_args& a) {
     if (!problem.empty())
       return "--controller: " + problem;
   }
-  if (!std::isfinite(a.heartbeat_interval) || a.heartbeat_interval <= 0)
-    return "--heartbeat-interval must be > 0 seconds";
-  if (!std::isfinite(a.connection_timeout)
-      || a.connection_timeout <= a.heartbeat_interval)
-    return "--connection-timeout must be more than --heartbeat-interval";
-  if (spdlog::level::from_str(a.log_level) == spdlog::level::off
-      && a.log_level != "off")
-    return "--log-level must be one of trace, debug, info, warn, error, off";
-  return {};
+  if (auto problem = check_middleman_options(a.heartbeat_interval,
+                                             a.connection_timeout);
+      !problem.empty())
+    return problem;
+  return check_log_level(a.log_level);
 }
 
 /// Runs the combiner until SIGINT/SIGTERM. @returns the exit code.
@@ -97,23 +93,15 @@ int run(const combiner_args& a) {
     std::cerr << "error: " << problem << "\n";
     return 2;
   }
-  spdlog::set_default_logger(spdlog::stderr_color_mt("rondo-combiner"));
-  spdlog::set_level(spdlog::level::from_str(a.log_level));
+  setup_logger("rondo-combiner", a.log_level);
   auto signals = block_stop_signals();
-
-  auto db = storage::database::open(a.db);
-  if (!db) {
-    std::cerr << "error: cannot open database " << a.db << ": "
-              << render(db.error()) << "\n";
+  auto stores = open_stores(a.db);
+  if (!stores) {
+    std::cerr << "error: " << render(stores.error()) << "\n";
     return 1;
   }
-  auto models = storage::model_store::open(*db);
-  auto state = storage::state_store::open(*db);
-  if (!models || !state) {
-    std::cerr << "error: cannot open the stores in " << a.db << ": "
-              << render(!models ? models.error() : state.error()) << "\n";
-    return 1;
-  }
+  auto& models = stores->models;
+  auto& state = stores->state;
 
   combiner_config ccfg;
   ccfg.combiner_id = a.name;
@@ -143,15 +131,15 @@ int run(const combiner_args& a) {
     lcfg.combiner_id = a.name;
     lcfg.host = at.host;
     lcfg.port = at.port;
-    link = sys.spawn(controller_link, lcfg, *models);
+    link = sys.spawn(controller_link, lcfg, models);
   }
-  auto combiner = sys.spawn(combiner_impl, ccfg, *models, *state,
+  auto combiner = sys.spawn(combiner_impl, ccfg, models, state,
                             model_source_actor{link});
   if (link)
     caf::anon_send(link, caf::join_atom::value, combiner);
   int code = 0;
   {
-    gateway::combiner_edge edge{sys, combiner, *models, *state, ecfg};
+    gateway::combiner_edge edge{sys, combiner, models, state, ecfg};
     auto port = edge.start(a.host, static_cast<uint16_t>(a.port));
     if (!port) {
       std::cerr << "error: " << render(port.error()) << "\n";

@@ -57,15 +57,11 @@ std::string check(const controller_args& a) {
     return "--client-wait must be >= 0 seconds";
   if (!std::isfinite(a.request_timeout) || a.request_timeout <= 0)
     return "--request-timeout must be > 0 seconds";
-  if (!std::isfinite(a.heartbeat_interval) || a.heartbeat_interval <= 0)
-    return "--heartbeat-interval must be > 0 seconds";
-  if (!std::isfinite(a.connection_timeout)
-      || a.connection_timeout <= a.heartbeat_interval)
-    return "--connection-timeout must be more than --heartbeat-interval";
-  if (spdlog::level::from_str(a.log_level) == spdlog::level::off
-      && a.log_level != "off")
-    return "--log-level must be one of trace, debug, info, warn, error, off";
-  return {};
+  if (auto problem = check_middleman_options(a.heartbeat_interval,
+                                             a.connection_timeout);
+      !problem.empty())
+    return problem;
+  return check_log_level(a.log_level);
 }
 
 int run(const controller_args& a) {
@@ -73,20 +69,11 @@ int run(const controller_args& a) {
     std::cerr << "error: " << problem << "\n";
     return 2;
   }
-  spdlog::set_default_logger(spdlog::stderr_color_mt("rondo-controller"));
-  spdlog::set_level(spdlog::level::from_str(a.log_level));
+  setup_logger("rondo-controller", a.log_level);
   auto signals = block_stop_signals();
-  auto db = storage::database::open(a.db);
-  if (!db) {
-    std::cerr << "error: cannot open database " << a.db << ": "
-              << render(db.error()) << "\n";
-    return 1;
-  }
-  auto models = storage::model_store::open(*db);
-  auto state = storage::state_store::open(*db);
-  if (!models || !state) {
-    std::cerr << "error: cannot open the stores in " << a.db << ": "
-              << render(!models ? models.error() : state.error()) << "\n";
+  auto stores = open_stores(a.db);
+  if (!stores) {
+    std::cerr << "error: " << render(stores.error()) << "\n";
     return 1;
   }
   caf::actor_system_config cfg;
@@ -96,7 +83,8 @@ int run(const controller_args& a) {
   controller_config ccfg;
   ccfg.client_wait = seconds(a.client_wait);
   ccfg.request_timeout = seconds(a.request_timeout);
-  auto controller = sys.spawn(controller_impl, ccfg, *models, *state);
+  auto controller = sys.spawn(controller_impl, ccfg, stores->models,
+                              stores->state);
   int code = 0;
   auto port = sys.middleman().publish(controller,
                                       static_cast<uint16_t>(a.port),

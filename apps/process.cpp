@@ -1,13 +1,18 @@
 #include "apps/process.hpp"
 
 #include "messages/error.hpp"
+#include "storage/database.hpp"
+#include "storage/model_store.hpp"
+#include "storage/state_store.hpp"
 
 #include <caf/actor_system_config.hpp>
 #include <caf/io/middleman.hpp>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -76,6 +81,43 @@ endpoint parse_endpoint(const std::string& text, std::string& problem) {
     return {};
   }
   return {text.substr(0, colon), static_cast<uint16_t>(port)};
+}
+
+std::string check_middleman_options(double heartbeat_interval,
+                                    double connection_timeout) {
+  if (!std::isfinite(heartbeat_interval) || heartbeat_interval <= 0)
+    return "--heartbeat-interval must be > 0 seconds";
+  if (!std::isfinite(connection_timeout)
+      || connection_timeout <= heartbeat_interval)
+    return "--connection-timeout must be more than --heartbeat-interval";
+  return {};
+}
+
+std::string check_log_level(const std::string& level) {
+  if (spdlog::level::from_str(level) == spdlog::level::off && level != "off")
+    return "--log-level must be one of trace, debug, info, warn, error, off";
+  return {};
+}
+
+void setup_logger(const std::string& name, const std::string& level) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt(name));
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+caf::expected<process_stores> open_stores(const std::string& dir) {
+  auto db = storage::database::open(dir);
+  if (!db)
+    return caf::make_error(ec::storage_error,
+                           "cannot open database " + dir + ": "
+                             + render(db.error()));
+  auto models = storage::model_store::open(*db);
+  auto state = storage::state_store::open(*db);
+  if (!models || !state)
+    return caf::make_error(ec::storage_error,
+                           "cannot open the stores in " + dir + ": "
+                             + render(!models ? models.error()
+                                              : state.error()));
+  return process_stores{std::move(*models), std::move(*state)};
 }
 
 void enable_middleman(caf::actor_system_config& cfg,

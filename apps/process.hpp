@@ -10,8 +10,16 @@
 
 #include <signal.h>
 
+#include <caf/expected.hpp>
+
 #include <cstdint>
+#include <memory>
 #include <string>
+
+namespace rondo::storage {
+class model_store;
+class state_store;
+} // namespace rondo::storage
 
 namespace rondo::apps {
 
@@ -41,6 +49,27 @@ struct endpoint {
 /// Parses "host:port" (port 1..65535; host non-empty). @returns the
 /// endpoint, or an empty host and `problem` set to why it is invalid.
 endpoint parse_endpoint(const std::string& text, std::string& problem);
+
+/// @returns why the middleman options are invalid (heartbeat interval >
+/// 0 s, connection timeout above it), or an empty string.
+std::string check_middleman_options(double heartbeat_interval,
+                                    double connection_timeout);
+
+/// @returns why `level` is not an spdlog level name, or an empty string.
+std::string check_log_level(const std::string& level);
+
+/// Makes an stderr logger named `name` spdlog's default, at `level`.
+void setup_logger(const std::string& name, const std::string& level);
+
+/// The stores of one process's database directory.
+struct process_stores {
+  std::shared_ptr<storage::model_store> models;
+  std::shared_ptr<storage::state_store> state;
+};
+
+/// Opens (creating if missing) the database at `dir` and its stores.
+/// @returns ec::storage_error (or the store's error) naming `dir`.
+caf::expected<process_stores> open_stores(const std::string& dir);
 
 /// Loads the middleman into `cfg` and turns its heartbeat on, so a frozen
 /// peer is noticed after `connection_timeout` (seconds; the heartbeat runs
