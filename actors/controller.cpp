@@ -657,6 +657,13 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
         for (auto& [cid, handle] : st.combiners)
           caf::anon_send(handle, caf::flush_atom::value);
         if (st.current != stage::idle) {
+          // Combiners still working on the round are told to stop (flush
+          // above): their parts end here, with the round.
+          for (auto& [cid, rep] : st.reports)
+            if (rep.status == round_status::running) {
+              rep.status = round_status::failed;
+              rep.reason = "terminated";
+            }
           st.session.stop_on_failure = true;
           end_round(self, round_status::failed, "terminated");
         }
@@ -671,10 +678,14 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
       auto& st = self->state;
       if (!blob.bytes)
         return caf::make_error(ec::invalid_argument, "seed model is empty");
-      if (auto m = read_npz_bytes(*blob.bytes); !m)
+      auto m = read_npz_bytes(*blob.bytes);
+      if (!m)
         return caf::make_error(ec::malformed_model,
                                "seed model is not a valid model: "
                                  + render(m.error()));
+      if (m->empty())
+        return caf::make_error(ec::malformed_model,
+                               "seed model has no tensors");
       auto id = blob.model_id.empty() ? new_id() : blob.model_id;
       if (auto info = st.models->put(id, *blob.bytes); !info)
         return info.error();

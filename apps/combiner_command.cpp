@@ -131,6 +131,10 @@ int run(const combiner_args& a) {
     lcfg.combiner_id = a.name;
     lcfg.host = at.host;
     lcfg.port = at.port;
+    if (auto wrong = probe_caf_endpoint(at, 5); !wrong.empty()) {
+      std::cerr << "error: --controller: " << wrong << "\n";
+      return 2;
+    }
     link = sys.spawn(controller_link, lcfg, models);
   }
   auto combiner = sys.spawn(combiner_impl, ccfg, models, state,

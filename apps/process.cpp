@@ -11,11 +11,17 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <thread>
 
 namespace rondo::apps {
@@ -118,6 +124,47 @@ caf::expected<process_stores> open_stores(const std::string& dir) {
                              + render(!models ? models.error()
                                               : state.error()));
   return process_stores{std::move(*models), std::move(*state)};
+}
+
+std::string probe_caf_endpoint(const endpoint& at, double timeout_s) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  auto port = std::to_string(at.port);
+  if (getaddrinfo(at.host.c_str(), port.c_str(), &hints, &found) != 0)
+    return {}; // Unresolvable: the middleman's connect says so.
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard{found,
+                                                           freeaddrinfo};
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout_s);
+  tv.tv_usec = static_cast<suseconds_t>((timeout_s - tv.tv_sec) * 1e6);
+  for (auto* ai = found; ai != nullptr; ai = ai->ai_next) {
+    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd < 0)
+      continue;
+    // On Linux SO_SNDTIMEO also bounds connect().
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+      close(fd);
+      continue;
+    }
+    unsigned char head[4] = {1, 1, 1, 1};
+    auto n = recv(fd, head, sizeof(head), MSG_WAITALL);
+    close(fd);
+    auto where = at.host + ":" + port;
+    if (n == static_cast<ssize_t>(sizeof(head)) && head[0] == 0
+        && head[1] == 0 && head[2] == 0 && head[3] == 0)
+      return {};
+    if (n == static_cast<ssize_t>(sizeof(head)) && head[3] == 0x04)
+      return where + " is not a Rondo controller: it answers like an HTTP/2 "
+                     "(gRPC) server; is it a combiner's client port?";
+    return where + " is not a Rondo controller: it sent no CAF handshake "
+                   "within " + std::to_string(static_cast<int>(timeout_s))
+           + " s";
+  }
+  return {};
 }
 
 void enable_middleman(caf::actor_system_config& cfg,

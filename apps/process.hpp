@@ -71,6 +71,17 @@ struct process_stores {
 /// @returns ec::storage_error (or the store's error) naming `dir`.
 caf::expected<process_stores> open_stores(const std::string& dir);
 
+/// Checks that `at` speaks CAF's middleman protocol before the middleman
+/// connects to it: CAF 0.17 crashes (SIGSEGV in its BASP parser) when the
+/// peer is something else, e.g. a combiner's gRPC port given as the
+/// controller. A CAF node sends its handshake at once, starting with four
+/// zero bytes (operation server_handshake, padding, flags); an HTTP/2
+/// server such as gRPC starts with a SETTINGS frame instead.
+/// @returns an empty string when it is a CAF node or nothing accepts
+///          connections there (the caller's connect reports that), else why
+///          it is not a Rondo controller. Bounded by `timeout_s` seconds.
+std::string probe_caf_endpoint(const endpoint& at, double timeout_s);
+
 /// Loads the middleman into `cfg` and turns its heartbeat on, so a frozen
 /// peer is noticed after `connection_timeout` (seconds; the heartbeat runs
 /// every `heartbeat_interval` seconds). See TOOLCHAIN_NOTES: without a

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -53,6 +54,9 @@ public:
       return caf::make_error(ec::invalid_argument,
                              "--controller: " + problem);
     timeout_ = seconds(a.timeout);
+    if (auto wrong = probe_caf_endpoint(at, std::min(a.timeout, 5.0));
+        !wrong.empty())
+      return caf::make_error(ec::invalid_argument, "--controller: " + wrong);
     register_actor_types(cfg_);
     // Heartbeats let a request to a frozen controller end with an error
     // before its timeout.
@@ -235,6 +239,15 @@ caf::error follow(controller_client& client, const session_args& a,
       if (report->session.status != session_status::finished)
         return caf::make_error(ec::invalid_state,
                                "session " + id + " did not finish");
+      auto failed = std::count_if(report->rounds.begin(),
+                                  report->rounds.end(), [](auto& r) {
+                                    return r.status != round_status::success;
+                                  });
+      if (failed > 0)
+        return caf::make_error(ec::aggregation_failed,
+                               std::to_string(failed) + " of "
+                                 + std::to_string(report->rounds.size())
+                                 + " rounds of session " + id + " failed");
       return caf::none;
     }
   }
@@ -269,7 +282,9 @@ void add_session_commands(CLI::App& app, int& exit_code) {
   }
   start->add_flag("--follow", a->follow,
                   "Print each round as it ends and wait for the session to "
-                  "end (exit 1 unless it finished)");
+                  "end; exit 1 unless it finished with every round "
+                  "successful (the session goes on if this command is "
+                  "stopped)");
   start->add_option("--metrics-csv", a->metrics_csv,
                     "With --follow: write per-round metrics.csv to FILE");
   start->callback([a, &exit_code] {
@@ -282,7 +297,8 @@ void add_session_commands(CLI::App& app, int& exit_code) {
       if (!id)
         return id.error();
       std::cout << "session " << *id << " started: " << cfg->rounds
-                << " rounds, aggregator " << cfg->aggregator << std::endl;
+                << (cfg->rounds == 1 ? " round" : " rounds")
+                << ", aggregator " << cfg->aggregator << std::endl;
       if (!a->follow)
         return caf::none;
       return follow(client, *a, *id,
@@ -331,6 +347,16 @@ void add_session_commands(CLI::App& app, int& exit_code) {
   terminate->callback([t, &exit_code] {
     with_controller(t->common, exit_code, [&](controller_client& client)
                                              -> caf::error {
+      auto before = client.ask<session_report>(
+        caf::get_atom::value, session_atom::value, t->session_id);
+      if (!before)
+        return before.error();
+      if (is_terminal(before->session.status)) {
+        std::cout << "session " << t->session_id << " already ended ("
+                  << to_string(before->session.status)
+                  << "); nothing to terminate" << std::endl;
+        return caf::none;
+      }
       auto report = client.ask<session_report>(terminate_atom::value,
                                                t->session_id);
       if (!report)

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sstream>
+
 #include <cmath>
 #include <tuple>
 
@@ -69,7 +71,8 @@ caf::error validate(const session_config& c) {
     return config_error("rounds must be >= 1, got "
                         + std::to_string(c.rounds));
   if (!(c.grace > 0) || !std::isfinite(c.grace))
-    return config_error("grace must be > 0, got " + std::to_string(c.grace));
+    return config_error("grace must be > 0, got "
+                        + (std::ostringstream{} << c.grace).str());
   if (c.clients_required > c.clients_requested && c.clients_requested >= 1)
     return config_error("clients_required (" + std::to_string(
                           c.clients_required)

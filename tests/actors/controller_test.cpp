@@ -120,6 +120,13 @@ struct cluster_fixture : rondo::test::combiner_fixture {
   }
 };
 
+/// A valid, empty ZIP archive: only its end-of-central-directory record.
+std::string npz_of_no_tensors() {
+  std::string eocd = "PK\x05\x06";
+  eocd.resize(22, '\0');
+  return eocd;
+}
+
 session_config one_round() {
   session_config c;
   c.rounds = 1;
@@ -273,6 +280,10 @@ TEST_CASE_FIXTURE(cluster_fixture,
   REQUIRE(rep.rounds.size() == 1);
   CHECK(rep.rounds[0].status == round_status::failed);
   CHECK(rep.rounds[0].reason == "terminated");
+  // The combiner that was still working is not left "running".
+  REQUIRE(rep.rounds[0].combiners.size() == 1);
+  CHECK(rep.rounds[0].combiners[0].status == round_status::failed);
+  CHECK(rep.rounds[0].combiners[0].reason == "terminated");
   // The combiner's round was terminated too: a late answer is stale.
   CHECK(!answer_at(a, "a1", {1}, 1).accepted);
 }
@@ -287,6 +298,16 @@ TEST_CASE_FIXTURE(cluster_fixture,
   rh.receive([](model_record&) { FAIL_CHECK("accepted a bad seed"); },
              [](caf::error& err) { CHECK(err == ec::malformed_model); });
   CHECK(!*models->exists("bad"));
+  // An empty file, or an archive without tensors, is no model either.
+  for (auto text : {std::string{}, npz_of_no_tensors()}) {
+    auto empty = std::make_shared<const std::string>(text);
+    auto rh2 = self->request(controller, caf::infinite, caf::put_atom::value,
+                             model_blob{"empty", empty});
+    sched.run();
+    rh2.receive([](model_record&) { FAIL_CHECK("accepted an empty seed"); },
+                [](caf::error& err) { CHECK(err == ec::malformed_model); });
+  }
+  CHECK(!*models->exists("empty"));
   session_config cfg;
   auto rh2 = self->request(controller, caf::infinite, cfg);
   sched.run();
