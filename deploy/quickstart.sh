@@ -56,13 +56,28 @@ rondo="$root/build/apps/rondo"
 package="$root/examples/fashion-mnist"
 python=/usr/bin/python3
 
-pids=()
+pids=()        # every process started here
+client_pids=() # the clients among them
+interrupted=0
 cleanup() {
+  # After Ctrl-C the controller and the combiner already have their SIGINT
+  # and are stopping: give them 10 s before a SIGTERM (a second signal makes
+  # them exit at once, skipping a clean shutdown). The clients, background
+  # jobs of this script, ignore SIGINT as shells expect: stop them now.
+  if [[ $interrupted == 1 ]]; then
+    for pid in "${client_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for _ in $(seq 1 100); do
+      alive=0
+      for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+      [[ $alive == 0 ]] && break
+      sleep 0.1
+    done
+  fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'interrupted=1; exit 130' INT TERM
 
 wait_port() { # FILE: the port a process writes once listening (bounded)
   for _ in $(seq 1 300); do
@@ -92,6 +107,7 @@ for ((i = 0; i < clients; i++)); do
     "$rondo" client --host 127.0.0.1 --port "$port" --name "client-$i" \
     --package "$package" > "$out/client-$i.log" 2>&1 &
   pids+=($!)
+  client_pids+=($!)
 done
 
 start=$(date +%s)
