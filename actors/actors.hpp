@@ -33,6 +33,7 @@ using validators_atom = caf::atom_constant<caf::atom("validator")>;
 using clients_atom = caf::atom_constant<caf::atom("clients")>;
 using session_atom = caf::atom_constant<caf::atom("session")>;
 using models_atom = caf::atom_constant<caf::atom("models")>;
+using failed_atom = caf::atom_constant<caf::atom("failed")>;
 
 /// The edge's end of one client's task stream: receives the tasks the
 /// client's session forwards. The edge writes them to the gRPC stream.
@@ -79,6 +80,8 @@ using round_actor = caf::typed_actor<
 /// - (client_task, round_actor) -> bool: deliver a task of that round; false
 ///   (with nothing sent) when no stream is open.
 /// - (finish, correlation_id): the round ended: forget the task.
+/// - (failed, correlation_id, reason): the client reported the task failed:
+///   its round is told at once (task_cancelled with `failed`).
 /// - (get) -> client_record: status for listings.
 /// - timer_tick: internal liveness check.
 using client_session_actor = caf::typed_actor<
@@ -86,6 +89,7 @@ using client_session_actor = caf::typed_actor<
   caf::reacts_to<caf::close_atom>,
   caf::replies_to<client_task, round_actor>::with<bool>,
   caf::reacts_to<finish_atom, std::string>,
+  caf::reacts_to<failed_atom, std::string, std::string>,
   caf::replies_to<caf::get_atom>::with<client_record>,
   caf::reacts_to<timer_tick>>;
 

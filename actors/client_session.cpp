@@ -60,6 +60,16 @@ void client_session_state::finish(const std::string& correlation_id) {
   tasks_.erase(correlation_id);
 }
 
+void client_session_state::fail(const std::string& correlation_id,
+                                const std::string& reason) {
+  auto i = tasks_.find(correlation_id);
+  if (i == tasks_.end())
+    return;
+  self->send(i->second, task_cancelled{correlation_id, info.client_id,
+                                       reason, true});
+  tasks_.erase(i);
+}
+
 void client_session_state::on_down(const caf::down_msg& msg) {
   if (!sink_ || msg.source != sink_.address())
     return;
@@ -166,6 +176,10 @@ client_session(client_session_actor::stateful_pointer<client_session_state> self
     },
     [self](finish_atom, const std::string& correlation_id) {
       self->state.finish(correlation_id);
+    },
+    [self](failed_atom, const std::string& correlation_id,
+           const std::string& reason) {
+      self->state.fail(correlation_id, reason);
     },
     [self](caf::get_atom) { return self->state.record(); },
     [self](const timer_tick& tick) { self->state.on_timer(tick); },

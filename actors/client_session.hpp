@@ -88,6 +88,13 @@ struct client_session_state {
   /// round (the round ended or got the answer). Unknown ids are ignored.
   void finish(const std::string& correlation_id);
 
+  /// The client reported that outstanding task `correlation_id` failed
+  /// (its entry point failed or timed out): the task's round gets
+  /// `task_cancelled` with `failed` set and `reason`, and the task is
+  /// forgotten, so the round need not wait for it. Unknown ids (not this
+  /// client's, or already answered) are ignored.
+  void fail(const std::string& correlation_id, const std::string& reason);
+
   /// Handles the down message of a monitored sink: when it is the open
   /// stream's sink, the stream ended (as `close`); else ignored.
   void on_down(const caf::down_msg& msg);

@@ -521,7 +521,11 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
       auto& t = i->second;
       if (round_state::is_outstanding(t.state)) {
         st.set(t, outcome::cancelled);
-        st.record.clients_silent.push_back(t.client.client_id);
+        if (tc.failed)
+          st.record.clients_rejected.push_back({t.client.client_id,
+                                                tc.reason});
+        else
+          st.record.clients_silent.push_back(t.client.client_id);
       }
       check_close(self);
     },

@@ -22,6 +22,7 @@
 #include "storage/model_store.hpp"
 
 #include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
 #include <cmath>
@@ -254,10 +255,21 @@ public:
                                        const fedn::Status* req,
                                        fedn::Response* response) override {
     auto who = identify(req->sender(), ctx);
-    if (req->log_level() == fedn::ERROR)
+    if (req->log_level() == fedn::ERROR) {
       spdlog::warn("edge: client '{}' reports ERROR for task {}: {}", who.id,
                    req->correlation_id(), req->status());
-    else
+      // The task's round need not wait for this client any longer.
+      if (!who.id.empty() && !req->correlation_id().empty()) {
+        auto reason = "task failed at the client: " + req->status();
+        core_->with_session(
+          to_info(who),
+          [corr = req->correlation_id(), reason](
+            const client_session_actor& session) {
+            caf::anon_send(session, failed_atom::value, corr, reason);
+          },
+          [](const std::string&) {});
+      }
+    } else
       spdlog::debug("edge: status of client '{}': {} {}", who.id,
                     req->status(), req->data());
     return answer_now(ctx, response, *core_, "status received");

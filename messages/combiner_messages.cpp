@@ -35,8 +35,8 @@ bool operator==(const update_verdict& x, const update_verdict& y) {
 }
 
 bool operator==(const task_cancelled& x, const task_cancelled& y) {
-  return std::tie(x.correlation_id, x.client_id, x.reason)
-         == std::tie(y.correlation_id, y.client_id, y.reason);
+  return std::tie(x.correlation_id, x.client_id, x.reason, x.failed)
+         == std::tie(y.correlation_id, y.client_id, y.reason, y.failed);
 }
 
 bool operator==(const timer_tick& x, const timer_tick& y) {

@@ -77,12 +77,16 @@ struct update_verdict {
   std::string reason;
 };
 
-/// A client's task ended without an answer: the client disconnected, or
-/// the task could not be delivered.
+/// A client's task ended without an answer: the client disconnected, the
+/// task could not be delivered, or the client reported that it failed.
 struct task_cancelled {
   std::string correlation_id;
   std::string client_id;
   std::string reason;
+  /// The client reported the task failed (FEDn's SendStatus with log level
+  /// ERROR): the round lists it among the rejected clients with `reason`;
+  /// otherwise among the silent ones.
+  bool failed = false;
 };
 
 /// A client's liveness or task stream changed (sent by its session to the
@@ -156,7 +160,7 @@ typename Inspector::result_type inspect(Inspector& f, update_verdict& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, task_cancelled& x) {
   return f(caf::meta::type_name("rondo.task_cancelled"), x.correlation_id,
-           x.client_id, x.reason);
+           x.client_id, x.reason, x.failed);
 }
 
 template <class Inspector>

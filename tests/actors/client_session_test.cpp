@@ -450,3 +450,32 @@ TEST_CASE_FIXTURE(session_fixture,
   CHECK(failed);
   CHECK(activity->empty());
 }
+
+TEST_CASE_FIXTURE(session_fixture,
+                  "client session: a task the client reports failed goes to "
+                  "its round at once as failed") {
+  auto s = spawn_session();
+  auto [sink, tasks] = make_sink();
+  auto [round, cancelled] = make_round();
+  heartbeat(s);
+  open(s, sink);
+  REQUIRE(assign(s, make_task("cid-1"), round));
+  REQUIRE(assign(s, make_task("cid-2"), round));
+  // An id this client does not hold is ignored.
+  self->send(s, failed_atom::value, std::string{"cid-9"},
+             std::string{"nope"});
+  sched.run();
+  CHECK(cancelled->empty());
+  self->send(s, failed_atom::value, std::string{"cid-1"},
+             std::string{"train failed: exit 3"});
+  sched.run();
+  REQUIRE(cancelled->size() == 1);
+  CHECK(cancelled->front()
+        == task_cancelled{"cid-1", info.client_id, "train failed: exit 3",
+                          true});
+  // The failed task is forgotten: closing cancels only cid-2, as silent.
+  close(s);
+  REQUIRE(cancelled->size() == 2);
+  CHECK(cancelled->back().correlation_id == "cid-2");
+  CHECK_FALSE(cancelled->back().failed);
+}

@@ -154,6 +154,31 @@ TEST_CASE_FIXTURE(combiner_fixture,
 }
 
 TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: a task the client reports failed is rejected with "
+                  "its reason and not waited for") {
+  start();
+  seed("m0", {0});
+  connect("a");
+  connect("b");
+  push(training("1", "m0"));
+  auto task = last_task("b");
+  self->send(sessions["b"], failed_atom::value, task.correlation_id,
+             std::string{"train failed: exit 3"});
+  sched.run();
+  CHECK(reports->rounds.empty());
+  CHECK(answer("a", {7}, 5).accepted);
+  // Nothing left outstanding: the round closes without its timeout.
+  REQUIRE(reports->rounds.size() == 1);
+  auto& r = reports->rounds[0];
+  CHECK(r.status == round_status::success);
+  CHECK(near(load(r.model_id), {7.0}));
+  CHECK(r.clients_silent.empty());
+  REQUIRE(r.clients_rejected.size() == 1);
+  CHECK(r.clients_rejected[0].client_id == "b");
+  CHECK(r.clients_rejected[0].reason == "train failed: exit 3");
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
                   "round: an update from round r arriving in round r+1 is "
                   "stale") {
   start();

@@ -202,7 +202,7 @@ TEST_CASE("inspect: combiner and controller messages round-trip") {
   CHECK(binary_round_trip(validation) == validation);
   update_verdict verdict{false, "stale update: no round is running"};
   CHECK(binary_round_trip(verdict) == verdict);
-  task_cancelled cancelled{"corr", "id-1", "client gone"};
+  task_cancelled cancelled{"corr", "id-1", "train failed", true};
   CHECK(binary_round_trip(cancelled) == cancelled);
   timer_tick tick{"round_timeout", 7};
   CHECK(binary_round_trip(tick) == tick);
