@@ -144,7 +144,21 @@ struct model_writer::state {
   uint64_t next_chunk = 0;
   xxh_ptr hasher = make_hasher();
   bool finished = false;
+  /// Some chunks bypassed the WAL: commit flushes the chunk column family
+  /// before the model becomes visible.
+  bool unlogged = false;
 };
+
+namespace {
+
+/// Chunks past this many bytes of one model skip RocksDB's WAL (written
+/// once, to the SST file, instead of twice); commit then flushes them
+/// before the synced metadata write, so a committed model is as durable as
+/// before. Small models (client updates, aggregates) stay on the WAL and
+/// commit without a flush.
+constexpr uint64_t wal_free_after_bytes = uint64_t{64} << 20;
+
+} // namespace
 
 model_writer::model_writer(std::unique_ptr<state> st) : st_(std::move(st)) {
   st_->buf.reserve(st_->chunk_bytes);
@@ -157,8 +171,12 @@ model_writer::~model_writer() {
 void model_writer::flush_chunk(caf::error& err) {
   auto& db = st_->store->db().get();
   auto key = chunk_key(st_->id, st_->next_chunk);
-  auto status = db.db->Put(rocksdb::WriteOptions{},
-                           db.handle(cf::model_chunks), key, st_->buf);
+  rocksdb::WriteOptions wo;
+  if (st_->next_chunk * st_->chunk_bytes >= wal_free_after_bytes) {
+    wo.disableWAL = true;
+    st_->unlogged = true;
+  }
+  auto status = db.db->Put(wo, db.handle(cf::model_chunks), key, st_->buf);
   if (auto e = to_error(status, "writing chunk "
                                   + std::to_string(st_->next_chunk)
                                   + " of model " + st_->id)) {
@@ -214,6 +232,17 @@ caf::expected<model_info> model_writer::commit() {
   meta.set_xxh3_64(XXH3_64bits_digest(st_->hasher.get()));
   meta.set_committed_at(unix_now());
   auto& db = st_->store->db().get();
+  if (st_->unlogged) {
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    fo.allow_write_stall = true;
+    auto flushed = db.db->Flush(fo, db.handle(cf::model_chunks));
+    if (auto err = to_error(flushed, "flushing the chunks of model "
+                                       + st_->id)) {
+      abort();
+      return err;
+    }
+  }
   rocksdb::WriteBatch batch;
   auto status = batch.Put(db.handle(cf::model_meta), st_->id,
                           meta.SerializeAsString());
