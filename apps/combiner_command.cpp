@@ -8,7 +8,6 @@
 #include "apps/process.hpp"
 #include "gateway/edge.hpp"
 #include "messages/error.hpp"
-#include "storage/database.hpp"
 #include "storage/model_store.hpp"
 #include "storage/state_store.hpp"
 
@@ -16,27 +15,20 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
-#include <caf/after.hpp>
 #include <caf/exit_reason.hpp>
-#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
-#include <caf/system_messages.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <signal.h>
 
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <thread>
 
 namespace rondo::apps {
 
@@ -164,24 +156,10 @@ int run(const combiner_args& a) {
   // Stop the combiner (its queue, staging and sessions are linked to it)
   // and the controller link, and wait, bounded, for them to go: an actor
   // still alive when the actor system is destroyed crashes it.
-  {
-    caf::scoped_actor self{sys};
-    size_t alive = 0;
-    for (auto& who : {caf::actor_cast<caf::actor>(combiner),
-                      caf::actor_cast<caf::actor>(link)}) {
-      if (!who)
-        continue;
-      self->monitor(who);
-      self->send_exit(who, caf::exit_reason::user_shutdown);
-      ++alive;
-    }
-    for (; alive > 0; --alive)
-      self->receive([](const caf::down_msg&) {},
-                    caf::after(std::chrono::seconds(10)) >> [&alive] {
-                      spdlog::warn("the combiner did not stop within 10 s");
-                      alive = 1;
-                    });
-  }
+  stop_and_wait(sys,
+                {caf::actor_cast<caf::actor>(combiner),
+                 caf::actor_cast<caf::actor>(link)},
+                "combiner");
   combiner = nullptr;
   link = nullptr;
   sys.await_actors_before_shutdown(false);

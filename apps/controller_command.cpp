@@ -8,7 +8,6 @@
 #include "apps/commands.hpp"
 #include "apps/process.hpp"
 #include "messages/error.hpp"
-#include "storage/database.hpp"
 #include "storage/model_store.hpp"
 #include "storage/state_store.hpp"
 
@@ -16,15 +15,11 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
-#include <caf/after.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/io/middleman.hpp>
-#include <caf/scoped_actor.hpp>
 #include <caf/stateful_actor.hpp>
-#include <caf/system_messages.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cmath>
@@ -105,15 +100,8 @@ int run(const controller_args& a) {
     wait_for_stop_signal(signals);
     static_cast<void>(sys.middleman().unpublish(controller, *port));
   }
-  {
-    caf::scoped_actor self{sys};
-    self->monitor(controller);
-    self->send_exit(controller, caf::exit_reason::user_shutdown);
-    self->receive([](const caf::down_msg&) {},
-                  caf::after(std::chrono::seconds(10)) >> [] {
-                    spdlog::warn("the controller did not stop within 10 s");
-                  });
-  }
+  stop_and_wait(sys, {caf::actor_cast<caf::actor>(controller)},
+                "controller");
   controller = nullptr;
   // Every other actor of this process (report sinks, model fetchers) is
   // linked to the controller and goes with it; wait for them: one alive

@@ -6,6 +6,10 @@
 #include "storage/state_store.hpp"
 
 #include <caf/actor_system_config.hpp>
+#include <caf/after.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/system_messages.hpp>
 #include <caf/io/middleman.hpp>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -165,6 +169,30 @@ std::string probe_caf_endpoint(const endpoint& at, double timeout_s) {
            + " s";
   }
   return {};
+}
+
+void stop_and_wait(caf::actor_system& sys,
+                   const std::vector<caf::actor>& actors,
+                   const std::string& what) {
+  caf::scoped_actor self{sys};
+  size_t alive = 0;
+  for (auto& who : actors) {
+    if (!who)
+      continue;
+    self->monitor(who);
+    self->send_exit(who, caf::exit_reason::user_shutdown);
+    ++alive;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (alive > 0) {
+    auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= left.zero()) {
+      spdlog::warn("the {} did not stop within 10 s", what);
+      return;
+    }
+    self->receive([&alive](const caf::down_msg&) { --alive; },
+                  caf::after(left) >> [] {});
+  }
 }
 
 void enable_middleman(caf::actor_system_config& cfg,

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace rondo::storage {
 class model_store;
@@ -81,6 +82,14 @@ caf::expected<process_stores> open_stores(const std::string& dir);
 ///          connections there (the caller's connect reports that), else why
 ///          it is not a Rondo controller. Bounded by `timeout_s` seconds.
 std::string probe_caf_endpoint(const endpoint& at, double timeout_s);
+
+/// Sends each valid actor in `actors` an exit (user_shutdown) and waits
+/// until all are down, at most 10 s in all; logs a warning naming `what`
+/// when they did not stop in time. An actor still alive when the actor
+/// system is destroyed can crash it (CAF 0.17).
+void stop_and_wait(caf::actor_system& sys,
+                   const std::vector<caf::actor>& actors,
+                   const std::string& what);
 
 /// Loads the middleman into `cfg` and turns its heartbeat on, so a frozen
 /// peer is noticed after `connection_timeout` (seconds; the heartbeat runs

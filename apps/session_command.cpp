@@ -110,14 +110,6 @@ public:
     return ask<T>(timeout_, std::move(xs)...);
   }
 
-  caf::timespan timeout() const {
-    return timeout_;
-  }
-
-  ~controller_client() {
-    ctrl_ = nullptr;
-  }
-
 private:
   caf::actor_system_config cfg_;
   std::unique_ptr<caf::actor_system> sys_;
