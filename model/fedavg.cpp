@@ -24,15 +24,14 @@ public:
     auto total = sum_.total_weight();
     model out;
     auto& spec = sum_.spec();
+    out.reserve(spec.size());
     for (size_t i = 0; i < spec.size(); ++i) {
-      auto* s = sum_.sum(i);
-      auto n = spec[i].count();
-      for (uint64_t j = 0; j < n; ++j)
-        s[j] /= total;
-      out.emplace_back(spec[i]);
-      if (auto err = store_finite(s, out.back(), "fedavg: aggregate tensor"))
-        return err;
-      sum_.release(i); // keeps peak memory near sums + one output model
+      // Each tensor's sum becomes its result: peak memory stays at the sums.
+      auto t = finish_in_place(sum_.take(i), total, spec[i],
+                               "fedavg: aggregate tensor");
+      if (!t)
+        return t.error();
+      out.push_back(std::move(*t));
     }
     return out;
   }

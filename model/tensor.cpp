@@ -6,6 +6,7 @@
 #include <cstring>
 #include <new>
 #include <sys/mman.h>
+#include <unistd.h>
 
 namespace rondo {
 
@@ -74,6 +75,23 @@ void byte_buffer::allocate(size_t size, bool zero) {
   if (zero)
     std::memset(p, 0, size);
   data_ = {p, deleter{0}};
+}
+
+void byte_buffer::shrink(size_t size) {
+  if (size >= size_)
+    return;
+  size_ = size;
+  auto& mapped = data_.get_deleter().mapped;
+  if (mapped == 0)
+    return;
+  if (size == 0) {
+    data_.reset();
+    return;
+  }
+  auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  auto keep = (size + page - 1) / page * page;
+  if (keep < mapped && ::munmap(data_.get() + keep, mapped - keep) == 0)
+    mapped = keep;
 }
 
 byte_buffer::byte_buffer(size_t size) {

@@ -81,6 +81,11 @@ public:
     return size_;
   }
 
+  /// Keeps the first `size` bytes (at most size()); a large buffer gives
+  /// its whole pages past them back to the system at once, a small one
+  /// keeps its allocation.
+  void shrink(size_t size);
+
 private:
   struct deleter {
     size_t mapped; // bytes of an anonymous mapping, else 0: free()

@@ -139,7 +139,8 @@ unsigned fold_tuning::default_threads() {
 }
 
 void weighted_sum::reset(const model_spec& global) {
-  spec_ = global;
+  if (&global != &spec_)
+    spec_ = global;
   sums_.clear();
   sums_.reserve(spec_.size());
   for (auto& t : spec_)
@@ -227,22 +228,54 @@ void weighted_sum::add_run(const weighted_update* batch, size_t n,
   for (unsigned w = 0; w < threads; ++w)
     scratch.emplace_back(std::max<uint64_t>(tuning_.block, 1)
                          * sizeof(double));
-  // Pass 1: every value of every update finite (and readable).
+  auto read = [&](size_t u, const block& b, unsigned worker) {
+    return batch[u].update->read_range(b.tensor, b.first, b.count,
+                                       scratch[worker].data());
+  };
+  // The first failure of each update: unreadable or not finite.
   failures bad{n};
-  run_parallel(blocks.size(), threads, [&](size_t k, unsigned worker) {
-    auto& b = blocks[k];
-    for (auto u : todo) {
-      if (bad.before(u, k))
-        continue;
-      auto data = batch[u].update->read_range(b.tensor, b.first, b.count,
-                                              scratch[worker].data());
-      auto err = data ? check_finite_range(spec_[b.tensor], *data, b.first,
-                                           b.count)
-                      : data.error();
-      if (err)
-        bad.record(u, k, std::move(err));
-    }
-  });
+  bool folded = false;
+  if (count_ == 0) {
+    // The sums are zero, so they can be rebuilt exactly: check and fold
+    // each block while it is in cache (one read of every update). If an
+    // update fails after some of its blocks were folded, the sums start
+    // over from zero and pass 2 folds only the accepted updates.
+    run_parallel(blocks.size(), threads, [&](size_t k, unsigned worker) {
+      auto& b = blocks[k];
+      auto* acc = sum(b.tensor) + b.first;
+      for (auto u : todo) {
+        if (bad.before(u, k))
+          continue;
+        auto data = read(u, b, worker);
+        auto err = data ? check_finite_range(spec_[b.tensor], *data, b.first,
+                                             b.count)
+                        : data.error();
+        if (err)
+          bad.record(u, k, std::move(err));
+        else
+          fold_chunk(acc, *data, b.count, batch[u].num_examples,
+                     spec_[b.tensor].type);
+      }
+    });
+    folded = !bad.any();
+    if (!folded)
+      zero_sums();
+  } else {
+    // Pass 1: every value of every update finite (and readable).
+    run_parallel(blocks.size(), threads, [&](size_t k, unsigned worker) {
+      auto& b = blocks[k];
+      for (auto u : todo) {
+        if (bad.before(u, k))
+          continue;
+        auto data = read(u, b, worker);
+        auto err = data ? check_finite_range(spec_[b.tensor], *data, b.first,
+                                             b.count)
+                        : data.error();
+        if (err)
+          bad.record(u, k, std::move(err));
+      }
+    });
+  }
   std::vector<size_t> accepted;
   for (auto u : todo) {
     if (auto& why = bad.why(u))
@@ -252,6 +285,10 @@ void weighted_sum::add_run(const weighted_update* batch, size_t n,
   }
   if (accepted.empty())
     return;
+  if (folded) {
+    commit(batch, accepted);
+    return;
+  }
   // Pass 2: fold the accepted updates, in order, one block at a time.
   failures broken{n};
   std::atomic<bool> stop{false};
@@ -261,8 +298,7 @@ void weighted_sum::add_run(const weighted_update* batch, size_t n,
     auto& b = blocks[k];
     auto* acc = sum(b.tensor) + b.first;
     for (auto u : accepted) {
-      auto data = batch[u].update->read_range(b.tensor, b.first, b.count,
-                                              scratch[worker].data());
+      auto data = read(u, b, worker);
       if (!data) {
         broken.record(u, k, data.error());
         stop = true;
@@ -284,9 +320,22 @@ void weighted_sum::add_run(const weighted_update* batch, size_t n,
       verdicts[u] = discarded(why);
     return;
   }
+  commit(batch, accepted);
+}
+
+void weighted_sum::commit(const weighted_update* batch,
+                          const std::vector<size_t>& accepted) {
   for (auto u : accepted) {
     total_ += batch[u].num_examples;
     ++count_;
+  }
+}
+
+void weighted_sum::zero_sums() {
+  for (auto& s : sums_) {
+    auto size = s.size();
+    s = byte_buffer{}; // frees the old pages before taking new ones
+    s = byte_buffer::zeros(size);
   }
 }
 
@@ -329,6 +378,61 @@ caf::error summing_aggregator::end() {
 
 void weighted_sum::release(size_t index) {
   sums_[index] = byte_buffer{};
+}
+
+byte_buffer weighted_sum::take(size_t index) {
+  return std::move(sums_[index]);
+}
+
+caf::expected<tensor> finish_in_place(byte_buffer sums, double divisor,
+                                      const tensor_info& info,
+                                      const std::string& what) {
+  auto n = info.count();
+  auto* in = reinterpret_cast<double*>(sums.data());
+  // Chunks of `step` values: divided (and narrowed) into a buffer in L1,
+  // checked there, then copied to the front of the sums. The copy of a
+  // float32 chunk starting at value j overwrites sums [j/2, j/2 + step/2),
+  // all of which were already read.
+  constexpr uint64_t step = 1024;
+  uint64_t bad = n;
+  double bad_value = 0;
+  if (info.type == dtype::f32) {
+    float out[step];
+    for (uint64_t j = 0; j < n && bad == n; j += step) {
+      auto m = std::min(step, n - j);
+      for (uint64_t i = 0; i < m; ++i)
+        out[i] = static_cast<float>(in[j + i] / divisor);
+      auto at = find_non_finite(reinterpret_cast<const std::byte*>(out), m,
+                                dtype::f32);
+      if (at < m) {
+        bad = j + at;
+        bad_value = out[at];
+      }
+      std::memcpy(sums.data() + j * sizeof(float), out, m * sizeof(float));
+    }
+    sums.shrink(n * sizeof(float));
+  } else {
+    for (uint64_t j = 0; j < n && bad == n; j += step) {
+      auto m = std::min(step, n - j);
+      for (uint64_t i = 0; i < m; ++i)
+        in[j + i] /= divisor;
+      auto at = find_non_finite(reinterpret_cast<const std::byte*>(in + j),
+                                m, dtype::f64);
+      if (at < m) {
+        bad = j + at;
+        bad_value = in[j + at];
+      }
+    }
+  }
+  if (bad < n)
+    return caf::make_error(ec::non_finite,
+                           what + " '" + info.name + "' is not finite at index "
+                             + std::to_string(bad) + " ("
+                             + std::to_string(bad_value) + ")");
+  tensor out;
+  static_cast<tensor_info&>(out) = info;
+  out.data = std::move(sums);
+  return out;
 }
 
 caf::error store_finite(const double* in, tensor& out,

@@ -13,18 +13,21 @@
 //
 // How an update is read (updates that allow random access: in-memory
 // models and STORED npz): the parameters are cut into blocks, and threads
-// take blocks from a shared counter. Pass 1 reads every block of every
-// update of the batch and checks it is finite; only when an update passed
-// whole does pass 2 read it again and fold it. A rejected update therefore
-// changed nothing, at the price of reading each update twice; folding
-// after the whole update is known to be finite is what keeps that
-// guarantee exact without a copy of the sums (undoing a float64 addition
-// by subtracting is not exact). Pass 2 folds every accepted update of the
-// batch into one block of the sums while it is in cache, so the sums
-// (16 bytes of memory traffic per parameter per pass) are read and written
-// once per batch rather than once per update. DEFLATE members inflate only
-// from the start; such an update is checked and folded by two sequential
-// visits, one at a time, in its place in the batch order.
+// take blocks from a shared counter. While the sums are still zero (the
+// first add or add_batch after reset), each block of each update is read
+// once, checked finite and folded while in cache; if an update turns out
+// bad in a later block, the sums start over from zero and only the
+// accepted updates are folded again, so the result is exact at the price
+// of a second read in that rare case. Once the sums hold updates, undoing
+// a float64 addition by subtracting would not be exact, so a run reads
+// twice: pass 1 checks every block of every update of the batch, and only
+// an update that passed whole is read again and folded in pass 2. A
+// rejected update therefore never changes the sums. Folding visits one
+// block of the sums for every update of the batch while it is in cache,
+// so the sums (16 bytes of memory traffic per parameter) are read and
+// written once per batch rather than once per update. DEFLATE members
+// inflate only from the start; such an update is checked and folded by two
+// sequential visits, one at a time, in its place in the batch order.
 
 #include "model/aggregator.hpp"
 #include "model/tensor.hpp"
@@ -99,11 +102,20 @@ public:
   /// Frees tensor `index`'s sum (after its result is written).
   void release(size_t index);
 
+  /// Moves tensor `index`'s sum out (spec()[index].count() float64 values),
+  /// e.g. to turn it into the result in place; sum(index) is then null.
+  byte_buffer take(size_t index);
+
 private:
   // One update at a time by two visits (for views without random access).
   caf::error add_sequential(const update_view& update, double weight);
-  // The two passes over batch[0, n), all random-access; fills verdicts.
+  // Checks and folds batch[0, n), all random-access; fills verdicts.
   void add_run(const weighted_update* batch, size_t n, caf::error* verdicts);
+  // Counts the accepted updates of a run into the totals.
+  void commit(const weighted_update* batch,
+              const std::vector<size_t>& accepted);
+  // Sets every sum back to zero (fresh zero pages).
+  void zero_sums();
 
   model_spec spec_;
   std::vector<byte_buffer> sums_; // float64, byte_buffer::zeros
@@ -142,5 +154,17 @@ private:
 /// aggregators' finish().
 caf::error store_finite(const double* values, tensor& out,
                         const std::string& what);
+
+/// Turns `sums` (info.count() float64 values, e.g. from weighted_sum::take)
+/// into the tensor `info` holding sums[i] / divisor in info.type, in place:
+/// one pass over the sums and no second buffer, and a float32 result gives
+/// back the upper half of a large buffer's pages. Each value is the
+/// float64 quotient rounded once to info.type (the same bits as dividing
+/// the sums and then converting). Fails with ec::non_finite naming `what`,
+/// the tensor and the first index whose result is NaN or infinite (e.g. a
+/// float32 overflow); the buffer is then freed.
+caf::expected<tensor> finish_in_place(byte_buffer sums, double divisor,
+                                      const tensor_info& info,
+                                      const std::string& what);
 
 } // namespace rondo

@@ -137,6 +137,11 @@ public:
     return inner_.read_range(index, first, count, scratch);
   }
 
+  // read_range calls so far.
+  size_t reads() const {
+    return calls_;
+  }
+
 private:
   model_view inner_;
   size_t fail_from_;
@@ -345,6 +350,71 @@ TEST_CASE("batch fold: a read error while checking rejects the update, one "
   for (auto& t : sums_of(s))
     for (auto x : t)
       CHECK(x == 0.0);
+}
+
+TEST_CASE("batch fold: the first run reads each block once, and an update "
+          "that fails late is taken out exactly") {
+  std::vector<model> ups;
+  for (int k = 0; k < 3; ++k)
+    ups.push_back(update(k));
+  auto expected = sequential(ups);
+  auto last = global_model().size() - 1;
+  auto nan_last = update(5);
+  nan_last[last].f32()[global_model()[last].count() - 1]
+    = std::numeric_limits<float>::quiet_NaN();
+  auto inf_early = update(6);
+  inf_early[0].f32()[7] = -std::numeric_limits<float>::infinity();
+  const size_t blocks = 13 + 3 + 0 + 1 + 6; // 1000 parameters a block
+  const size_t never = std::numeric_limits<size_t>::max();
+  for (unsigned threads : {1u, 2u}) {
+    CAPTURE(threads);
+    SUBCASE("all good: one read per block and update") {
+      weighted_sum s;
+      s.tune(fold_tuning{threads, 1000});
+      s.reset(spec_of(global_model()));
+      flaky_view v0{ups[0], never}, v1{ups[1], never}, v2{ups[2], never};
+      for (auto& err : s.add_batch({{&v0, weights[0]},
+                                    {&v1, weights[1]},
+                                    {&v2, weights[2]}}))
+        CHECK(!err);
+      CHECK(v0.reads() == blocks);
+      CHECK(v1.reads() == blocks);
+      CHECK(v2.reads() == blocks);
+      CHECK(same_bits(sums_of(s), expected));
+      // Later runs check before they fold: two reads per block.
+      flaky_view again{ups[0], never};
+      CHECK(!s.add(again, 1));
+      CHECK(again.reads() == 2 * blocks);
+    }
+    SUBCASE("bad updates among good ones, and one unreadable midway") {
+      weighted_sum s;
+      s.tune(fold_tuning{threads, 1000});
+      s.reset(spec_of(global_model()));
+      model_view v0{ups[0]}, v1{ups[1]}, v2{ups[2]}, bad1{nan_last},
+        bad2{inf_early};
+      flaky_view broken{ups[1], blocks - 2};
+      auto verdicts = s.add_batch({{&v0, weights[0]},
+                                   {&bad1, 20},
+                                   {&v1, weights[1]},
+                                   {&broken, 7},
+                                   {&bad2, 10},
+                                   {&v2, weights[2]}});
+      REQUIRE(verdicts.size() == 6);
+      CHECK(!verdicts[0]);
+      CHECK(verdicts[1] == ec::non_finite);
+      RONDO_CHECK_SAYS(verdicts[1],
+                       "update tensor '4' holds NaN at index 5000");
+      CHECK(!verdicts[2]);
+      CHECK(verdicts[3] == ec::malformed_model);
+      RONDO_CHECK_SAYS(verdicts[3], "injected read error");
+      CHECK(verdicts[4] == ec::non_finite);
+      RONDO_CHECK_SAYS(verdicts[4], "update tensor '0' holds -inf at index 7");
+      CHECK(!verdicts[5]);
+      CHECK(s.count() == 3);
+      CHECK(s.total_weight() == weights[0] + weights[1] + weights[2]);
+      CHECK(same_bits(sums_of(s), expected));
+    }
+  }
 }
 
 TEST_CASE("batch fold: add_batch needs a begin and non-null updates") {
