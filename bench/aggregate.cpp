@@ -45,10 +45,30 @@ double seconds_of(const std::function<void()>& fn) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-double best_of(int repeat, const std::function<void()>& fn) {
+// CPU seconds (user + system, all threads) this process used so far.
+double cpu_seconds() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  auto s = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6;
+  };
+  return s(ru.ru_utime) + s(ru.ru_stime);
+}
+
+// The best wall time of `repeat` runs of `fn`, and the CPU seconds of that
+// run in `cpu` when given.
+double best_of(int repeat, const std::function<void()>& fn,
+               double* cpu = nullptr) {
   double best = 1e300;
-  for (int i = 0; i < repeat; ++i)
-    best = std::min(best, seconds_of(fn));
+  for (int i = 0; i < repeat; ++i) {
+    auto c0 = cpu_seconds();
+    auto t = seconds_of(fn);
+    if (t < best) {
+      best = t;
+      if (cpu != nullptr)
+        *cpu = cpu_seconds() - c0;
+    }
+  }
   return best;
 }
 
@@ -249,20 +269,28 @@ int main(int argc, char** argv) {
     };
   };
   all(read_sum)(); // warm the page cache
-  auto read_s = best_of(repeat, all(read_sum));
+  double read_cpu = 0;
+  auto read_s = best_of(repeat, all(read_sum), &read_cpu);
   auto map_s = best_of(repeat, all(map_sum));
   auto gb = static_cast<double>(update_bytes) / 1e9;
   auto read_gbps = gb / std::min(read_s, map_s);
-  std::printf("read bandwidth (streaming sum): pread %.2f GB/s, mmap %.2f "
-              "GB/s; using the faster, %.2f GB/s\n",
-              gb / read_s, gb / map_s, read_gbps);
+  std::printf("read bandwidth (streaming sum, one thread): pread %.2f GB/s "
+              "(%.3f CPU s/GB), mmap %.2f GB/s; using the faster, %.2f "
+              "GB/s\n",
+              gb / read_s, read_cpu / gb, gb / map_s, read_gbps);
 
   // Rondo: FedAvg folding each STORED file straight from its bytes, once
   // with add() per update as they would arrive one at a time, once with
   // add_batch() over all N as if they had all arrived.
+  // Of the best run: CPU seconds (all threads) and the time finish() took.
+  struct rondo_run {
+    double seconds = 1e300;
+    double cpu = 0;
+    double finish = 0;
+  };
   model result;
   auto run_rondo = [&](bool batch) {
-    double best = 1e300;
+    rondo_run best;
     for (int r = 0; r < repeat; ++r) {
       result.clear();
       auto agg = make_aggregator("fedavg");
@@ -271,6 +299,7 @@ int main(int argc, char** argv) {
       auto base = read_npz_file(base_path); // untimed: the combiner has it
       if (!base)
         die(render(base.error()));
+      auto c0 = cpu_seconds();
       auto t0 = clock_type::now();
       if (auto err = (*agg)->begin(*base))
         die(render(err));
@@ -292,26 +321,35 @@ int main(int argc, char** argv) {
       for (auto& err : (*agg)->add_batch(updates))
         if (err)
           die(render(err));
+      auto t1 = clock_type::now();
       auto out = (*agg)->finish();
       if (!out)
         die(render(out.error()));
+      auto t2 = clock_type::now();
       result = std::move(*out);
-      best = std::min(best, std::chrono::duration<double>(clock_type::now()
-                                                          - t0)
-                              .count());
+      auto took = std::chrono::duration<double>(t2 - t0).count();
+      if (took < best.seconds)
+        best = rondo_run{took, cpu_seconds() - c0,
+                         std::chrono::duration<double>(t2 - t1).count()};
     }
     return best;
   };
-  auto rondo_add_s = run_rondo(false);
-  auto rondo_s = run_rondo(true);
+  auto add_run = run_rondo(false);
+  auto batch_run = run_rondo(true);
+  auto rondo_add_s = add_run.seconds;
+  auto rondo_s = batch_run.seconds;
   auto rondo_add_gbps = gb / rondo_add_s;
   auto rondo_gbps = gb / rondo_s;
-  std::printf("rondo fedavg, add() per update: %.3f s, %.2f GB/s of update "
-              "bytes = %.2f x the read bandwidth\n",
-              rondo_add_s, rondo_add_gbps, rondo_add_gbps / read_gbps);
-  std::printf("rondo fedavg, add_batch() of all %d: %.3f s, %.2f GB/s of "
-              "update bytes = %.2f x the read bandwidth\n",
-              n_updates, rondo_s, rondo_gbps, rondo_gbps / read_gbps);
+  std::printf("rondo fedavg, add() per update: %.3f s (finish %.3f s; %.3f "
+              "CPU s/GB), %.2f GB/s of update bytes = %.2f x the read "
+              "bandwidth\n",
+              rondo_add_s, add_run.finish, add_run.cpu / gb, rondo_add_gbps,
+              rondo_add_gbps / read_gbps);
+  std::printf("rondo fedavg, add_batch() of all %d: %.3f s (finish %.3f s; "
+              "%.3f CPU s/GB), %.2f GB/s of update bytes = %.2f x the read "
+              "bandwidth\n",
+              n_updates, rondo_s, batch_run.finish, batch_run.cpu / gb,
+              rondo_gbps, rondo_gbps / read_gbps);
   auto result_path = (dir / "rondo_result.npz").string();
   if (auto err = write_npz_file(result, result_path))
     die(render(err));
@@ -342,13 +380,15 @@ int main(int argc, char** argv) {
               "rondo_add_gbps=%.3f rondo_add_vs_read=%.3f rondo_add_s=%.4f "
               "numpy_s=%.4f numpy_deflate_s=%.4f numpy_vs_rondo=%.2f "
               "numpy_vs_rondo_add=%.2f max_abs_diff=%.3g peak_rss_mb=%.1f "
-              "rss_vs_model=%.2f disk_mb=%.0f\n",
+              "rss_vs_model=%.2f disk_mb=%.0f read_cpu_s_per_gb=%.3f "
+              "rondo_cpu_s_per_gb=%.3f rondo_add_cpu_s_per_gb=%.3f\n",
               n_updates, static_cast<unsigned long long>(params), rondo_gbps,
               read_gbps, gb / read_s, gb / map_s, rondo_gbps / read_gbps,
               rondo_s, rondo_add_gbps, rondo_add_gbps / read_gbps,
               rondo_add_s, numpy_s, numpy_deflate_s,
               numpy_s > 0 ? numpy_s / rondo_s : -1.0,
               numpy_s > 0 ? numpy_s / rondo_add_s : -1.0, diff, rss,
-              rss / model_mb, disk_bytes / 1e6);
+              rss / model_mb, disk_bytes / 1e6, read_cpu / gb,
+              batch_run.cpu / gb, add_run.cpu / gb);
   return 0;
 }

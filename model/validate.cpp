@@ -1,6 +1,7 @@
 #include "model/validate.hpp"
 
 #include "messages/error.hpp"
+#include "model/simd.hpp"
 
 #include <cmath>
 #include <cstring>
@@ -20,7 +21,8 @@ std::string number_text(double x) {
 // True if any of the `n` elements has an all-ones exponent (NaN or inf).
 // Branch-free so that GCC vectorizes it; memcpy loads allow unaligned data.
 template <class Bits>
-bool any_non_finite(const std::byte* data, uint64_t n, Bits exponent) {
+bool any_exponent_all_ones(const std::byte* data, uint64_t n,
+                           Bits exponent) {
   Bits bad = 0;
   for (uint64_t i = 0; i < n; ++i) {
     Bits u;
@@ -28,6 +30,17 @@ bool any_non_finite(const std::byte* data, uint64_t n, Bits exponent) {
     bad |= static_cast<Bits>((u & exponent) == exponent);
   }
   return bad != 0;
+}
+
+// The scan for each dtype, with an AVX2 variant (model/simd.hpp).
+RONDO_SIMD_CLONES bool any_non_finite(const std::byte* data, uint64_t n,
+                                      uint32_t exponent) {
+  return any_exponent_all_ones<uint32_t>(data, n, exponent);
+}
+
+RONDO_SIMD_CLONES bool any_non_finite(const std::byte* data, uint64_t n,
+                                      uint64_t exponent) {
+  return any_exponent_all_ones<uint64_t>(data, n, exponent);
 }
 
 template <class Bits>

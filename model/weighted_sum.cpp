@@ -1,6 +1,7 @@
 #include "model/weighted_sum.hpp"
 
 #include "messages/error.hpp"
+#include "model/simd.hpp"
 #include "model/validate.hpp"
 
 #include <algorithm>
@@ -19,23 +20,73 @@ namespace {
 // acc[i] += w * x[i] for `n` elements of type T at `x` (unaligned). Simple
 // enough for GCC to vectorize (this file builds with -O3; -ffp-contract=off
 // keeps the multiply and the add separately rounded, as the header
-// promises).
-template <class T>
-void fold(double* __restrict acc, const std::byte* __restrict x, uint64_t n,
+// promises). With `checked`, also returns whether every x[i] was finite
+// (an all-ones exponent is NaN or inf), in the same pass over x.
+template <class T, class Bits, bool checked>
+bool fold(double* __restrict acc, const std::byte* __restrict x, uint64_t n,
           double w) {
+  constexpr auto exponent = static_cast<Bits>(
+    sizeof(T) == 4 ? 0x7f800000ull : 0x7ff0000000000000ull);
+  Bits bad = 0;
   for (uint64_t i = 0; i < n; ++i) {
+    Bits u;
+    std::memcpy(&u, x + i * sizeof(T), sizeof(T));
     T v;
-    std::memcpy(&v, x + i * sizeof(T), sizeof(T));
+    std::memcpy(&v, &u, sizeof(T));
     acc[i] += w * static_cast<double>(v);
+    if constexpr (checked)
+      bad |= static_cast<Bits>((u & exponent) == exponent);
   }
+  return bad == 0;
+}
+
+// The fold for each dtype, with AVX2 variants (model/simd.hpp).
+RONDO_SIMD_CLONES void fold_f32(double* __restrict acc,
+                                const std::byte* __restrict x, uint64_t n,
+                                double w) {
+  fold<float, uint32_t, false>(acc, x, n, w);
+}
+
+RONDO_SIMD_CLONES void fold_f64(double* __restrict acc,
+                                const std::byte* __restrict x, uint64_t n,
+                                double w) {
+  fold<double, uint64_t, false>(acc, x, n, w);
+}
+
+RONDO_SIMD_CLONES bool fold_checked_f32(double* __restrict acc,
+                                        const std::byte* __restrict x,
+                                        uint64_t n, double w) {
+  return fold<float, uint32_t, true>(acc, x, n, w);
+}
+
+RONDO_SIMD_CLONES bool fold_checked_f64(double* __restrict acc,
+                                        const std::byte* __restrict x,
+                                        uint64_t n, double w) {
+  return fold<double, uint64_t, true>(acc, x, n, w);
 }
 
 void fold_chunk(double* acc, const std::byte* x, uint64_t n, double w,
                 dtype type) {
   if (type == dtype::f32)
-    fold<float>(acc, x, n, w);
+    fold_f32(acc, x, n, w);
   else
-    fold<double>(acc, x, n, w);
+    fold_f64(acc, x, n, w);
+}
+
+// fold_chunk that also returns whether every value of x was finite; a
+// non-finite value has then been folded in as well.
+bool fold_chunk_checked(double* acc, const std::byte* x, uint64_t n,
+                        double w, dtype type) {
+  return type == dtype::f32 ? fold_checked_f32(acc, x, n, w)
+                            : fold_checked_f64(acc, x, n, w);
+}
+
+// out[i] = float(in[i] / divisor) for `n` values (AVX2 variant as above).
+RONDO_SIMD_CLONES void narrow_divided(float* __restrict out,
+                                      const double* __restrict in,
+                                      uint64_t n, double divisor) {
+  for (uint64_t i = 0; i < n; ++i)
+    out[i] = static_cast<float>(in[i] / divisor);
 }
 
 // Elements [first, first + count) of tensor `tensor`.
@@ -224,10 +275,13 @@ void weighted_sum::add_run(const weighted_update* batch, size_t n,
                                 tuning_.threads,
                                 static_cast<unsigned>(std::min<size_t>(
                                   blocks.size(), 64))));
-  std::vector<byte_buffer> scratch;
-  for (unsigned w = 0; w < threads; ++w)
-    scratch.emplace_back(std::max<uint64_t>(tuning_.block, 1)
-                         * sizeof(double));
+  // Read buffers, kept from call to call: fresh pages cost a fault each.
+  auto scratch_bytes = std::max<uint64_t>(tuning_.block, 1) * sizeof(double);
+  if (!scratch_.empty() && scratch_.front().size() != scratch_bytes)
+    scratch_.clear();
+  while (scratch_.size() < threads)
+    scratch_.emplace_back(scratch_bytes);
+  auto& scratch = scratch_;
   auto read = [&](size_t u, const block& b, unsigned worker) {
     return batch[u].update->read_range(b.tensor, b.first, b.count,
                                        scratch[worker].data());
@@ -247,14 +301,14 @@ void weighted_sum::add_run(const weighted_update* batch, size_t n,
         if (bad.before(u, k))
           continue;
         auto data = read(u, b, worker);
-        auto err = data ? check_finite_range(spec_[b.tensor], *data, b.first,
-                                             b.count)
-                        : data.error();
-        if (err)
-          bad.record(u, k, std::move(err));
-        else
-          fold_chunk(acc, *data, b.count, batch[u].num_examples,
-                     spec_[b.tensor].type);
+        if (!data)
+          bad.record(u, k, data.error());
+        else if (!fold_chunk_checked(acc, *data, b.count,
+                                     batch[u].num_examples,
+                                     spec_[b.tensor].type))
+          // The sums are rebuilt below; this finds the reason.
+          bad.record(u, k, check_finite_range(spec_[b.tensor], *data,
+                                              b.first, b.count));
       }
     });
     folded = !bad.any();
@@ -400,8 +454,7 @@ caf::expected<tensor> finish_in_place(byte_buffer sums, double divisor,
     float out[step];
     for (uint64_t j = 0; j < n && bad == n; j += step) {
       auto m = std::min(step, n - j);
-      for (uint64_t i = 0; i < m; ++i)
-        out[i] = static_cast<float>(in[j + i] / divisor);
+      narrow_divided(out, in + j, m, divisor);
       auto at = find_non_finite(reinterpret_cast<const std::byte*>(out), m,
                                 dtype::f32);
       if (at < m) {

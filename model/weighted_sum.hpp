@@ -76,7 +76,8 @@ public:
   /// reading fails after validation passed, the sum is discarded (reset)
   /// and every update of that run that had passed validation gets
   /// ec::aggregation_failed. Scratch memory: fold_tuning::threads blocks
-  /// of 8 bytes per parameter, whatever the batch size.
+  /// of 8 bytes per parameter, whatever the batch size, kept for later
+  /// calls.
   std::vector<caf::error> add_batch(const std::vector<weighted_update>& batch);
 
   /// Σ wᵢ over the updates added.
@@ -119,6 +120,7 @@ private:
 
   model_spec spec_;
   std::vector<byte_buffer> sums_; // float64, byte_buffer::zeros
+  std::vector<byte_buffer> scratch_; // a block of read buffer per thread
   double total_ = 0;
   size_t count_ = 0;
   fold_tuning tuning_;
