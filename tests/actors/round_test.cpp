@@ -459,6 +459,47 @@ TEST_CASE_FIXTURE(combiner_fixture,
   CHECK(by_client["v2"] == R"({"test_accuracy":0.9})");
 }
 
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: prediction outputs are stored per client, and a "
+                  "prediction is refused in a training round") {
+  start();
+  seed("m0", {0});
+  connect("p1");
+  auto cfg = training("pred-1", "m0");
+  cfg.task = round_task::prediction;
+  push(cfg);
+  auto t = last_task("p1");
+  CHECK(t.kind == round_task::prediction);
+  CHECK(t.model_id == "m0");
+  auto send = [&](const client_task& task, const std::string& data) {
+    auto rh = self->request(combiner, caf::infinite,
+                            model_validation{"p1", task.correlation_id,
+                                             task.model_id, task.session_id,
+                                             data});
+    sched.run();
+    update_verdict v;
+    rh.receive([&](update_verdict& x) { v = x; },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    return v;
+  };
+  CHECK(send(t, R"({"predictions":[[0.1,0.9]]})").accepted);
+  REQUIRE(reports->rounds.size() == 1);
+  CHECK(reports->rounds[0].status == round_status::success);
+  CHECK(reports->rounds[0].model_id == "m0");
+  REQUIRE(reports->rounds[0].validations.size() == 1);
+  auto stored = state->list<validation_record>();
+  REQUIRE(stored);
+  REQUIRE(stored->size() == 1);
+  CHECK(stored->front().client_id == "p1");
+  CHECK(stored->front().round_id == "pred-1");
+  CHECK(stored->front().metrics_json == R"({"predictions":[[0.1,0.9]]})");
+  // The same output for a training round's task is stale.
+  push(training("train-2", "m0"));
+  auto v = send(last_task("p1"), R"({"predictions":[]})");
+  CHECK(!v.accepted);
+  CHECK(v.reason.find("is a training round") != std::string::npos);
+}
+
 TEST_CASE("round state: outstanding counts the pending and delivered tasks") {
   round_state st;
   using outcome = round_task_entry::outcome;
