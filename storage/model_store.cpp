@@ -8,6 +8,7 @@
 #include <rocksdb/write_batch.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 
@@ -400,12 +401,66 @@ model_store::begin_write(const std::string& model_id) {
 
 caf::expected<model_info> model_store::put(const std::string& model_id,
                                            std::string_view bytes) {
+  if (bytes.size() <= single_batch_max_bytes)
+    return put_batch(model_id, bytes);
   auto writer = begin_write(model_id);
   if (!writer)
     return writer.error();
   if (auto err = (*writer)->write(bytes))
     return err;
   return (*writer)->commit();
+}
+
+// One synced WriteBatch instead of the writer's pending marker, chunk
+// writes and synced metadata commit: one WAL record and one sync.
+caf::expected<model_info> model_store::put_batch(const std::string& model_id,
+                                                 std::string_view bytes) {
+  if (auto err = validate_model_id(model_id))
+    return err;
+  auto& impl = db_->get();
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (writing_.count(model_id) > 0)
+      return caf::make_error(ec::already_exists,
+                             "model " + model_id + " is being written");
+    auto meta = read_meta(impl, model_id);
+    if (!meta)
+      return meta.error();
+    if (*meta)
+      return caf::make_error(ec::already_exists,
+                             "model " + model_id + " already exists");
+    writing_.insert(model_id);
+  }
+  uint64_t chunks = (bytes.size() + chunk_bytes_ - 1) / chunk_bytes_;
+  rondo::store::ModelMeta meta;
+  meta.set_model_id(model_id);
+  meta.set_size_bytes(bytes.size());
+  meta.set_chunk_bytes(chunk_bytes_);
+  meta.set_chunk_count(chunks);
+  meta.set_xxh3_64(XXH3_64bits(bytes.data(), bytes.size()));
+  meta.set_committed_at(unix_now());
+  auto value = meta.SerializeAsString();
+  // Room for every key and value plus per-record framing.
+  rocksdb::WriteBatch batch{bytes.size() + value.size()
+                            + (chunks + 1) * (model_id.size() + 32)};
+  rocksdb::Status status;
+  for (uint64_t i = 0; status.ok() && i < chunks; ++i) {
+    auto at = i * chunk_bytes_;
+    auto n = std::min<uint64_t>(chunk_bytes_, bytes.size() - at);
+    status = batch.Put(impl.handle(cf::model_chunks), chunk_key(model_id, i),
+                       rocksdb::Slice{bytes.data() + at, n});
+  }
+  if (status.ok())
+    status = batch.Put(impl.handle(cf::model_meta), model_id, value);
+  if (status.ok()) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true; // A committed model survives a crash.
+    status = impl.db->Write(wo, &batch);
+  }
+  release(model_id);
+  if (auto err = to_error(status, "committing model " + model_id))
+    return err;
+  return to_info(meta);
 }
 
 caf::expected<model_reader>

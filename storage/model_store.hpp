@@ -119,9 +119,20 @@ public:
   caf::expected<std::unique_ptr<model_writer>>
   begin_write(const std::string& model_id);
 
-  /// Writes a whole model from memory (convenience over `begin_write`).
+  /// Writes a whole model from memory, with the layout `begin_write`
+  /// produces. A model of at most `single_batch_max_bytes` goes to RocksDB
+  /// as one synced WriteBatch (chunks and metadata, no pending marker: the
+  /// batch is atomic, so a crash leaves either the whole model or nothing);
+  /// a larger one streams through a model_writer.
+  /// @returns the committed model's info; `ec::invalid_argument` for a bad
+  ///          id, `ec::already_exists` if the id is committed or being
+  ///          written, `ec::storage_error`.
   caf::expected<model_info> put(const std::string& model_id,
                                 std::string_view bytes);
+
+  /// Models up to this many bytes are written by `put` in one WriteBatch:
+  /// 16 MiB (the batch holds a copy of the bytes).
+  static constexpr uint64_t single_batch_max_bytes = uint64_t{16} << 20;
 
   /// Opens a committed model for streaming reads.
   /// @returns `ec::not_found` naming the id if it is not committed.
@@ -172,6 +183,8 @@ private:
   friend class model_writer;
   model_store(std::shared_ptr<database> db, uint32_t chunk_bytes);
   void release(const std::string& model_id);
+  caf::expected<model_info> put_batch(const std::string& model_id,
+                                      std::string_view bytes);
 
   std::shared_ptr<database> db_;
   uint32_t chunk_bytes_;

@@ -136,6 +136,11 @@ TEST_CASE("model store: existing ids and bad ids are refused and data is kept") 
   REQUIRE(!w2);
   CHECK(render(w2.error()) == "rondo.already_exists: model busy is being "
                               "written");
+  auto p2 = store->put("busy", "racing");
+  REQUIRE(!p2);
+  CHECK(render(p2.error()) == "rondo.already_exists: model busy is being "
+                              "written");
+  CHECK(store->put("", "x").error() == ec::invalid_argument);
   auto empty = store->begin_write("");
   REQUIRE(!empty);
   CHECK(render(empty.error()) == "rondo.invalid_argument: model id is empty");
@@ -285,6 +290,17 @@ TEST_CASE("model store: chunks read by index concatenate to the model") {
   CHECK(render(past.error()) == "rondo.invalid_argument: model m has 4 "
                                 "chunks, no chunk 4");
   CHECK(store->read_chunk("nope", 0).error() == ec::not_found);
+  // put (one batch) and a streamed writer lay a model out alike.
+  auto w = store->begin_write("streamed");
+  REQUIRE(w);
+  REQUIRE(!(*w)->write(content));
+  auto streamed = (*w)->commit();
+  REQUIRE(streamed);
+  CHECK(streamed->checksum == info->checksum);
+  CHECK(streamed->chunk_count == info->chunk_count);
+  CHECK(streamed->size_bytes == info->size_bytes);
+  for (uint64_t i = 0; i < info->chunk_count; ++i)
+    CHECK(*store->read_chunk("streamed", i) == *store->read_chunk("m", i));
 }
 
 TEST_CASE("model store: remove_many deletes the listed models at once") {
