@@ -27,28 +27,27 @@
 //    detached (its own thread), so it stamps (steady_clock) the arrival of
 //    the last accepted verdict and of the terminal record without waiting
 //    in a scheduler queue behind the round that produced them.
-//    - close latency (the measure and target): from the last
-//      accepted verdict's arrival at the edge (that verdict is the
-//      buffer_size-th accepted one; the round delivers it, then closes in
-//      the same handler) to the new model stored: the round's record
-//      stamps `ended_at` (system_clock) when the aggregator's reply says
-//      the model is committed, and the edge's steady_clock stamp is
-//      converted to system_clock by the two clocks' offset. It covers
-//      closing the round, finishing the aggregate, encoding it, the synced
-//      model write and the aggregator's reply.
-//    - recorded latency: the same start to the terminal record's arrival at
-//      the edge. It adds persisting the job and round record (one synced
-//      write of every client list: ~280 KB at 10 000 clients; the queue
-//      reports only what is recorded) and the report. The round's
-//      per-client housekeeping (sessions forget unanswered tasks; its
-//      updates are removed: delete_models_storage, the default;
+//    - close latency (the measure and target): from the round
+//      taking the buffer_size-th accepted update (the aggregator has folded
+//      it and replied; the round closes in that same handler) to the new
+//      model stored (the aggregator's reply that the model is committed),
+//      by the round's own clock: its record's time_combination minus
+//      time_exec_training (both count from the tasks going out; FEDn's
+//      names). It covers the round's request to the aggregator, finishing
+//      the aggregate, encoding it, the synced model write and the reply.
+//    - recorded latency: from the last accepted verdict's arrival at the
+//      edge to the terminal record's arrival there (both stamped by the
+//      edge's steady_clock). It adds persisting the job and round record
+//      (one synced write of every client list: ~280 KB at 10 000 clients;
+//      the queue reports only what is recorded) and the report. The
+//      round's per-client housekeeping (sessions forget unanswered tasks;
+//      its updates are removed: delete_models_storage, the default;
 //      --keep-updates turns it off) starts once the record is reported, so
-//      it is in neither; it overlaps the next round's unmeasured uploads
-//      and can still slow the edge's stamp on a busy 2-core machine. The
-//      verdict's trip to the edge (~0.1-0.2 ms on the reference VM) is not
-//      counted, so both figures slightly underestimate; on a machine busy
-//      with other work the edge can lag and single samples come out near 0
-//      (or, when a later stamp lags instead, far above the median).
+//      it is in neither figure; it overlaps the next round's unmeasured
+//      uploads and can still slow the edge on a busy 2-core machine. With
+//      10 000 verdicts to handle the edge can lag: a sample comes out near
+//      0 when the last verdict's stamp lags, far above the median when the
+//      record's does.
 //    - round time: push request sent -> terminal record arrived.
 //    Each round starts from the model the previous one produced. Median and
 //    p99 (nearest rank) are over --rounds rounds.
@@ -128,17 +127,6 @@ int64_t now_ns() {
 
 double ms_between(int64_t from_ns, int64_t to_ns) {
   return static_cast<double>(to_ns - from_ns) / 1e6;
-}
-
-/// Milliseconds from the steady_clock time `from_ns` to the Unix time `to`
-/// (seconds, system_clock), by the offset between the two clocks now.
-double ms_to_unix(int64_t from_ns, double to) {
-  auto steady = now_ns();
-  auto unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                     std::chrono::system_clock::now().time_since_epoch())
-                     .count();
-  auto from_unix_ns = static_cast<double>(from_ns + (unix_ns - steady));
-  return (to * 1e9 - from_unix_ns) / 1e6;
 }
 
 /// VmRSS of this process in KiB.
@@ -433,7 +421,10 @@ public:
                                std::to_string(accepted) +
                                " accepted): " + rec.reason);
     model_id_ = rec.model_id;
-    out.close_ms = ms_to_unix(last_accepted, rec.ended_at);
+    // The round's own clock: time_exec_training ends when the round took
+    // the buffer_size-th accepted update and closed; time_combination
+    // ends when the aggregator replied that the new model is stored.
+    out.close_ms = (rec.time_combination - rec.time_exec_training) * 1e3;
     out.recorded_ms = ms_between(last_accepted, reported);
     out.round_s = ms_between(pushed, reported) / 1e3;
     return out;
