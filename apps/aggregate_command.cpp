@@ -39,19 +39,53 @@ bool split_update(const std::string& arg, std::string& path, double& n) {
   return !text.empty() && end == text.c_str() + text.size();
 }
 
-// Folds one update file into `agg`: straight from the file when every
-// member is STORED, else after inflating it into memory.
-caf::error add_update_file(aggregator& agg, const std::string& path,
-                           double n) {
-  auto reader = npz_reader::open_file(path);
-  if (!reader)
-    return reader.error();
-  if ((*reader)->all_stored())
-    return agg.add(**reader, n);
-  auto m = (*reader)->read_all();
-  if (!m)
-    return m.error();
-  return agg.add(*m, n);
+// One update given on the command line.
+struct update_arg {
+  std::string path;
+  std::string n_text;
+  double n = 0;
+  caf::error verdict;
+};
+
+// At most this many STORED files are folded together (each is an open
+// file while its batch runs).
+constexpr size_t max_batch = 64;
+
+// Folds the updates into `agg` in command-line order, filling each one's
+// verdict. Runs of STORED files go to add_batch, which reads the global
+// model's sums once per run instead of once per update; a DEFLATE file is
+// inflated into memory and added on its own.
+void add_updates(aggregator& agg, std::vector<update_arg>& updates) {
+  std::vector<std::unique_ptr<npz_reader>> readers;
+  std::vector<weighted_update> batch;
+  std::vector<update_arg*> in_batch;
+  auto flush = [&] {
+    auto verdicts = agg.add_batch(batch);
+    for (size_t i = 0; i < in_batch.size(); ++i)
+      in_batch[i]->verdict = std::move(verdicts[i]);
+    readers.clear();
+    batch.clear();
+    in_batch.clear();
+  };
+  for (auto& u : updates) {
+    auto reader = npz_reader::open_file(u.path);
+    if (!reader) {
+      u.verdict = reader.error();
+      continue;
+    }
+    if ((*reader)->all_stored()) {
+      batch.push_back(weighted_update{reader->get(), u.n});
+      in_batch.push_back(&u);
+      readers.push_back(std::move(*reader));
+      if (batch.size() == max_batch)
+        flush();
+      continue;
+    }
+    flush(); // keeps the arrival order
+    auto m = (*reader)->read_all();
+    u.verdict = m ? agg.add(*m, u.n) : m.error();
+  }
+  flush();
 }
 
 int run_aggregate(const aggregate_args& args) {
@@ -73,16 +107,21 @@ int run_aggregate(const aggregate_args& args) {
     return fail("global model: " + render(base.error()));
   if (auto err = (*agg)->begin(*base))
     return fail(render(err));
+  std::vector<update_arg> updates;
   for (auto& arg : args.updates) {
-    std::string path;
-    double n = 0;
-    if (!split_update(arg, path, n))
+    update_arg u;
+    if (!split_update(arg, u.path, u.n))
       return fail("update '" + arg + "' is not PATH:NUM_EXAMPLES");
-    if (auto err = add_update_file(**agg, path, n))
-      std::cout << "rejected " << path << ": " << error_detail(err) << "\n";
-    else
-      std::cout << "accepted " << path << " n=" << arg.substr(path.size() + 1)
+    u.n_text = arg.substr(u.path.size() + 1);
+    updates.push_back(std::move(u));
+  }
+  add_updates(**agg, updates);
+  for (auto& u : updates) {
+    if (u.verdict)
+      std::cout << "rejected " << u.path << ": " << error_detail(u.verdict)
                 << "\n";
+    else
+      std::cout << "accepted " << u.path << " n=" << u.n_text << "\n";
   }
   auto accepted = (*agg)->accepted();
   auto result = (*agg)->finish();
