@@ -169,7 +169,7 @@ model_writer::~model_writer() {
   abort();
 }
 
-void model_writer::flush_chunk(caf::error& err) {
+void model_writer::flush_chunk(std::string_view bytes, caf::error& err) {
   auto& db = st_->store->db().get();
   auto key = chunk_key(st_->id, st_->next_chunk);
   rocksdb::WriteOptions wo;
@@ -177,7 +177,8 @@ void model_writer::flush_chunk(caf::error& err) {
     wo.disableWAL = true;
     st_->unlogged = true;
   }
-  auto status = db.db->Put(wo, db.handle(cf::model_chunks), key, st_->buf);
+  auto status = db.db->Put(wo, db.handle(cf::model_chunks), key,
+                           rocksdb::Slice{bytes.data(), bytes.size()});
   if (auto e = to_error(status, "writing chunk "
                                   + std::to_string(st_->next_chunk)
                                   + " of model " + st_->id)) {
@@ -185,7 +186,6 @@ void model_writer::flush_chunk(caf::error& err) {
     return;
   }
   ++st_->next_chunk;
-  st_->buf.clear();
 }
 
 caf::error model_writer::write(std::string_view bytes) {
@@ -195,18 +195,28 @@ caf::error model_writer::write(std::string_view bytes) {
                                                 "aborted");
   XXH3_64bits_update(st_->hasher.get(), bytes.data(), bytes.size());
   size_ += bytes.size();
+  auto& buf = st_->buf;
+  size_t chunk = st_->chunk_bytes;
   while (!bytes.empty()) {
-    auto room = st_->chunk_bytes - st_->buf.size();
-    auto n = std::min<size_t>(room, bytes.size());
-    st_->buf.append(bytes.data(), n);
-    bytes.remove_prefix(n);
-    if (st_->buf.size() == st_->chunk_bytes) {
-      caf::error err;
-      flush_chunk(err);
-      if (err) {
-        abort();
-        return err;
+    caf::error err;
+    if (buf.empty() && bytes.size() >= chunk) {
+      // A whole chunk at a chunk boundary goes to the store as it is, without
+      // the copy into the buffer (FEDn clients send exactly one chunk per
+      // message).
+      flush_chunk(bytes.substr(0, chunk), err);
+      bytes.remove_prefix(chunk);
+    } else {
+      auto n = std::min<size_t>(chunk - buf.size(), bytes.size());
+      buf.append(bytes.data(), n);
+      bytes.remove_prefix(n);
+      if (buf.size() == chunk) {
+        flush_chunk(buf, err);
+        buf.clear();
       }
+    }
+    if (err) {
+      abort();
+      return err;
     }
   }
   return caf::none;
@@ -219,7 +229,7 @@ caf::expected<model_info> model_writer::commit() {
                                                 "aborted");
   if (!st_->buf.empty()) {
     caf::error err;
-    flush_chunk(err);
+    flush_chunk(st_->buf, err);
     if (err) {
       abort();
       return err;

@@ -66,7 +66,7 @@ private:
   friend class model_store;
   struct state;
   explicit model_writer(std::unique_ptr<state> st);
-  void flush_chunk(caf::error& err);
+  void flush_chunk(std::string_view bytes, caf::error& err);
 
   std::unique_ptr<state> st_;
   uint64_t size_ = 0;
