@@ -5,12 +5,16 @@
 #include "records.pb.h"
 #include "storage/database_impl.hpp"
 
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/write_batch.h>
 #include <xxhash.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <optional>
+#include <system_error>
 
 namespace rondo::storage {
 
@@ -137,6 +141,26 @@ caf::error validate_model_id(const std::string& model_id) {
 
 // -- model_writer -------------------------------------------------------------
 
+namespace {
+
+/// Chunks past this many bytes of one model bypass the memtable: they go
+/// straight into an SST file of their own, which commit syncs and ingests
+/// (moves) into the chunk column family before the synced metadata write.
+/// That writes each byte once (no WAL, no memtable, no flush) and copies it
+/// twice fewer times. Small models (client updates, aggregates) stay on
+/// the memtable and the WAL, and commit without file ingestion.
+constexpr uint64_t direct_after_bytes = uint64_t{16} << 20;
+
+/// The folder, inside the database folder, of the SST files of writes in
+/// progress; emptied when the store opens.
+constexpr const char* upload_folder = "model-uploads";
+
+/// Names the SST files of writers (unique within the process; one process
+/// holds the database).
+std::atomic<uint64_t> upload_counter{0};
+
+} // namespace
+
 struct model_writer::state {
   std::shared_ptr<model_store> store;
   std::string id;
@@ -145,21 +169,40 @@ struct model_writer::state {
   uint64_t next_chunk = 0;
   xxh_ptr hasher = make_hasher();
   bool finished = false;
-  /// Some chunks bypassed the WAL: commit flushes the chunk column family
-  /// before the model becomes visible.
-  bool unlogged = false;
+  /// Chunks past `direct_after_bytes` of the model, written straight into
+  /// an SST file (`sst_path`) that commit ingests; null until the first.
+  std::unique_ptr<rocksdb::SstFileWriter> sst;
+  std::string sst_path;
+
+  /// Creates the SST file for the chunks to come. Chunk keys of one model
+  /// ascend, as an SST file needs them to.
+  rocksdb::Status open_sst(database::impl& db) {
+    auto options = db.db->GetOptions(db.handle(cf::model_chunks));
+    rocksdb::EnvOptions env_options{options};
+    // Start write-back as the file grows, so that the sync at commit has
+    // little left to do.
+    env_options.bytes_per_sync = 8 << 20;
+    // Keep the pages cached: a new model is often read back soon.
+    sst = std::make_unique<rocksdb::SstFileWriter>(
+      env_options, options, db.handle(cf::model_chunks),
+      /*invalidate_page_cache=*/false);
+    sst_path = (std::filesystem::path{db.path} / upload_folder
+                / (std::to_string(++upload_counter) + ".sst"))
+                 .string();
+    return sst->Open(sst_path);
+  }
+
+  /// Drops the SST file (unfinished or not ingested). Best effort.
+  void drop_sst() {
+    // Destroying an unfinished writer abandons its table builder.
+    sst.reset();
+    if (!sst_path.empty()) {
+      std::error_code ignored;
+      std::filesystem::remove(sst_path, ignored);
+      sst_path.clear();
+    }
+  }
 };
-
-namespace {
-
-/// Chunks past this many bytes of one model skip RocksDB's WAL (written
-/// once, to the SST file, instead of twice); commit then flushes them
-/// before the synced metadata write, so a committed model is as durable as
-/// before. Small models (client updates, aggregates) stay on the WAL and
-/// commit without a flush.
-constexpr uint64_t wal_free_after_bytes = uint64_t{64} << 20;
-
-} // namespace
 
 model_writer::model_writer(std::unique_ptr<state> st) : st_(std::move(st)) {
   st_->buf.reserve(st_->chunk_bytes);
@@ -172,13 +215,15 @@ model_writer::~model_writer() {
 void model_writer::flush_chunk(std::string_view bytes, caf::error& err) {
   auto& db = st_->store->db().get();
   auto key = chunk_key(st_->id, st_->next_chunk);
-  rocksdb::WriteOptions wo;
-  if (st_->next_chunk * st_->chunk_bytes >= wal_free_after_bytes) {
-    wo.disableWAL = true;
-    st_->unlogged = true;
-  }
-  auto status = db.db->Put(wo, db.handle(cf::model_chunks), key,
-                           rocksdb::Slice{bytes.data(), bytes.size()});
+  rocksdb::Slice value{bytes.data(), bytes.size()};
+  rocksdb::Status status;
+  if (!st_->sst && st_->next_chunk * st_->chunk_bytes >= direct_after_bytes)
+    status = st_->open_sst(db);
+  if (status.ok() && st_->sst)
+    status = st_->sst->Put(key, value);
+  else if (status.ok())
+    status = db.db->Put(rocksdb::WriteOptions{}, db.handle(cf::model_chunks),
+                        key, value);
   if (auto e = to_error(status, "writing chunk "
                                   + std::to_string(st_->next_chunk)
                                   + " of model " + st_->id)) {
@@ -243,16 +288,26 @@ caf::expected<model_info> model_writer::commit() {
   meta.set_xxh3_64(XXH3_64bits_digest(st_->hasher.get()));
   meta.set_committed_at(unix_now());
   auto& db = st_->store->db().get();
-  if (st_->unlogged) {
-    rocksdb::FlushOptions fo;
-    fo.wait = true;
-    fo.allow_write_stall = true;
-    auto flushed = db.db->Flush(fo, db.handle(cf::model_chunks));
-    if (auto err = to_error(flushed, "flushing the chunks of model "
-                                       + st_->id)) {
+  if (st_->sst) {
+    // Finish syncs the file; ingestion links it into the database, syncs
+    // the folder and records it in the (synced) MANIFEST. Its keys follow
+    // the model's first chunks in the memtable, so no flush is needed.
+    auto status = st_->sst->Finish();
+    st_->sst.reset();
+    if (status.ok()) {
+      rocksdb::IngestExternalFileOptions io;
+      io.move_files = true;
+      io.write_global_seqno = false;
+      status = db.db->IngestExternalFile(db.handle(cf::model_chunks),
+                                         {st_->sst_path}, io);
+    }
+    if (auto err = to_error(status, "storing the chunks of model "
+                                      + st_->id)) {
       abort();
       return err;
     }
+    // Ingestion moved the file: nothing to delete any more.
+    st_->sst_path.clear();
   }
   rocksdb::WriteBatch batch;
   auto status = batch.Put(db.handle(cf::model_meta), st_->id,
@@ -277,6 +332,7 @@ void model_writer::abort() {
   if (!st_ || st_->finished)
     return;
   st_->finished = true;
+  st_->drop_sst();
   // Best effort: whatever stays behind is removed on the next open.
   static_cast<void>(erase_chunks(st_->store->db().get(), st_->id, false));
   st_->store->release(st_->id);
@@ -346,6 +402,19 @@ model_store::open(std::shared_ptr<database> db, uint32_t chunk_bytes) {
                            "model store chunk size must be > 0");
   std::shared_ptr<model_store> store{new model_store(db, chunk_bytes)};
   auto& impl = db->get();
+  // SST files of writes a crash interrupted (never ingested) go; the folder
+  // is there for the writers to come.
+  {
+    auto folder = std::filesystem::path{impl.path} / upload_folder;
+    std::error_code fs_err;
+    std::filesystem::remove_all(folder, fs_err);
+    if (!fs_err)
+      std::filesystem::create_directories(folder, fs_err);
+    if (fs_err)
+      return caf::make_error(ec::storage_error,
+                             "cannot prepare " + folder.string() + ": "
+                               + fs_err.message());
+  }
   std::vector<std::string> interrupted;
   {
     std::unique_ptr<rocksdb::Iterator> it{

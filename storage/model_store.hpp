@@ -99,9 +99,11 @@ private:
 /// Models by id in the shared database. Thread-safe.
 ///
 /// Layout: `model_chunks` holds `<id>\0<chunk index, 8 bytes big-endian>`
-/// → chunk bytes (1 MiB by default, in blob files); `model_meta` holds
-/// `<id>` → ModelMeta; `model_pending` marks writes in progress so that a
-/// write interrupted by a crash is cleaned up on the next open.
+/// → chunk bytes (1 MiB by default); `model_meta` holds `<id>` → ModelMeta;
+/// `model_pending` marks writes in progress so that a write interrupted by a
+/// crash is cleaned up on the next open. Chunks past the first 16 MiB of a
+/// model are written to an SST file in `<database>/model-uploads/` and
+/// ingested into `model_chunks` at commit; that folder is emptied on open.
 class model_store : public std::enable_shared_from_this<model_store> {
 public:
   /// Default chunk size: 1 MiB, FEDn's transfer chunk.

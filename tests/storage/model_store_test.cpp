@@ -204,9 +204,9 @@ TEST_CASE("model store: a write interrupted by a crash is cleaned on open") {
 
 TEST_CASE("model store: a large model committed just before a crash is "
           "kept whole") {
-  // Past 64 MiB a model's chunks skip the WAL; commit must flush them
-  // before the model becomes visible, or a crash right after commit would
-  // lose them.
+  // Past 16 MiB a model's chunks skip the WAL and the memtable (an SST
+  // file of their own); commit must sync and ingest that file before the
+  // model becomes visible, or a crash right after commit would lose them.
   temp_dir dir;
   constexpr size_t big = 100u << 20;
   auto pid = fork();
@@ -234,6 +234,61 @@ TEST_CASE("model store: a large model committed just before a crash is "
   CHECK(*bytes == random_bytes(big, 7));
 }
 
+TEST_CASE("model store: a large write aborted or interrupted leaves no file "
+          "behind") {
+  // 40 MiB: past the point where chunks go to an SST file of their own.
+  constexpr size_t big = 40u << 20;
+  temp_dir dir;
+  auto uploads = std::filesystem::path{dir.sub("db")} / "model-uploads";
+  auto files_left = [&] {
+    size_t n = 0;
+    for ([[maybe_unused]] auto& entry :
+         std::filesystem::directory_iterator(uploads))
+      ++n;
+    return n;
+  };
+  {
+    auto store = open_store(dir);
+    auto writer = store->begin_write("aborted");
+    REQUIRE(writer);
+    REQUIRE(!(*writer)->write(random_bytes(big, 5)));
+    CHECK(files_left() == 1);
+    (*writer)->abort();
+    CHECK(files_left() == 0);
+    CHECK(!*store->exists("aborted"));
+    // A committed large model leaves no file behind either, and reads back.
+    REQUIRE(store->put("aborted", random_bytes(big, 6)));
+    CHECK(files_left() == 0);
+    CHECK(*store->get("aborted") == random_bytes(big, 6));
+  }
+  auto pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    auto db = database::open(dir.sub("db"));
+    if (!db)
+      _exit(2);
+    auto store = model_store::open(*db);
+    if (!store)
+      _exit(3);
+    auto w = (*store)->begin_write("crashed-big");
+    if (!w || (*w)->write(random_bytes(big, 8)))
+      _exit(4);
+    _exit(0); // No commit, no abort: as a crash.
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  CHECK(files_left() == 1);
+  auto store = open_store(dir);
+  CHECK(store->recovered_on_open() == 1);
+  CHECK(files_left() == 0);
+  CHECK(!*store->exists("crashed-big"));
+  CHECK(*store->get("aborted") == random_bytes(big, 6));
+  REQUIRE(store->put("crashed-big", "small now"));
+  CHECK(*store->get("crashed-big") == "small now");
+}
+
 TEST_CASE("model store: a flipped byte on disk is detected and named") {
   temp_dir dir;
   auto content = random_bytes(4 << 20, 99);
@@ -247,6 +302,8 @@ TEST_CASE("model store: a flipped byte on disk is detected and named") {
   }
   size_t flipped = 0;
   for (auto& entry : std::filesystem::directory_iterator(dir.sub("db"))) {
+    if (!entry.is_regular_file())
+      continue;
     std::ifstream in{entry.path(), std::ios::binary};
     std::string bytes{std::istreambuf_iterator<char>{in}, {}};
     auto pos = bytes.find(needle);
