@@ -86,6 +86,7 @@ int run(const combiner_args& a) {
     return 2;
   }
   setup_logger("rondo-combiner", a.log_level);
+  keep_freed_memory();
   auto signals = block_stop_signals();
   auto stores = open_stores(a.db);
   if (!stores) {

@@ -65,6 +65,7 @@ int run(const controller_args& a) {
     return 2;
   }
   setup_logger("rondo-controller", a.log_level);
+  keep_freed_memory();
   auto signals = block_stop_signals();
   auto stores = open_stores(a.db);
   if (!stores) {

@@ -15,6 +15,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -33,6 +34,14 @@ namespace rondo::apps {
 caf::timespan seconds(double x) {
   return std::chrono::duration_cast<caf::timespan>(
     std::chrono::duration<double>(x));
+}
+
+void keep_freed_memory() {
+  // 32 MiB is the largest threshold glibc accepts on 64-bit (half its
+  // heap size); setting either value also turns glibc's dynamic
+  // adjustment of both off.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
 }
 
 sigset_t block_stop_signals() {
