@@ -27,6 +27,7 @@
 #include <xxhash.h>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -306,6 +307,11 @@ int main(int argc, char** argv) {
                  "Working directory for the combiner's database (default: a "
                  "new one under the temp dir, removed at exit)");
   CLI11_PARSE(app, argc, argv);
+  // The client keeps its freed buffers as the combiner does (see
+  // apps::keep_freed_memory), so that the download rate shows the
+  // combiner's, not this process's page faults.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
 
   auto chunk = chunk_kib << 10;
   auto total = uint64_t{size_mib} << 20;
