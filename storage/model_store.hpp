@@ -49,8 +49,10 @@ public:
   /// writer is then aborted), `ec::invalid_state` after commit or abort.
   caf::error write(std::string_view bytes);
 
-  /// Writes the last chunk and the model's metadata atomically with a synced
-  /// WAL: afterwards the model is durable and visible.
+  /// Writes the last chunk; for a model past 16 MiB, syncs its SST file and
+  /// ingests it into the database; then writes the model's metadata with a
+  /// synced WAL: afterwards the model is durable and visible. On failure
+  /// the writer is aborted (nothing stays behind).
   /// @returns the committed model's info, or `ec::storage_error`.
   caf::expected<model_info> commit();
 
