@@ -22,12 +22,17 @@
 // ModelResponse{id, status=FAILED, message} and the stream ends (status
 // OK, as FEDn's clients expect). A model found corrupt mid-stream: one
 // FAILED message after the chunks sent so far, then the end.
+// Download is a raw (ByteBuffer) method: each chunk is handed to gRPC as a
+// slice of its own, not copied by protobuf's serializer.
 
 #include "gateway/edge_core.hpp"
 #include "messages/error.hpp"
 #include "storage/model_store.hpp"
 
 #include <caf/atom.hpp>
+
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/slice.h>
 
 #include <optional>
 
@@ -163,10 +168,57 @@ private:
   bool terminated_ = false;
 };
 
-class download final : public grpc::ServerWriteReactor<fedn::ModelResponse> {
+/// A ModelResponse in wire format whose `data` is `data` itself, not a
+/// copy: gRPC sends the bytes from the string, which the returned buffer
+/// owns. `head` must not carry data.
+grpc::ByteBuffer with_data(const fedn::ModelResponse& head, std::string data) {
+  auto bytes = head.SerializeAsString();
+  if (data.empty()) {
+    grpc::Slice only{bytes};
+    return grpc::ByteBuffer{&only, 1};
+  }
+  // Field 1 (data), wire type 2 (length-delimited), then the length as a
+  // varint; protobuf accepts fields in any order.
+  bytes.push_back(static_cast<char>((1 << 3) | 2));
+  for (auto n = uint64_t{data.size()};; n >>= 7) {
+    if (n < 0x80) {
+      bytes.push_back(static_cast<char>(n));
+      break;
+    }
+    bytes.push_back(static_cast<char>((n & 0x7f) | 0x80));
+  }
+  auto* owned = new std::string(std::move(data));
+  grpc::Slice slices[] = {
+    grpc::Slice{bytes},
+    grpc::Slice{owned->data(), owned->size(),
+                [](void* p) { delete static_cast<std::string*>(p); }, owned},
+  };
+  return grpc::ByteBuffer{slices, 2};
+}
+
+/// Parses the Download request (small) from its wire bytes.
+bool parse_request(const grpc::ByteBuffer& raw, fedn::ModelRequest& req) {
+  std::vector<grpc::Slice> slices;
+  if (!raw.Dump(&slices).ok())
+    return false;
+  std::string bytes;
+  for (auto& slice : slices)
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  return req.ParseFromString(bytes);
+}
+
+/// The download stream, written as raw ByteBuffers so that each chunk goes
+/// to gRPC without protobuf serializing (copying) it.
+class download final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 public:
-  download(std::shared_ptr<edge_core> core, const fedn::ModelRequest* req)
-    : core_(std::move(core)), id_(req->id()) {
+  download(std::shared_ptr<edge_core> core, const grpc::ByteBuffer* raw)
+    : core_(std::move(core)) {
+    fedn::ModelRequest req;
+    if (!parse_request(*raw, req)) {
+      fail("download: the request is not a ModelRequest");
+      return;
+    }
+    id_ = req.id();
     if (id_.empty()) {
       fail("download: the request has no id");
       return;
@@ -211,38 +263,40 @@ private:
         return;
       }
       if (!*more) {
-        msg_.Clear();
-        msg_.set_id(id_);
-        msg_.set_status(fedn::OK);
+        fedn::ModelResponse end;
+        end.set_id(id_);
+        end.set_status(fedn::OK);
+        out_ = with_data(end, {});
         last_ = true;
-        StartWriteAndFinish(&msg_, grpc::WriteOptions(), grpc::Status::OK);
+        StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
         return;
       }
     }
-    msg_.Clear();
-    msg_.set_id(id_);
-    msg_.set_status(fedn::IN_PROGRESS);
+    fedn::ModelResponse head;
+    head.set_id(id_);
+    head.set_status(fedn::IN_PROGRESS);
     if (offset_ == 0 && buf_.size() <= limit) {
       // The whole store chunk fits one message: hand the buffer over.
-      msg_.mutable_data()->swap(buf_);
+      out_ = with_data(head, std::move(buf_));
       buf_.clear();
     } else {
       auto n = std::min(limit, buf_.size() - offset_);
-      msg_.set_data(buf_.data() + offset_, n);
+      out_ = with_data(head, buf_.substr(offset_, n));
       offset_ += n;
     }
-    StartWrite(&msg_);
+    StartWrite(&out_);
   }
 
   /// One FAILED message, then the end of the stream (status OK).
   void fail(const std::string& reason) {
     spdlog::warn("edge: {}", reason);
-    msg_.Clear();
-    msg_.set_id(id_);
-    msg_.set_status(fedn::FAILED);
-    msg_.set_message(reason);
+    fedn::ModelResponse msg;
+    msg.set_id(id_);
+    msg.set_status(fedn::FAILED);
+    msg.set_message(reason);
+    out_ = with_data(msg, {});
     last_ = true;
-    StartWriteAndFinish(&msg_, grpc::WriteOptions(), grpc::Status::OK);
+    StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
   }
 
   std::shared_ptr<edge_core> core_;
@@ -250,11 +304,15 @@ private:
   std::optional<storage::model_reader> reader_;
   std::string buf_;
   size_t offset_ = 0;
-  fedn::ModelResponse msg_;
+  /// The message being written (gRPC reads it until OnWriteDone).
+  grpc::ByteBuffer out_;
   bool last_ = false;
 };
 
-class model_service final : public fedn::ModelService::CallbackService {
+class model_service final
+  : public fedn::ModelService::WithCallbackMethod_Upload<
+      fedn::ModelService::WithRawCallbackMethod_Download<
+        fedn::ModelService::Service>> {
 public:
   explicit model_service(std::shared_ptr<edge_core> core)
     : core_(std::move(core)) {
@@ -265,9 +323,9 @@ public:
     return new upload(core_, response);
   }
 
-  grpc::ServerWriteReactor<fedn::ModelResponse>*
+  grpc::ServerWriteReactor<grpc::ByteBuffer>*
   Download(grpc::CallbackServerContext*,
-           const fedn::ModelRequest* req) override {
+           const grpc::ByteBuffer* req) override {
     return new download(core_, req);
   }
 
