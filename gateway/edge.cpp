@@ -319,6 +319,9 @@ caf::expected<uint16_t> combiner_edge::start(const std::string& host,
   // Keep pinging idle connections (default: stop after 2 pings without
   // data), so a vanished client with an open TaskStream is detected.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // gRPC sets SO_REUSEPORT by default: a second combiner on a taken port
+  // would start, and clients would be split between the two at random.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   impl_->services.push_back(detail::make_connector_service(core));
   impl_->services.push_back(detail::make_combiner_service(core));
   impl_->services.push_back(detail::make_model_service(core));

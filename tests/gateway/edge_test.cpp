@@ -835,3 +835,23 @@ TEST_CASE("edge: a validator-only client never gets training tasks") {
   CHECK(p["nr_expected_updates"] == "1");
   CHECK(!v.next(0s));
 }
+
+TEST_CASE("edge: a second combiner cannot take a port that is in use") {
+  edge_fixture f;
+  gateway::combiner_edge second{*f.sys, f.combiner, f.models, f.state,
+                                default_edge_config()};
+  auto p = second.start("127.0.0.1", f.port);
+  REQUIRE(!p);
+  CHECK(p.error() == ec::invalid_config);
+  CHECK(render(p.error()).find("cannot listen on 127.0.0.1:"
+                                + std::to_string(f.port))
+        != std::string::npos);
+  second.stop();
+  // The first one still serves.
+  grpc::ClientContext ctx;
+  set_deadline(ctx, 10s);
+  fedn::ConnectionRequest req;
+  fedn::ConnectionResponse resp;
+  auto status = f.connector->AcceptingClients(&ctx, req, &resp);
+  CHECK(status.ok());
+}
