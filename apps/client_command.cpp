@@ -29,6 +29,8 @@ namespace {
 
 struct client_args {
   client::client_config cfg;
+  /// --port, range-checked before it goes to cfg.port.
+  int port = 12080;
   std::string package;
   bool trainer = true;
   bool validator = true;
@@ -160,8 +162,9 @@ void add_client_command(CLI::App& app, int& exit_code) {
               "training/validation tasks with a compute package (fedn.yaml)");
   auto& cfg = a->cfg;
   cmd->add_option("--host", cfg.host, "Combiner host")->capture_default_str();
-  cmd->add_option("--port", cfg.port, "Combiner gRPC port")
-    ->capture_default_str();
+  cmd->add_option("--port", a->port, "Combiner gRPC port (1..65535)")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 65535));
   cmd->add_option("--name", cfg.name, "Client name")->required();
   cmd->add_option("--client-id", cfg.client_id,
                   "Client id (default: a new UUID)");
@@ -187,7 +190,10 @@ void add_client_command(CLI::App& app, int& exit_code) {
                   "Parent of the per-task temporary directories "
                   "(default: $TMPDIR or /tmp)");
   cmd->add_flag("-v,--verbose", a->verbose, "Debug logging");
-  cmd->callback([a, &exit_code] { exit_code = run_client(*a); });
+  cmd->callback([a, &exit_code] {
+    a->cfg.port = static_cast<uint16_t>(a->port);
+    exit_code = run_client(*a);
+  });
 }
 
 } // namespace rondo::apps

@@ -7,6 +7,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"Rondo: a federated-learning round engine speaking FEDn's "
                "client protocol"};
+  app.set_version_flag("--version", "rondo " RONDO_VERSION);
   app.require_subcommand(1);
   int exit_code = 0;
   rondo::apps::add_config_command(app, exit_code);

@@ -126,9 +126,7 @@ void setup_logger(const std::string& name, const std::string& level) {
 caf::expected<process_stores> open_stores(const std::string& dir) {
   auto db = storage::database::open(dir);
   if (!db)
-    return caf::make_error(ec::storage_error,
-                           "cannot open database " + dir + ": "
-                             + render(db.error()));
+    return db.error(); // names the directory and RocksDB's reason
   auto models = storage::model_store::open(*db);
   auto state = storage::state_store::open(*db);
   if (!models || !state)

@@ -1,5 +1,7 @@
 #include "apps/commands.hpp"
 #include "messages/error.hpp"
+#include "model/errors.hpp"
+#include "model/npz.hpp"
 #include "storage/model_store.hpp"
 
 #include <CLI/CLI.hpp>
@@ -26,7 +28,7 @@ open_store(const std::string& path) {
   if (!std::filesystem::exists(std::filesystem::path{path} / "CURRENT"))
     return caf::make_error(ec::not_found,
                            "no database at " + path
-                             + " (give the --db directory of a combiner)");
+                             + " (give the --db directory of a combiner or controller)");
   auto db = storage::database::open(path);
   if (!db)
     return db.error();
@@ -77,6 +79,11 @@ void add_store_command(CLI::App& app, int& exit_code) {
   import->add_option("file", a->file)->required()->check(CLI::ExistingFile);
   import->callback([a, &exit_code] {
     with_store(*a, exit_code, [&a](storage::model_store& s) -> caf::error {
+      // Only models go in: the whole file must read as an npz model.
+      if (auto m = read_npz_file(a->file); !m)
+        return caf::make_error(ec::malformed_model,
+                               a->file + " is not a model: "
+                                 + error_detail(m.error()));
       std::ifstream in{a->file, std::ios::binary};
       auto writer = s.begin_write(a->model_id);
       if (!writer)
@@ -123,6 +130,7 @@ void add_store_command(CLI::App& app, int& exit_code) {
       out.close();
       if (!out || std::rename(tmp.c_str(), a->file.c_str()) != 0)
         return caf::make_error(ec::storage_error, "cannot write " + a->file);
+      std::cout << "wrote " << a->file << "\n";
       return caf::none;
     });
   });
@@ -156,8 +164,11 @@ void add_store_command(CLI::App& app, int& exit_code) {
   auto* del = store->add_subcommand("delete", "Delete MODEL_ID");
   del->add_option("model_id", a->model_id)->required();
   del->callback([a, &exit_code] {
-    with_store(*a, exit_code, [&a](storage::model_store& s) {
-      return s.remove(a->model_id);
+    with_store(*a, exit_code, [&a](storage::model_store& s) -> caf::error {
+      if (auto err = s.remove(a->model_id))
+        return err;
+      std::cout << "deleted " << a->model_id << "\n";
+      return caf::none;
     });
   });
 }

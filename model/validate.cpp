@@ -76,10 +76,18 @@ caf::error check_compatible(const model_spec& update,
     auto& u = update[i];
     auto& g = global[i];
     auto what = "update tensor '" + u.name + "'";
-    if (u.name != g.name)
+    if (u.name != g.name) {
+      // numpy.savez(path, a, b) names members arr_0, arr_1, ...
+      auto hint = u.name.rfind("arr_", 0) == 0
+                    ? std::string{" (numpy.savez without keyword names gives "
+                                  "arr_0, arr_1, ...; FEDn's numpyhelper "
+                                  "names the tensors '0', '1', ...)"}
+                    : std::string{};
       return caf::make_error(ec::shape_mismatch,
                              what + " at position " + std::to_string(i)
-                               + " != global tensor '" + g.name + "'");
+                               + " != global tensor '" + g.name + "'"
+                               + hint);
+    }
     if (u.type != g.type)
       return caf::make_error(ec::shape_mismatch,
                              what + ": dtype " + to_string(u.type)

@@ -98,8 +98,13 @@ database::open(const database_options& opts) {
   rocksdb::DB* raw = nullptr;
   auto st = rocksdb::DB::Open(db_opts, opts.path, descriptors,
                               &state->handles, &raw);
-  if (!st.ok())
-    return to_error(st, "cannot open database " + opts.path);
+  if (!st.ok()) {
+    auto what = "cannot open database " + opts.path;
+    if (st.ToString().find("LOCK") != std::string::npos)
+      what += " (another Rondo process, a combiner, a controller or a "
+              "`rondo store` command, is using it)";
+    return to_error(st, what);
+  }
   state->db.reset(raw);
   return std::shared_ptr<database>{new database(std::move(state))};
 }

@@ -123,6 +123,14 @@ TEST_CASE("validation: keys, order, dtypes and shapes must match") {
     RONDO_CHECK_SAYS(check_compatible(u, g),
                      "update tensor '1' at position 0 != global tensor '0'");
   }
+  SUBCASE("numpy's default names say how FEDn names tensors") {
+    auto u = g;
+    u[0].name = "arr_0";
+    auto err = check_compatible(u, g);
+    RONDO_CHECK_SAYS(err, "update tensor 'arr_0' at position 0 != global "
+                          "tensor '0' (numpy.savez without keyword names");
+    RONDO_CHECK_SAYS(err, "names the tensors '0', '1', ...)");
+  }
   SUBCASE("missing tensor") {
     model_spec u{g[0]};
     RONDO_CHECK_SAYS(check_compatible(u, g), "missing tensor '1'");
