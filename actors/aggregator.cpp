@@ -2,6 +2,7 @@
 
 #include "actors/type_ids.hpp"
 #include "messages/error.hpp"
+#include "model/errors.hpp"
 #include "model/aggregator.hpp"
 #include "model/npz.hpp"
 #include "storage/model_store.hpp"
@@ -28,7 +29,7 @@ update_verdict aggregator_actor_state::add(const model_update& update) {
   auto reader = npz_reader::open_bytes(std::string_view{*bytes});
   if (!reader)
     return reject("model update " + update.model_update_id
-                  + " is not a valid model: " + render(reader.error()));
+                  + " is not a valid model: " + error_detail(reader.error()));
   if (auto err = agg->add(**reader, update.num_examples))
     return reject(render(err));
   folded.insert(update.model_update_id);

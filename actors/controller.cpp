@@ -5,6 +5,7 @@
 #include "messages/error.hpp"
 #include "messages/ids.hpp"
 #include "model/aggregator.hpp"
+#include "model/errors.hpp"
 #include "model/npz.hpp"
 #include "storage/model_store.hpp"
 #include "storage/state_store.hpp"
@@ -682,7 +683,7 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
       if (!m)
         return caf::make_error(ec::malformed_model,
                                "seed model is not a valid model: "
-                                 + render(m.error()));
+                                 + error_detail(m.error()));
       if (m->empty())
         return caf::make_error(ec::malformed_model,
                                "seed model has no tensors");

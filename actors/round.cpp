@@ -3,6 +3,7 @@
 #include "actors/aggregator.hpp"
 #include "actors/type_ids.hpp"
 #include "messages/error.hpp"
+#include "model/errors.hpp"
 #include "messages/ids.hpp"
 #include "model/aggregator.hpp"
 #include "model/npz.hpp"
@@ -244,7 +245,7 @@ void stage(self_ptr self, std::vector<active_client> active) {
           if (!global) {
             fail(self, "global model " + blob.model_id
                          + " is not a valid model: "
-                         + render(global.error()));
+                         + error_detail(global.error()));
             return;
           }
           if (auto err = st.pending_agg->begin(*global)) {
