@@ -21,19 +21,8 @@ public:
   caf::expected<model> finish() override {
     if (auto err = end())
       return err;
-    auto total = sum_.total_weight();
-    model out;
-    auto& spec = sum_.spec();
-    out.reserve(spec.size());
-    for (size_t i = 0; i < spec.size(); ++i) {
-      // Each tensor's sum becomes its result: peak memory stays at the sums.
-      auto t = finish_in_place(sum_.take(i), total, spec[i],
-                               "fedavg: aggregate tensor");
-      if (!t)
-        return t.error();
-      out.push_back(std::move(*t));
-    }
-    return out;
+    // Each tensor's sum becomes its result: peak memory stays at the sums.
+    return sum_.finish_all(sum_.total_weight(), "fedavg: aggregate tensor");
   }
 
 };

@@ -434,6 +434,31 @@ void weighted_sum::release(size_t index) {
   sums_[index] = byte_buffer{};
 }
 
+caf::expected<model> weighted_sum::finish_all(double divisor,
+                                              const std::string& what) {
+  // Largest tensors first, so that the threads end close together.
+  std::vector<size_t> order(spec_.size());
+  for (size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return spec_[a].count() > spec_[b].count();
+  });
+  std::vector<caf::expected<tensor>> results(spec_.size(), tensor{});
+  auto threads = std::max(1u, tuning_.threads);
+  run_parallel(order.size(), threads, [&](size_t k, unsigned) {
+    auto i = order[k];
+    results[i] = finish_in_place(take(i), divisor, spec_[i], what);
+  });
+  model out;
+  out.reserve(results.size());
+  for (auto& r : results) {
+    if (!r)
+      return r.error();
+    out.push_back(std::move(*r));
+  }
+  return out;
+}
+
 byte_buffer weighted_sum::take(size_t index) {
   return std::move(sums_[index]);
 }
