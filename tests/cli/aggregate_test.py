@@ -7,17 +7,17 @@ the output model, the accepted/rejected lines and the exit code. Exits 77
 (ctest: skipped) when numpy is missing, rather than passing.
 """
 
-import argparse
 import os
 import subprocess
 import sys
-import tempfile
 
 try:
     import numpy as np
 except ImportError:
     print("skipped: numpy missing")
     sys.exit(77)
+
+from cli_cases import check, run_cases  # noqa: E402
 
 RONDO = os.environ.get("RONDO_BIN", "rondo")
 
@@ -45,11 +45,6 @@ def load(path):
 def run(args):
     return subprocess.run([RONDO, "aggregate"] + args, capture_output=True,
                           text=True, timeout=120)
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def fedavg_reference(updates):
@@ -143,14 +138,5 @@ CASES = {
 }
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--case", choices=sorted(CASES), required=True)
-    a = p.parse_args()
-    with tempfile.TemporaryDirectory(prefix="rondo-aggregate-") as d:
-        CASES[a.case](d)
-    print(f"{a.case}: ok")
-
-
 if __name__ == "__main__":
-    main()
+    run_cases(CASES, "rondo-aggregate-")

@@ -3,11 +3,9 @@
 back out bit for bit. Uses the `rondo` binary ($RONDO_BIN); exits 77
 (ctest: skipped) when numpy is missing."""
 
-import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 try:
@@ -16,17 +14,14 @@ except ImportError:
     print("skipped: numpy missing")
     sys.exit(77)
 
+from cli_cases import check, run_cases  # noqa: E402
+
 RONDO = os.environ.get("RONDO_BIN", "rondo")
 
 
 def store(db, *args):
     return subprocess.run([RONDO, "store", "--db", db] + list(args),
                           capture_output=True, text=True, timeout=60)
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def case_import_export_roundtrip(d):
@@ -69,14 +64,5 @@ def case_import_export_roundtrip(d):
 CASES = {"import_export_roundtrip": case_import_export_roundtrip}
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--case", choices=sorted(CASES), required=True)
-    a = p.parse_args()
-    with tempfile.TemporaryDirectory(prefix="rondo-store-") as d:
-        CASES[a.case](d)
-    print(f"{a.case}: ok")
-
-
 if __name__ == "__main__":
-    main()
+    run_cases(CASES, "rondo-store-")
