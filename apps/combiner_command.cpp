@@ -42,6 +42,7 @@ struct combiner_args {
   double liveness_timeout = 10;
   double client_wait_timeout = 30;
   uint64_t max_model_bytes = uint64_t{10} << 30;
+  bool keep_rejected_updates = false;
   std::string port_file;
   std::string log_level = "info";
   /// The controller's host:port; empty: a standalone combiner.
@@ -103,6 +104,7 @@ int run(const combiner_args& a) {
   gateway::edge_config ecfg;
   ecfg.combiner_id = a.name;
   ecfg.max_model_bytes = a.max_model_bytes;
+  ecfg.keep_rejected_updates = a.keep_rejected_updates;
   ecfg.client_wait_timeout = ccfg.rounds.client_wait_timeout;
   if (auto err = gateway::validate(ecfg)) {
     std::cerr << "error: " << render(err) << "\n";
@@ -192,6 +194,9 @@ void add_combiner_command(CLI::App& app, int& exit_code) {
                   "Seconds a round waits for clients_required active "
                   "clients")
     ->capture_default_str();
+  cmd->add_flag("--keep-rejected-updates", a->keep_rejected_updates,
+                "Keep the models of rejected model updates in the store "
+                "(default: deleted once rejected), e.g. to inspect them");
   cmd->add_option("--max-model-bytes", a->max_model_bytes,
                   "Largest model a client may upload, in bytes")
     ->capture_default_str();

@@ -86,12 +86,35 @@ fedn::TaskRequest to_task_request(const client_task& task,
   return r;
 }
 
+/// After the combiner's verdict on the ModelUpdate naming `model_id`: an
+/// accepted update is the round's from now on; a rejected one that
+/// `client_id` uploaded through this edge is deleted unless
+/// `keep_rejected_updates` (nothing else will ever read it).
+void settle_upload(edge_core& core, const std::string& model_id,
+                   const std::string& client_id, bool accepted) {
+  if (accepted) {
+    core.update_taken(model_id);
+    return;
+  }
+  if (core.cfg.keep_rejected_updates
+      || !core.take_rejected_upload(model_id, client_id))
+    return;
+  if (auto err = core.models->remove(model_id))
+    spdlog::warn("edge: cannot delete rejected model update {}: {}",
+                 model_id, render(err));
+  else
+    spdlog::info("edge: deleted rejected model update {} of client '{}'",
+                 model_id, client_id);
+}
+
 /// Asks the combiner for the verdict on `msg` (a model_update or a
-/// model_validation) and answers the call with it.
+/// model_validation) and answers the call with it. For a model update,
+/// `update_model_id` names its model for settle_upload.
 template <class Msg>
 void ask_verdict(const std::shared_ptr<edge_core>& core,
                  std::shared_ptr<deferred_call<fedn::Response>> call,
-                 const char* what, Msg msg) {
+                 const char* what, Msg msg,
+                 std::string update_model_id = {}) {
   auto me = core->me();
   call->set_fallback(grpc::Status::OK, [me](fedn::Response& r) {
     *r.mutable_sender() = me;
@@ -101,7 +124,10 @@ void ask_verdict(const std::shared_ptr<edge_core>& core,
   auto correlation_id = msg.correlation_id;
   ask(
     core->sys, call, core->combiner, core->cfg.update_timeout,
-    [call, me, what, client_id, correlation_id](update_verdict& v) {
+    [core, call, me, what, client_id, correlation_id,
+     update_model_id](update_verdict& v) {
+      if (!update_model_id.empty())
+        settle_upload(*core, update_model_id, client_id, v.accepted);
       if (v.accepted)
         spdlog::info("edge: accepted {} of client '{}' (correlation id {})",
                      what, client_id, correlation_id);
@@ -418,7 +444,9 @@ public:
     u.model_update_id = req->model_update_id();
     u.num_examples = *n;
     u.meta = req->meta();
-    ask_verdict(core_, std::move(call), "model update", std::move(u));
+    auto model_id = u.model_update_id;
+    ask_verdict(core_, std::move(call), "model update", std::move(u),
+                std::move(model_id));
     return reactor;
   }
 

@@ -214,6 +214,27 @@ void edge_core::touch(const client_info& info) {
     [](const std::string& reason) { spdlog::warn("edge: {}", reason); });
 }
 
+void edge_core::uploaded(const std::string& model_id,
+                         const std::string& client_id) {
+  std::lock_guard<std::mutex> guard{uploads_mtx_};
+  uploads_[model_id] = client_id;
+}
+
+void edge_core::update_taken(const std::string& model_id) {
+  std::lock_guard<std::mutex> guard{uploads_mtx_};
+  uploads_.erase(model_id);
+}
+
+bool edge_core::take_rejected_upload(const std::string& model_id,
+                                     const std::string& client_id) {
+  std::lock_guard<std::mutex> guard{uploads_mtx_};
+  auto i = uploads_.find(model_id);
+  if (i == uploads_.end() || i->second != client_id)
+    return false;
+  uploads_.erase(i);
+  return true;
+}
+
 fedn::Client edge_core::me() const {
   fedn::Client c;
   c.set_name(cfg.combiner_id);

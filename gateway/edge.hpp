@@ -38,6 +38,12 @@ struct edge_config {
   /// Largest model an Upload may store, in bytes; a larger upload fails
   /// with RESOURCE_EXHAUSTED and leaves nothing behind. Default 10 GiB.
   uint64_t max_model_bytes = uint64_t{10} << 30;
+  /// Keep a model update in the store when its ModelUpdate is rejected
+  /// (stale, for another client's task, invalid). Default false: the edge
+  /// deletes it, provided the rejected client uploaded it through this
+  /// edge and no round accepted it; accepted updates are the round's to
+  /// delete (`delete_models_storage`). True keeps them for inspection.
+  bool keep_rejected_updates = false;
   /// Largest `data` of one Download message, in bytes (> 0). Default 1 MiB,
   /// FEDn's chunk size.
   uint32_t chunk_bytes = 1u << 20;

@@ -125,10 +125,27 @@ public:
   /// fire-and-forget when the session is cached.
   void touch(const client_info& info);
 
+  /// Remembers that `client_id` uploaded `model_id` through this edge (a
+  /// model update no round has taken yet). Thread-safe.
+  void uploaded(const std::string& model_id, const std::string& client_id);
+
+  /// A round took the model update `model_id`: it is no longer the edge's
+  /// to delete. Thread-safe.
+  void update_taken(const std::string& model_id);
+
+  /// Whether `client_id` uploaded `model_id` through this edge and no
+  /// round took it; if so the edge forgets it (the caller deletes it).
+  bool take_rejected_upload(const std::string& model_id,
+                            const std::string& client_id);
+
   /// This combiner as a FEDn `Client` (role COMBINER).
   fedn::Client me() const;
 
 private:
+  std::mutex uploads_mtx_;
+  /// Model id -> the client that uploaded it, until a round takes it or its
+  /// ModelUpdate is rejected.
+  std::unordered_map<std::string, std::string> uploads_;
   std::mutex pending_mtx_;
   bool stopping_ = false;
   std::unordered_map<const pending*, std::weak_ptr<pending>> pending_;

@@ -55,8 +55,11 @@ grpc::StatusCode to_code(const caf::error& err) {
 
 class upload final : public grpc::ServerReadReactor<fedn::ModelRequest> {
 public:
-  upload(std::shared_ptr<edge_core> core, fedn::ModelResponse* response)
-    : core_(std::move(core)), response_(response) {
+  /// `uploader`: the client's id from the call's metadata (may be empty).
+  upload(std::shared_ptr<edge_core> core, fedn::ModelResponse* response,
+         std::string uploader)
+    : core_(std::move(core)), response_(response),
+      uploader_(std::move(uploader)) {
     StartRead(&req_);
   }
 
@@ -143,6 +146,8 @@ private:
       return fail(grpc::StatusCode::INTERNAL,
                   "upload of model " + id_ + ": " + render(info.error()));
     writer_.reset();
+    if (!uploader_.empty())
+      core_->uploaded(id_, uploader_);
     spdlog::info("edge: stored model {} ({} bytes)", id_, info->size_bytes);
     response_->set_id(id_);
     response_->set_status(fedn::OK);
@@ -162,6 +167,7 @@ private:
 
   std::shared_ptr<edge_core> core_;
   fedn::ModelResponse* response_;
+  std::string uploader_;
   fedn::ModelRequest req_;
   std::string id_;
   std::unique_ptr<storage::model_writer> writer_;
@@ -319,8 +325,9 @@ public:
   }
 
   grpc::ServerReadReactor<fedn::ModelRequest>*
-  Upload(grpc::CallbackServerContext*, fedn::ModelResponse* response) override {
-    return new upload(core_, response);
+  Upload(grpc::CallbackServerContext* ctx,
+         fedn::ModelResponse* response) override {
+    return new upload(core_, response, identify(fedn::Client{}, ctx).id);
   }
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>*

@@ -239,12 +239,16 @@ struct edge_fixture {
   }
 
   /// Uploads `bytes` as `id` in chunks of `chunk` bytes, with the
-  /// terminator unless told otherwise.
+  /// terminator unless told otherwise; as FEDn's client `client` (call
+  /// metadata) when given.
   grpc::Status upload(const std::string& id, const std::string& bytes,
                       size_t chunk = mib, bool terminator = true,
-                      fedn::ModelResponse* out = nullptr) {
+                      fedn::ModelResponse* out = nullptr,
+                      const std::string& client = {}) {
     grpc::ClientContext ctx;
     set_deadline(ctx, 60s);
+    if (!client.empty())
+      ctx.AddMetadata("client", client);
     fedn::ModelResponse response;
     auto writer = model_stub->Upload(&ctx, &response);
     bool ok = true;
@@ -470,10 +474,37 @@ TEST_CASE("edge: a FedAvg round end to end over FEDn gRPC") {
   REQUIRE(result.status.ok());
   CHECK(result.messages.back().status() == fedn::OK);
   CHECK(all_near(values_of(result.bytes), n, 4.0));
-  // An answer after the round ended is stale: rejected, status still OK.
-  REQUIRE(f.upload("update-late", npz(n, 9.0)).ok());
+  // An answer after the round ended is stale: rejected, status still OK,
+  // and the model it names, uploaded by that client, is deleted.
+  REQUIRE(f.upload("update-late", npz(n, 9.0), mib, true, nullptr, "a").ok());
+  REQUIRE(*f.models->exists("update-late"));
   auto late = f.send_update("a", task_a, "update-late", f.fedn_meta(10));
   CHECK(late.rfind("rejected: stale update", 0) == 0);
+  CHECK(!*f.models->exists("update-late"));
+  // A rejected ModelUpdate naming a model another client uploaded, or one
+  // that came in another way, deletes nothing.
+  REQUIRE(f.upload("update-of-b", npz(n, 9.0), mib, true, nullptr, "b").ok());
+  CHECK(f.send_update("a", task_a, "update-of-b", f.fedn_meta(10))
+          .rfind("rejected: stale update", 0)
+        == 0);
+  CHECK(*f.models->exists("update-of-b"));
+  CHECK(f.send_update("a", task_a, "m0", f.fedn_meta(10))
+          .rfind("rejected: stale update", 0)
+        == 0);
+  CHECK(*f.models->exists("m0"));
+}
+
+TEST_CASE("edge: keep_rejected_updates keeps a rejected update's model") {
+  auto cfg = default_edge_config();
+  cfg.keep_rejected_updates = true;
+  edge_fixture f{cfg};
+  REQUIRE(f.upload("kept", npz(4, 1.0), mib, true, nullptr, "a").ok());
+  fedn::TaskRequest none;
+  none.set_model_id("m0");
+  none.set_correlation_id("no-such-task");
+  CHECK(f.send_update("a", none, "kept", f.fedn_meta(10)).rfind("rejected", 0)
+        == 0);
+  CHECK(*f.models->exists("kept"));
 }
 
 TEST_CASE("edge: malformed meta and foreign updates never reach the "
