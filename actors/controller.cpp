@@ -493,16 +493,25 @@ void start_round(self_ptr self) {
   select_combiners(self);
 }
 
-// The newest model of the trail, or "" when the trail is empty.
+// The newest model of the trail that a session may start from: a seed (no
+// round) or the model of a round recorded as a success. A model whose
+// round never ended (the controller stopped during its validation) is
+// skipped. "" when there is none.
 std::string newest_model(controller_state& st) {
   auto trail = st.state->list<model_record>();
-  if (!trail || trail->empty())
+  if (!trail)
     return {};
-  auto newest = std::max_element(trail->begin(), trail->end(),
-                                 [](auto& x, auto& y) {
-                                   return x.committed_at < y.committed_at;
-                                 });
-  return newest->model_id;
+  std::sort(trail->begin(), trail->end(), [](auto& x, auto& y) {
+    return x.committed_at > y.committed_at;
+  });
+  for (auto& m : *trail) {
+    if (m.round_id.empty())
+      return m.model_id;
+    auto r = st.state->get<round_record>(m.round_id);
+    if (r && r->status == round_status::success && r->model_id == m.model_id)
+      return m.model_id;
+  }
+  return {};
 }
 
 caf::result<std::string> start_session(self_ptr self, session_config cfg) {

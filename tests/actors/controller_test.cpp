@@ -3,6 +3,7 @@
 // combiners, termination.
 
 #include "actors/controller.hpp"
+#include "messages/ids.hpp"
 #include "actors/model_transfer.hpp"
 #include "tests/actors/combiner_fixture.hpp"
 
@@ -353,4 +354,30 @@ TEST_CASE_FIXTURE(cluster_fixture,
   REQUIRE(done.rounds.size() == 2);
   CHECK(done.rounds[0].round_id != done.rounds[1].round_id);
   CHECK(load(done.rounds[1].model_id) == std::vector<double>{2});
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "controller: a session without model_id skips a trail "
+                  "model whose round was never recorded") {
+  auto& a = add_combiner("A");
+  connect_to(a, "a1");
+  seed_global({1});
+  // As left by a controller that stopped while validating round r-lost:
+  // its model is on the trail, its round has no record.
+  REQUIRE(models->put("orphan", npz({7})));
+  REQUIRE(!state->put(model_record{"orphan", "seed", "old-session", "r-lost",
+                                   unix_now() + 10}));
+  auto sid = start(one_round());
+  REQUIRE(a.sinks["a1"]->tasks.size() == 1);
+  CHECK(a.sinks["a1"]->tasks[0].model_id == "seed");
+  CHECK(answer_at(a, "a1", {3}, 1).accepted);
+  auto rep = status(sid);
+  REQUIRE(rep.rounds.size() == 1);
+  CHECK(rep.rounds[0].base_model_id == "seed");
+  CHECK(rep.rounds[0].status == round_status::success);
+  // The next session starts from that round's model.
+  auto next = start(one_round());
+  REQUIRE(a.sinks["a1"]->tasks.size() == 2);
+  CHECK(a.sinks["a1"]->tasks[1].model_id == rep.rounds[0].model_id);
+  static_cast<void>(next);
 }
