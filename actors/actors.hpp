@@ -179,7 +179,9 @@ using combiner_actor = caf::typed_actor<
 ///   combiners' staging.
 /// - session_config -> session id: start a session (one at a time;
 ///   ec::invalid_state while one runs).
-/// - (get, session, id) -> session_report.
+/// - (get, session, id) -> session_report (ec::not_found: "no session
+///   <id>").
+/// - (get, session) -> every session's record, oldest first.
 /// - (wait_for, session id, n) -> session_report: answers once more than n
 ///   rounds of the session ended, or the session ended (the requester's
 ///   timeout bounds the wait).
@@ -194,6 +196,8 @@ using controller_actor = caf::typed_actor<
   caf::replies_to<session_config>::with<std::string>,
   caf::replies_to<caf::get_atom, session_atom, std::string>::with<
     session_report>,
+  caf::replies_to<caf::get_atom, session_atom>::with<
+    std::vector<session_record>>,
   caf::replies_to<caf::wait_for_atom, std::string, uint64_t>::with<
     session_report>,
   caf::replies_to<terminate_atom, std::string>::with<session_report>,

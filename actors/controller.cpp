@@ -558,6 +558,8 @@ caf::result<std::string> start_session(self_ptr self, session_config cfg) {
 caf::expected<session_report>
 controller_state::report(const std::string& session_id) {
   auto rec = state->get<session_record>(session_id);
+  if (!rec && rec.error() == ec::not_found)
+    return caf::make_error(ec::not_found, "no session " + session_id);
   if (!rec)
     return rec.error();
   session_report out;
@@ -643,6 +645,16 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
       if (!rep)
         return rep.error();
       return std::move(*rep);
+    },
+    [self](caf::get_atom, session_atom)
+      -> caf::result<std::vector<session_record>> {
+      auto sessions = self->state.state->list<session_record>();
+      if (!sessions)
+        return sessions.error();
+      std::sort(sessions->begin(), sessions->end(), [](auto& x, auto& y) {
+        return x.created_at < y.created_at;
+      });
+      return std::move(*sessions);
     },
     [self](caf::wait_for_atom, const std::string& id,
            uint64_t after_rounds) -> caf::result<session_report> {

@@ -1,6 +1,7 @@
 // `rondo client`: a FEDn-protocol client that runs a compute package.
 
 #include "apps/commands.hpp"
+#include "apps/process.hpp"
 #include "client/compute_package.hpp"
 #include "client/fedn_client.hpp"
 #include "client/runner.hpp"
@@ -125,6 +126,16 @@ int run_client(client_args& a) {
   auto pkg = client::load_compute_package(a.package, required);
   if (!pkg) {
     spdlog::error("{}", render(pkg.error()));
+    return 1;
+  }
+  // A controller's port would only ever fail the gRPC handshake; say so
+  // (a combiner that is not up yet is fine: the client retries).
+  if (classify_endpoint(endpoint{cfg.host, cfg.port}, 2)
+      == endpoint_kind::caf_node) {
+    spdlog::error("{}:{} answers like a Rondo controller (CAF middleman), "
+                  "not a combiner: give the combiner's client port "
+                  "(its --port, 12080 by default)",
+                  cfg.host, cfg.port);
     return 1;
   }
   client::stop_source stop;

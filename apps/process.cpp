@@ -137,14 +137,14 @@ caf::expected<process_stores> open_stores(const std::string& dir) {
   return process_stores{std::move(*models), std::move(*state)};
 }
 
-std::string probe_caf_endpoint(const endpoint& at, double timeout_s) {
+endpoint_kind classify_endpoint(const endpoint& at, double timeout_s) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
   auto port = std::to_string(at.port);
   if (getaddrinfo(at.host.c_str(), port.c_str(), &hints, &found) != 0)
-    return {}; // Unresolvable: the middleman's connect says so.
+    return endpoint_kind::unreachable;
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard{found,
                                                            freeaddrinfo};
   timeval tv{};
@@ -164,18 +164,31 @@ std::string probe_caf_endpoint(const endpoint& at, double timeout_s) {
     unsigned char head[4] = {1, 1, 1, 1};
     auto n = recv(fd, head, sizeof(head), MSG_WAITALL);
     close(fd);
-    auto where = at.host + ":" + port;
     if (n == static_cast<ssize_t>(sizeof(head)) && head[0] == 0
         && head[1] == 0 && head[2] == 0 && head[3] == 0)
-      return {};
+      return endpoint_kind::caf_node;
     if (n == static_cast<ssize_t>(sizeof(head)) && head[3] == 0x04)
+      return endpoint_kind::http2;
+    return endpoint_kind::silent;
+  }
+  return endpoint_kind::unreachable;
+}
+
+std::string probe_caf_endpoint(const endpoint& at, double timeout_s) {
+  auto where = at.host + ":" + std::to_string(at.port);
+  switch (classify_endpoint(at, timeout_s)) {
+    case endpoint_kind::unreachable:
+    case endpoint_kind::caf_node:
+      return {};
+    case endpoint_kind::http2:
       return where + " is not a Rondo controller: it answers like an HTTP/2 "
                      "(gRPC) server; is it a combiner's client port?";
-    return where + " is not a Rondo controller: it sent no CAF handshake "
-                   "within " + std::to_string(static_cast<int>(timeout_s))
-           + " s";
+    case endpoint_kind::silent:
+      break;
   }
-  return {};
+  return where + " is not a Rondo controller: it sent no CAF handshake "
+                 "within " + std::to_string(static_cast<int>(timeout_s))
+         + " s";
 }
 
 void stop_and_wait(caf::actor_system& sys,

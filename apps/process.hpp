@@ -83,12 +83,28 @@ struct process_stores {
 /// @returns ec::storage_error (or the store's error) naming `dir`.
 caf::expected<process_stores> open_stores(const std::string& dir);
 
+/// What answers at an endpoint, from the first bytes it sends on its own.
+enum class endpoint_kind {
+  /// Nothing accepted the connection (or the host does not resolve).
+  unreachable,
+  /// A CAF node (a Rondo controller): its handshake starts with four zero
+  /// bytes (operation server_handshake, padding, flags).
+  caf_node,
+  /// An HTTP/2 server such as gRPC (a combiner's client port): it starts
+  /// with a SETTINGS frame.
+  http2,
+  /// It accepted but sent neither within the timeout.
+  silent,
+};
+
+/// Connects to `at` and reads what it sends first, bounded by `timeout_s`
+/// seconds (connect and read).
+endpoint_kind classify_endpoint(const endpoint& at, double timeout_s);
+
 /// Checks that `at` speaks CAF's middleman protocol before the middleman
 /// connects to it: CAF 0.17 crashes (SIGSEGV in its BASP parser) when the
 /// peer is something else, e.g. a combiner's gRPC port given as the
-/// controller. A CAF node sends its handshake at once, starting with four
-/// zero bytes (operation server_handshake, padding, flags); an HTTP/2
-/// server such as gRPC starts with a SETTINGS frame instead.
+/// controller (classify_endpoint).
 /// @returns an empty string when it is a CAF node or nothing accepts
 ///          connections there (the caller's connect reports that), else why
 ///          it is not a Rondo controller. Bounded by `timeout_s` seconds.

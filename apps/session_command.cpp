@@ -23,8 +23,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <future>
 #include <iostream>
 #include <sstream>
@@ -299,6 +301,48 @@ void add_session_commands(CLI::App& app, int& exit_code) {
   });
 
   auto s = std::make_shared<session_args>();
+  auto l = std::make_shared<session_args>();
+  auto* list = session->add_subcommand(
+    "list", "List the controller's sessions, oldest first: id, status, "
+            "rounds ended, start time (UTC)");
+  add_common(list, l->common);
+  list->add_flag("--json", l->json, "Print JSON");
+  list->callback([l, &exit_code] {
+    with_controller(l->common, exit_code, [&](controller_client& client)
+                                             -> caf::error {
+      auto sessions = client.ask<std::vector<session_record>>(
+        caf::get_atom::value, session_atom::value);
+      if (!sessions)
+        return sessions.error();
+      auto utc = [](double t) {
+        auto secs = static_cast<std::time_t>(t);
+        std::tm tm{};
+        gmtime_r(&secs, &tm);
+        std::ostringstream os;
+        os << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
+        return os.str();
+      };
+      if (l->json) {
+        auto j = nlohmann::json::array();
+        for (auto& r : *sessions)
+          j.push_back({{"session_id", r.session_id},
+                       {"status", to_string(r.status)},
+                       {"reason", r.reason},
+                       {"rounds", r.round_ids.size()},
+                       {"seed_model_id", r.seed_model_id},
+                       {"created_at", r.created_at},
+                       {"ended_at", r.ended_at}});
+        std::cout << j.dump(2) << std::endl;
+        return caf::none;
+      }
+      std::cout << "session_id status rounds created\n";
+      for (auto& r : *sessions)
+        std::cout << r.session_id << " " << to_string(r.status) << " "
+                  << r.round_ids.size() << " " << utc(r.created_at) << "\n";
+      return caf::none;
+    });
+  });
+
   auto* status = session->add_subcommand(
     "status", "Show a session's rounds: state, clients, accepted updates, "
               "times, validation metrics");

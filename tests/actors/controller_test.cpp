@@ -379,5 +379,26 @@ TEST_CASE_FIXTURE(cluster_fixture,
   auto next = start(one_round());
   REQUIRE(a.sinks["a1"]->tasks.size() == 2);
   CHECK(a.sinks["a1"]->tasks[1].model_id == rep.rounds[0].model_id);
-  static_cast<void>(next);
+  // Both sessions are listed, oldest first; an unknown one is named.
+  auto rh = self->request(controller, caf::infinite, caf::get_atom::value,
+                          session_atom::value);
+  sched.run();
+  rh.receive(
+    [&](std::vector<session_record>& all) {
+      REQUIRE(all.size() == 2);
+      CHECK(all[0].session_id == sid);
+      CHECK(all[0].status == session_status::finished);
+      CHECK(all[1].session_id == next);
+      CHECK(all[1].status == session_status::running);
+    },
+    [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  auto unknown = self->request(controller, caf::infinite, caf::get_atom::value,
+                               session_atom::value, std::string{"nope"});
+  sched.run();
+  unknown.receive([](session_report&) { FAIL_CHECK("a report for nope"); },
+                  [&](caf::error& err) {
+                    CHECK(err == ec::not_found);
+                    CHECK(render(err).find("no session nope")
+                          != std::string::npos);
+                  });
 }
