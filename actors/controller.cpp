@@ -123,6 +123,8 @@ void end_round(self_ptr self, round_status status, const std::string& reason,
   if (auto err = st.state->commit(batch))
     log("cannot store round " + r.round_id + ": " + render(err));
   ++st.rounds_done;
+  if (status == round_status::success)
+    ++st.rounds_succeeded;
   log("round " + r.round_id + " " + to_string(status)
       + (reason.empty() ? "" : ": " + reason));
   serve_waiters(self);
@@ -388,6 +390,8 @@ void on_report(self_ptr self, const combiner_round_done& done) {
       st.round.clients_rejected.push_back(c);
     for (auto& c : done.record.clients_selected)
       st.round.clients_selected.push_back(c);
+    for (auto& c : done.record.clients_silent)
+      st.round.clients_silent.push_back(c);
   } else {
     for (auto& v : done.record.validations)
       st.validations.push_back(v);
@@ -475,7 +479,12 @@ void select_combiners(self_ptr self) {
 void start_round(self_ptr self) {
   auto& st = self->state;
   if (st.rounds_done >= st.session.rounds) {
-    end_session(self, session_status::finished, {});
+    if (st.rounds_succeeded == 0)
+      end_session(self, session_status::failed,
+                  "no round succeeded (" + std::to_string(st.rounds_done)
+                    + " failed)");
+    else
+      end_session(self, session_status::finished, {});
     return;
   }
   close_phase(self);
@@ -548,6 +557,7 @@ caf::result<std::string> start_session(self_ptr self, session_config cfg) {
   st.optimizer = std::make_shared<optimizer_state>();
   st.global_model = cfg.model_id;
   st.rounds_done = 0;
+  st.rounds_succeeded = 0;
   save_session(self);
   start_round(self);
   return cfg.session_id;

@@ -59,6 +59,9 @@ struct controller_state {
   /// The global model the next round starts from.
   std::string global_model;
   int64_t rounds_done = 0;
+  /// Rounds of the session that ended in success; a session in which none
+  /// did ends failed.
+  int64_t rounds_succeeded = 0;
   /// Numbers the controller's round ids ("1", "2", ...) across sessions.
   uint64_t next_round = 1;
 

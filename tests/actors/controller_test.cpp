@@ -221,6 +221,9 @@ TEST_CASE_FIXTURE(cluster_fixture,
                                    "update was accepted",
                                    0)
         == 0);
+  // The client that sent nothing is listed as silent, as on its combiner.
+  CHECK(rep.rounds[0].clients_selected == std::vector<std::string>{"a1"});
+  CHECK(rep.rounds[0].clients_silent == std::vector<std::string>{"a1"});
   CHECK(rep.session.reason.rfind("round 1 failed", 0) == 0);
 }
 
@@ -401,4 +404,22 @@ TEST_CASE_FIXTURE(cluster_fixture,
                     CHECK(render(err).find("no session nope")
                           != std::string::npos);
                   });
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "controller: a session in which no round succeeded ends "
+                  "failed") {
+  auto& a = add_combiner("A");
+  connect_to(a, "a1");
+  seed_global({0});
+  auto cfg = one_round();
+  cfg.round_timeout = 5; // a1 never answers
+  auto sid = start(cfg);
+  advance_time(5s);
+  sched.run();
+  auto rep = status(sid);
+  REQUIRE(rep.rounds.size() == 1);
+  CHECK(rep.rounds[0].status == round_status::failed);
+  CHECK(rep.session.status == session_status::failed);
+  CHECK(rep.session.reason == "no round succeeded (1 failed)");
 }
