@@ -80,10 +80,15 @@ void add_store_command(CLI::App& app, int& exit_code) {
   import->callback([a, &exit_code] {
     with_store(*a, exit_code, [&a](storage::model_store& s) -> caf::error {
       // Only models go in: the whole file must read as an npz model.
-      if (auto m = read_npz_file(a->file); !m)
+      auto m = read_npz_file(a->file);
+      if (!m)
         return caf::make_error(ec::malformed_model,
                                a->file + " is not a model: "
                                  + error_detail(m.error()));
+      if (m->empty())
+        return caf::make_error(ec::malformed_model,
+                               a->file + " is not a model: it has no "
+                                         "tensors");
       std::ifstream in{a->file, std::ios::binary};
       auto writer = s.begin_write(a->model_id);
       if (!writer)

@@ -44,6 +44,9 @@ def case_import_export_roundtrip(d):
     check("notes.txt is not a model" in r.stderr
           and "not a ZIP archive" in r.stderr, r.stderr)
     check("bad" not in store(db, "list").stdout, "the refused file is listed")
+    np.savez(f"{d}/empty.npz")
+    r = store(db, "import", "empty", f"{d}/empty.npz")
+    check(r.returncode == 1 and "it has no tensors" in r.stderr, r.stderr)
     r = store(db, "import", "m1", f"{d}/m.npz")
     check(r.returncode == 0, r.stderr)
     check(r.stdout.startswith("m1\t"), r.stdout)
