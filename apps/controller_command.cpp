@@ -66,6 +66,12 @@ int run(const controller_args& a) {
   }
   setup_logger("rondo-controller", a.log_level);
   keep_freed_memory();
+  // Before the database is opened (or created): a taken port is the
+  // usual mistake, and it should leave nothing behind.
+  if (auto busy = check_port_free(a.host, a.port); !busy.empty()) {
+    std::cerr << "error: " << busy << "\n";
+    return 1;
+  }
   auto signals = block_stop_signals();
   auto stores = open_stores(a.db);
   if (!stores) {

@@ -15,6 +15,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <malloc.h>
 #include <netdb.h>
 #include <sys/socket.h>
@@ -135,6 +136,35 @@ caf::expected<process_stores> open_stores(const std::string& dir) {
                              + render(!models ? models.error()
                                               : state.error()));
   return process_stores{std::move(*models), std::move(*state)};
+}
+
+std::string check_port_free(const std::string& host, int port) {
+  if (port == 0)
+    return {};
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  auto service = std::to_string(port);
+  if (getaddrinfo(host.c_str(), service.c_str(), &hints, &found) != 0)
+    return {}; // The server's own bind reports an unresolvable host.
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard{found,
+                                                           freeaddrinfo};
+  for (auto* ai = found; ai != nullptr; ai = ai->ai_next) {
+    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd < 0)
+      continue;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    auto bound = bind(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+    auto why = errno;
+    close(fd);
+    if (!bound && why == EADDRINUSE)
+      return "cannot listen on " + host + ":" + service
+             + ": the port is in use (another combiner or controller?)";
+  }
+  return {};
 }
 
 endpoint_kind classify_endpoint(const endpoint& at, double timeout_s) {

@@ -83,6 +83,16 @@ struct process_stores {
 /// @returns ec::storage_error (or the store's error) naming `dir`.
 caf::expected<process_stores> open_stores(const std::string& dir);
 
+/// Checks, before anything is opened or created, that a server can listen
+/// on host:port: binds a throw-away socket there (with SO_REUSEADDR, as the
+/// servers do) and closes it. Port 0 always passes. A race with another
+/// process is still caught when the server binds; this only makes the
+/// common mistake (a second combiner or controller on the same port) fail
+/// first, with a plain message.
+/// @returns an empty string, or why it cannot listen there (e.g. "the port
+///          is in use").
+std::string check_port_free(const std::string& host, int port);
+
 /// What answers at an endpoint, from the first bytes it sends on its own.
 enum class endpoint_kind {
   /// Nothing accepted the connection (or the host does not resolve).

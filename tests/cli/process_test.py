@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""`rondo combiner` and `rondo controller` processes from outside: a port
+that is taken makes the second process fail at once with a plain message
+and leaves no database behind. Standard library only."""
+
+import os
+import subprocess
+import time
+
+from cli_cases import check, run_cases
+
+RONDO = os.environ.get("RONDO_BIN", "rondo")
+
+
+def wait_for(path, seconds=30):
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        check(time.monotonic() < deadline, f"{path} did not appear")
+        time.sleep(0.1)
+    with open(path) as f:
+        return int(f.read().strip())
+
+
+def case_taken_port(d):
+    for role in ("combiner", "controller"):
+        first = subprocess.Popen(
+            [RONDO, role, "--db", f"{d}/{role}-1", "--port", "0",
+             "--port-file", f"{d}/{role}.port"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            port = wait_for(f"{d}/{role}.port")
+            r = subprocess.run([RONDO, role, "--db", f"{d}/{role}-2",
+                                "--port", str(port)],
+                               capture_output=True, text=True, timeout=30)
+            check(r.returncode == 1, f"{role}: exit {r.returncode}")
+            check(f"cannot listen on 127.0.0.1:{port}: the port is in use"
+                  in r.stderr, r.stderr)
+            check(not os.path.exists(f"{d}/{role}-2"),
+                  f"{role}: the second database was created")
+            check(first.poll() is None, f"the first {role} died")
+        finally:
+            first.terminate()
+            check(first.wait(timeout=30) == 0,
+                  f"the first {role} did not exit cleanly")
+
+
+CASES = {"taken_port": case_taken_port}
+
+if __name__ == "__main__":
+    run_cases(CASES, "rondo-process-")
