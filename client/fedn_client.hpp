@@ -12,6 +12,7 @@
 
 #include "client/compute_package.hpp"
 #include "client/task_meta.hpp"
+#include "messages/combiner_messages.hpp"
 
 #include <caf/error.hpp>
 

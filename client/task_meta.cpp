@@ -108,26 +108,6 @@ caf::expected<std::string> parse_prediction(const std::string& text,
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::string make_roles_json(const client_roles& roles) {
-  return json{{"trainer", roles.trainer}, {"validator", roles.validator}}
-    .dump();
-}
-
-client_roles parse_roles_json(const std::string& data) {
-  client_roles roles;
-  auto j = json::parse(data, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    return roles;
-  auto get = [&](const char* key, bool& field) {
-    auto i = j.find(key);
-    if (i != j.end() && i->is_boolean())
-      field = i->get<bool>();
-  };
-  get("trainer", roles.trainer);
-  get("validator", roles.validator);
-  return roles;
-}
-
 std::string iso_timestamp(std::chrono::system_clock::time_point t) {
   using namespace std::chrono;
   auto us = duration_cast<microseconds>(t.time_since_epoch()).count();

@@ -78,22 +78,6 @@ caf::expected<std::string> parse_metrics(const std::string& text,
 caf::expected<std::string> parse_prediction(const std::string& text,
                                             const std::string& source);
 
-/// The roles a client serves.
-struct client_roles {
-  /// Accepts training tasks (MODEL_UPDATE).
-  bool trainer = true;
-  /// Accepts validation tasks (MODEL_VALIDATION).
-  bool validator = true;
-};
-
-/// Rondo's convention for ClientAvailableMessage.data (FEDn's message has
-/// no role field): {"trainer": true|false, "validator": true|false}.
-std::string make_roles_json(const client_roles& roles);
-
-/// Reads `make_roles_json` output. Lenient, for the combiner: empty or
-/// unparsable data, or a missing key, means that role is served (an
-/// unmodified FEDn client serves both).
-client_roles parse_roles_json(const std::string& data);
 
 /// `t` as ISO 8601 UTC with microseconds, e.g.
 /// "2024-05-01T12:34:56.123456Z".

@@ -386,13 +386,13 @@ public:
 
   /// Open until the client goes, the call is cancelled or the edge stops;
   /// INVALID_ARGUMENT at once when nothing identifies the client. The
-  /// roles in `data` (see `parse_client_roles`) become the client's: a
+  /// roles in `data` (see `parse_roles_json`) become the client's: a
   /// validator-only client is never selected for training.
   grpc::ServerWriteReactor<fedn::TaskRequest>*
   TaskStream(grpc::CallbackServerContext* ctx,
              const fedn::ClientAvailableMessage* req) override {
     auto who = identify(req->sender(), ctx);
-    auto* s = new task_stream(core_, who, parse_client_roles(req->data()));
+    auto* s = new task_stream(core_, who, parse_roles_json(req->data()));
     if (who.id.empty()) {
       spdlog::warn("edge: refused TaskStream: {}", no_client_id);
       s->channel()->cancel(

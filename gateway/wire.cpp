@@ -56,23 +56,6 @@ caf::error check_json_object(const std::string& text,
   return caf::none;
 }
 
-client_roles parse_client_roles(const std::string& data) {
-  client_roles roles;
-  if (data.empty())
-    return roles;
-  auto j = nlohmann::json::parse(data, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    return roles;
-  auto get = [&j](const char* key, bool& field) {
-    auto i = j.find(key);
-    if (i != j.end() && i->is_boolean())
-      field = i->get<bool>();
-  };
-  get("trainer", roles.trainer);
-  get("validator", roles.validator);
-  return roles;
-}
-
 std::string fedn_timestamp_now() {
   using namespace std::chrono;
   auto now = system_clock::now();

@@ -24,23 +24,6 @@ caf::expected<double> parse_num_examples(const std::string& meta);
 /// starting "malformed <what>: ", or none.
 caf::error check_json_object(const std::string& text, const std::string& what);
 
-/// The task kinds a client serves, as it announces them.
-struct client_roles {
-  /// Receives training tasks.
-  bool trainer = true;
-  /// Receives validation and prediction tasks.
-  bool validator = true;
-};
-
-/// Reads the roles a client announces in the `data` of the
-/// ClientAvailableMessage that opens its TaskStream. `rondo client` sends
-/// the JSON object `{"trainer": true|false, "validator": true|false}`
-/// (client/task_meta.hpp, `make_roles_json`). Lenient, because FEDn's own
-/// clients send nothing or other text there: empty or unparsable data, a
-/// value that is not an object, or a key that is missing or not a boolean
-/// means that role is served.
-client_roles parse_client_roles(const std::string& data);
-
 /// The current local time as Python's `str(datetime.now())` prints it
 /// ("2024-05-01 13:45:12.123456"), the form FEDn puts in string time stamps.
 std::string fedn_timestamp_now();

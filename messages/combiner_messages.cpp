@@ -1,8 +1,31 @@
 #include "messages/combiner_messages.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <tuple>
 
 namespace rondo {
+
+std::string make_roles_json(const client_roles& roles) {
+  return nlohmann::json{{"trainer", roles.trainer},
+                        {"validator", roles.validator}}
+    .dump();
+}
+
+client_roles parse_roles_json(const std::string& data) {
+  client_roles roles;
+  auto j = nlohmann::json::parse(data, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return roles;
+  auto get = [&j](const char* key, bool& field) {
+    auto i = j.find(key);
+    if (i != j.end() && i->is_boolean())
+      field = i->get<bool>();
+  };
+  get("trainer", roles.trainer);
+  get("validator", roles.validator);
+  return roles;
+}
 
 bool operator==(const client_info& x, const client_info& y) {
   return std::tie(x.client_id, x.name, x.trainer, x.validator)

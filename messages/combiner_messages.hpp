@@ -16,6 +16,26 @@
 
 namespace rondo {
 
+/// The task kinds a client serves, as it announces them.
+struct client_roles {
+  /// Receives training tasks (MODEL_UPDATE).
+  bool trainer = true;
+  /// Receives validation and prediction tasks.
+  bool validator = true;
+};
+
+/// Rondo's convention for ClientAvailableMessage.data, which opens a
+/// client's TaskStream (FEDn's message has no role field):
+/// `{"trainer": true|false, "validator": true|false}`. `rondo client`
+/// writes it; the combiner's edge reads it.
+std::string make_roles_json(const client_roles& roles);
+
+/// Reads `make_roles_json` output. Lenient, because FEDn's own clients send
+/// nothing or other text there: empty or unparsable data, a value that is
+/// not an object, or a key that is missing or not a boolean means that
+/// role is served.
+client_roles parse_roles_json(const std::string& data);
+
 /// A connected client as the edge announces it. `client_id` is the key: two
 /// clients with the same name are two clients.
 struct client_info {

@@ -3,6 +3,7 @@
 
 #include "client/task_meta.hpp"
 
+#include "messages/combiner_messages.hpp"
 #include "messages/error.hpp"
 
 #include <doctest/doctest.h>

@@ -810,8 +810,9 @@ TEST_CASE("edge: a validator-only client never gets training tasks") {
       std::this_thread::yield();
   }
   REQUIRE(online);
-  // The announcements as rondo client makes them (client/task_meta.hpp,
-  // make_roles_json; the format is checked in roles_test.cpp).
+  // The announcements as rondo client makes them (make_roles_json in
+  // messages/combiner_messages.hpp; the format is checked in
+  // roles_test.cpp).
   task_listener v{*f.combiner_stub, "v",
                   R"({"trainer":false,"validator":true})"};
   task_listener t{*f.combiner_stub, "t",
