@@ -90,14 +90,11 @@ public:
       if (auto err = run(i, false))
         return err;
     }
-    // Pass 2: commit m and v, write the model.
-    model out;
-    for (size_t i = 0; i < spec.size(); ++i) {
+    // Pass 2: commit m and v; the new weights, in the sums, become the
+    // model in place.
+    for (size_t i = 0; i < spec.size(); ++i)
       run(i, true);
-      out.emplace_back(spec[i]);
-      store_finite(sum_.sum(i), out.back(), "fedopt: new global tensor");
-      sum_.release(i);
-    }
+    auto out = sum_.finish_all(1.0, "fedopt: new global tensor");
     ++state_->steps;
     global_.clear();
     return out;

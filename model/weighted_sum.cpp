@@ -313,7 +313,7 @@ void weighted_sum::add_run(const weighted_update* batch, size_t n,
     });
     folded = !bad.any();
     if (!folded)
-      zero_sums();
+      reset(spec_); // zero sums again (count_ and total_ are still 0)
   } else {
     // Pass 1: every value of every update finite (and readable).
     run_parallel(blocks.size(), threads, [&](size_t k, unsigned worker) {
@@ -385,14 +385,6 @@ void weighted_sum::commit(const weighted_update* batch,
   }
 }
 
-void weighted_sum::zero_sums() {
-  for (auto& s : sums_) {
-    auto size = s.size();
-    s = byte_buffer{}; // frees the old pages before taking new ones
-    s = byte_buffer::zeros(size);
-  }
-}
-
 caf::error summing_aggregator::add(const update_view& update,
                                    double num_examples) {
   if (!started_)
@@ -428,10 +420,6 @@ caf::error summing_aggregator::end() {
     return caf::make_error(ec::aggregation_failed,
                            std::string{name()} + ": no update was accepted");
   return {};
-}
-
-void weighted_sum::release(size_t index) {
-  sums_[index] = byte_buffer{};
 }
 
 caf::expected<model> weighted_sum::finish_all(double divisor,
@@ -511,25 +499,6 @@ caf::expected<tensor> finish_in_place(byte_buffer sums, double divisor,
   static_cast<tensor_info&>(out) = info;
   out.data = std::move(sums);
   return out;
-}
-
-caf::error store_finite(const double* in, tensor& out,
-                        const std::string& what) {
-  auto n = out.count();
-  if (out.type == dtype::f32) {
-    float* o = out.f32();
-    for (uint64_t i = 0; i < n; ++i)
-      o[i] = static_cast<float>(in[i]);
-  } else {
-    std::memcpy(out.f64(), in, n * sizeof(double));
-  }
-  auto at = find_non_finite(out.data.data(), n, out.type);
-  if (at == n)
-    return {};
-  return caf::make_error(ec::non_finite,
-                         what + " '" + out.name + "' is not finite at index "
-                           + std::to_string(at) + " (" + std::to_string(
-                             out.at(at)) + ")");
 }
 
 } // namespace rondo

@@ -103,9 +103,6 @@ public:
     return reinterpret_cast<double*>(sums_[index].data());
   }
 
-  /// Frees tensor `index`'s sum (after its result is written).
-  void release(size_t index);
-
   /// Every tensor's result Σ wᵢxᵢ / divisor (finish_in_place of each sum,
   /// which are taken), tensors spread over fold_tuning::threads threads,
   /// largest first. Fails with the error of the first tensor (in model
@@ -124,8 +121,6 @@ private:
   // Counts the accepted updates of a run into the totals.
   void commit(const weighted_update* batch,
               const std::vector<size_t>& accepted);
-  // Sets every sum back to zero (fresh zero pages).
-  void zero_sums();
 
   model_spec spec_;
   std::vector<byte_buffer> sums_; // float64, byte_buffer::zeros
@@ -158,13 +153,6 @@ protected:
 private:
   bool started_ = false;
 };
-
-/// Converts out.count() `values` into `out` (already shaped, in its own dtype) and
-/// fails with ec::non_finite naming `what` and the first index whose stored
-/// value is NaN or infinite (e.g. a float32 overflow). Shared by the
-/// aggregators' finish().
-caf::error store_finite(const double* values, tensor& out,
-                        const std::string& what);
 
 /// Turns `sums` (info.count() float64 values, e.g. from weighted_sum::take)
 /// into the tensor `info` holding sums[i] / divisor in info.type, in place:
