@@ -138,20 +138,32 @@ caf::expected<process_stores> open_stores(const std::string& dir) {
   return process_stores{std::move(*models), std::move(*state)};
 }
 
-std::string check_port_free(const std::string& host, int port) {
-  if (port == 0)
-    return {};
+namespace {
+
+using addrinfo_ptr = std::unique_ptr<addrinfo, decltype(&freeaddrinfo)>;
+
+// The TCP addresses of host:port (getaddrinfo with `flags`); empty (null)
+// when the host does not resolve.
+addrinfo_ptr resolve(const std::string& host, int port, int flags) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
+  hints.ai_flags = flags;
   addrinfo* found = nullptr;
-  auto service = std::to_string(port);
-  if (getaddrinfo(host.c_str(), service.c_str(), &hints, &found) != 0)
-    return {}; // The server's own bind reports an unresolvable host.
-  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard{found,
-                                                           freeaddrinfo};
-  for (auto* ai = found; ai != nullptr; ai = ai->ai_next) {
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found)
+      != 0)
+    found = nullptr;
+  return addrinfo_ptr{found, freeaddrinfo};
+}
+
+} // namespace
+
+std::string check_port_free(const std::string& host, int port) {
+  if (port == 0)
+    return {};
+  auto found = resolve(host, port, AI_PASSIVE);
+  // An unresolvable host is left to the server's own bind to report.
+  for (auto* ai = found.get(); ai != nullptr; ai = ai->ai_next) {
     int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
     if (fd < 0)
       continue;
@@ -161,26 +173,18 @@ std::string check_port_free(const std::string& host, int port) {
     auto why = errno;
     close(fd);
     if (!bound && why == EADDRINUSE)
-      return "cannot listen on " + host + ":" + service
+      return "cannot listen on " + host + ":" + std::to_string(port)
              + ": the port is in use (another combiner or controller?)";
   }
   return {};
 }
 
 endpoint_kind classify_endpoint(const endpoint& at, double timeout_s) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  auto port = std::to_string(at.port);
-  if (getaddrinfo(at.host.c_str(), port.c_str(), &hints, &found) != 0)
-    return endpoint_kind::unreachable;
-  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard{found,
-                                                           freeaddrinfo};
+  auto found = resolve(at.host, at.port, 0);
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(timeout_s);
   tv.tv_usec = static_cast<suseconds_t>((timeout_s - tv.tv_sec) * 1e6);
-  for (auto* ai = found; ai != nullptr; ai = ai->ai_next) {
+  for (auto* ai = found.get(); ai != nullptr; ai = ai->ai_next) {
     int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
     if (fd < 0)
       continue;

@@ -28,7 +28,8 @@ open_store(const std::string& path) {
   if (!std::filesystem::exists(std::filesystem::path{path} / "CURRENT"))
     return caf::make_error(ec::not_found,
                            "no database at " + path
-                             + " (give the --db directory of a combiner or controller)");
+                             + " (give the --db directory of a combiner or "
+                               "controller)");
   auto db = storage::database::open(path);
   if (!db)
     return db.error();
@@ -79,13 +80,21 @@ void add_store_command(CLI::App& app, int& exit_code) {
   import->add_option("file", a->file)->required()->check(CLI::ExistingFile);
   import->callback([a, &exit_code] {
     with_store(*a, exit_code, [&a](storage::model_store& s) -> caf::error {
-      // Only models go in: the whole file must read as an npz model.
-      auto m = read_npz_file(a->file);
+      // Only models go in: every member must read as a tensor (streamed,
+      // so a large model is not held in memory).
+      auto not_a_model = [&a](const caf::error& why) {
+        return caf::make_error(ec::malformed_model, a->file
+                                                      + " is not a model: "
+                                                      + error_detail(why));
+      };
+      auto m = npz_reader::open_file(a->file);
       if (!m)
-        return caf::make_error(ec::malformed_model,
-                               a->file + " is not a model: "
-                                 + error_detail(m.error()));
-      if (m->empty())
+        return not_a_model(m.error());
+      for (size_t i = 0; i < (*m)->spec().size(); ++i)
+        if (auto err = (*m)->visit(i, [](const std::byte*, uint64_t,
+                                         uint64_t) { return caf::error{}; }))
+          return not_a_model(err);
+      if ((*m)->spec().empty())
         return caf::make_error(ec::malformed_model,
                                a->file + " is not a model: it has no "
                                          "tensors");
