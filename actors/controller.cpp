@@ -96,6 +96,13 @@ void close_phase(self_ptr self) {
   ++st.epoch;
 }
 
+// Copies each combiner's report of the phase into the round's record.
+void keep_combiner_parts(controller_state& st) {
+  st.round.combiners.clear();
+  for (auto& [id, rep] : st.reports)
+    st.round.combiners.push_back(rep);
+}
+
 // Records the round's end and moves the session on.
 void end_round(self_ptr self, round_status status, const std::string& reason,
                const std::string& model_id = {}) {
@@ -107,13 +114,10 @@ void end_round(self_ptr self, round_status status, const std::string& reason,
   r.model_id = model_id;
   r.ended_at = unix_now();
   r.validations = st.validations;
-  // The combiners' parts of the training phase (start_validation keeps
-  // them before the validation phase replaces the reports).
-  if (st.current != stage::validating) {
-    r.combiners.clear();
-    for (auto& [id, rep] : st.reports)
-      r.combiners.push_back(rep);
-  }
+  // The combiners' parts of the training phase (start_validation kept
+  // them before the validation phase replaced the reports).
+  if (st.current != stage::validating)
+    keep_combiner_parts(st);
   storage::state_batch batch;
   batch.put(r);
   for (auto& v : st.validations)
@@ -208,9 +212,7 @@ round_config combiner_round(const controller_state& st, round_task task) {
 void start_validation(self_ptr self) {
   auto& st = self->state;
   close_phase(self);
-  st.round.combiners.clear();
-  for (auto& [id, rep] : st.reports)
-    st.round.combiners.push_back(rep);
+  keep_combiner_parts(st);
   st.current = stage::validating;
   std::vector<std::string> ids;
   for (auto& [id, c] : st.combiners)
