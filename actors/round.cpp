@@ -370,15 +370,11 @@ void round_state::set(round_task_entry& task, outcome to) {
     --outstanding;
   else if (!was && is)
     ++outstanding;
+  if (task.state == outcome::answering)
+    --answering;
+  if (to == outcome::answering)
+    ++answering;
   task.state = to;
-}
-
-bool round_state::all_resolved() const {
-  return std::none_of(tasks.begin(), tasks.end(), [](const auto& kv) {
-    auto s = kv.second.state;
-    return s == outcome::pending || s == outcome::delivered
-           || s == outcome::answering;
-  });
 }
 
 round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state> self,

@@ -105,6 +105,8 @@ struct round_state {
   std::map<std::string, round_task_entry> tasks;
   /// Tasks still pending or delivered (not answered, not cancelled).
   size_t outstanding = 0;
+  /// Tasks whose update or validation is being aggregated or stored.
+  size_t answering = 0;
   /// Made (and checked) from the config before any client is asked; begun
   /// on the global model once it is staged.
   std::shared_ptr<aggregator> pending_agg;
@@ -128,14 +130,18 @@ struct round_state {
                           const std::string& model_id, std::string& reason,
                           std::string* matched_id = nullptr);
 
-  /// True when no delivered task can still be answered.
-  bool all_resolved() const;
+  /// True when no delivered task can still be answered: O(1), from the
+  /// counts `set` keeps.
+  bool all_resolved() const {
+    return outstanding == 0 && answering == 0;
+  }
 
   /// Adds a pending task (counted as outstanding).
   round_task_entry& add_task(const std::string& correlation_id,
                              round_task_entry entry);
 
-  /// Moves `task` to `to`, keeping `outstanding` up to date.
+  /// Moves `task` to `to`, keeping `outstanding` and `answering` up to
+  /// date.
   void set(round_task_entry& task, round_task_entry::outcome to);
 
   /// Whether a task in `x` still waits for its client.
