@@ -53,6 +53,20 @@ read_meta(database::impl& db, const std::string& id) {
   return std::optional<rondo::store::ModelMeta>{std::move(meta)};
 }
 
+// The metadata of a model committed now.
+rondo::store::ModelMeta make_meta(const std::string& id, uint64_t size,
+                                  uint32_t chunk_bytes, uint64_t chunks,
+                                  uint64_t checksum) {
+  rondo::store::ModelMeta meta;
+  meta.set_model_id(id);
+  meta.set_size_bytes(size);
+  meta.set_chunk_bytes(chunk_bytes);
+  meta.set_chunk_count(chunks);
+  meta.set_xxh3_64(checksum);
+  meta.set_committed_at(unix_now());
+  return meta;
+}
+
 model_info to_info(const rondo::store::ModelMeta& m) {
   return {m.model_id(),    m.size_bytes(),  m.xxh3_64(),
           m.committed_at(), m.chunk_bytes(), m.chunk_count()};
@@ -280,13 +294,8 @@ caf::expected<model_info> model_writer::commit() {
       return err;
     }
   }
-  rondo::store::ModelMeta meta;
-  meta.set_model_id(st_->id);
-  meta.set_size_bytes(size_);
-  meta.set_chunk_bytes(st_->chunk_bytes);
-  meta.set_chunk_count(st_->next_chunk);
-  meta.set_xxh3_64(XXH3_64bits_digest(st_->hasher.get()));
-  meta.set_committed_at(unix_now());
+  auto meta = make_meta(st_->id, size_, st_->chunk_bytes, st_->next_chunk,
+                        XXH3_64bits_digest(st_->hasher.get()));
   auto& db = st_->store->db().get();
   if (st_->sst) {
     // Finish syncs the file; ingestion links it into the database, syncs
@@ -445,6 +454,23 @@ model_store::open(std::shared_ptr<database> db, uint32_t chunk_bytes) {
   return store;
 }
 
+caf::error model_store::reserve(const std::string& model_id) {
+  if (auto err = validate_model_id(model_id))
+    return err;
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (writing_.count(model_id) > 0)
+    return caf::make_error(ec::already_exists,
+                           "model " + model_id + " is being written");
+  auto meta = read_meta(db_->get(), model_id);
+  if (!meta)
+    return meta.error();
+  if (*meta)
+    return caf::make_error(ec::already_exists,
+                           "model " + model_id + " already exists");
+  writing_.insert(model_id);
+  return caf::none;
+}
+
 void model_store::release(const std::string& model_id) {
   std::lock_guard<std::mutex> guard{mtx_};
   writing_.erase(model_id);
@@ -452,24 +478,15 @@ void model_store::release(const std::string& model_id) {
 
 caf::expected<std::unique_ptr<model_writer>>
 model_store::begin_write(const std::string& model_id) {
-  if (auto err = validate_model_id(model_id))
+  if (auto err = reserve(model_id))
     return err;
-  std::lock_guard<std::mutex> guard{mtx_};
-  if (writing_.count(model_id) > 0)
-    return caf::make_error(ec::already_exists,
-                           "model " + model_id + " is being written");
   auto& impl = db_->get();
-  auto meta = read_meta(impl, model_id);
-  if (!meta)
-    return meta.error();
-  if (*meta)
-    return caf::make_error(ec::already_exists,
-                           "model " + model_id + " already exists");
   auto st = impl.db->Put(rocksdb::WriteOptions{},
                          impl.handle(cf::model_pending), model_id, "");
-  if (auto err = to_error(st, "starting write of model " + model_id))
+  if (auto err = to_error(st, "starting write of model " + model_id)) {
+    release(model_id);
     return err;
-  writing_.insert(model_id);
+  }
   auto state = std::make_unique<model_writer::state>();
   // The writer keeps the store alive; stores are always owned by shared_ptr.
   state->store = shared_from_this();
@@ -494,30 +511,12 @@ caf::expected<model_info> model_store::put(const std::string& model_id,
 // writes and synced metadata commit: one WAL record and one sync.
 caf::expected<model_info> model_store::put_batch(const std::string& model_id,
                                                  std::string_view bytes) {
-  if (auto err = validate_model_id(model_id))
+  if (auto err = reserve(model_id))
     return err;
   auto& impl = db_->get();
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (writing_.count(model_id) > 0)
-      return caf::make_error(ec::already_exists,
-                             "model " + model_id + " is being written");
-    auto meta = read_meta(impl, model_id);
-    if (!meta)
-      return meta.error();
-    if (*meta)
-      return caf::make_error(ec::already_exists,
-                             "model " + model_id + " already exists");
-    writing_.insert(model_id);
-  }
   uint64_t chunks = (bytes.size() + chunk_bytes_ - 1) / chunk_bytes_;
-  rondo::store::ModelMeta meta;
-  meta.set_model_id(model_id);
-  meta.set_size_bytes(bytes.size());
-  meta.set_chunk_bytes(chunk_bytes_);
-  meta.set_chunk_count(chunks);
-  meta.set_xxh3_64(XXH3_64bits(bytes.data(), bytes.size()));
-  meta.set_committed_at(unix_now());
+  auto meta = make_meta(model_id, bytes.size(), chunk_bytes_, chunks,
+                        XXH3_64bits(bytes.data(), bytes.size()));
   auto value = meta.SerializeAsString();
   // Room for every key and value plus per-record framing.
   rocksdb::WriteBatch batch{bytes.size() + value.size()

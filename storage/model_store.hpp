@@ -186,6 +186,9 @@ public:
 private:
   friend class model_writer;
   model_store(std::shared_ptr<database> db, uint32_t chunk_bytes);
+  // Claims `model_id` for one write: a valid id, neither committed nor
+  // being written (ec::invalid_argument, ec::already_exists).
+  caf::error reserve(const std::string& model_id);
   void release(const std::string& model_id);
   caf::expected<model_info> put_batch(const std::string& model_id,
                                       std::string_view bytes);
