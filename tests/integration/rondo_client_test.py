@@ -17,6 +17,7 @@ Skipped (ctest SKIP_RETURN_CODE) when Python's gRPC or the package's numpy
 is missing.
 """
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -47,6 +48,21 @@ def numpy_python_or_skip():
                 return
     if importlib.util.find_spec("numpy") is None:
         harness.skip("no Python with numpy for the test compute package")
+
+
+@contextlib.contextmanager
+def running(*clients):
+    """Stops the `rondo client` processes at the end; prints their logs
+    first when the case failed."""
+    try:
+        yield
+    except Exception:
+        for c in clients:
+            print(f"--- {c.name} ---\n{c.log()}", flush=True)
+        raise
+    finally:
+        for c in clients:
+            c.stop()
 
 
 def near(xs, y):
@@ -105,7 +121,7 @@ def case_train_and_validate():
                          env={"TESTPKG_DELTA": "1", "TESTPKG_EXAMPLES": "10"})
         c2 = RondoClient(d, comb.address, "c2", PACKAGE,
                          env={"TESTPKG_DELTA": "3", "TESTPKG_EXAMPLES": "30"})
-        try:
+        with running(c1, c2):
             # The first round also waits for both clients to connect.
             rec = run_round(comb.address, training("1", m0, 2), timeout=120)
             check(rec["status"] == "success", f"round 1: {rec}")
@@ -129,13 +145,6 @@ def case_train_and_validate():
             check(near(weights(comb.address, rec["model_id"]), 5.0),
                   "round 2 aggregate")
             check_running(c1, c2)
-        except Exception:
-            for c in (c1, c2):
-                print(f"--- {c.name} ---\n{c.log()}", flush=True)
-            raise
-        finally:
-            c1.stop()
-            c2.stop()
 
 
 def case_failing_entry_point():
@@ -145,7 +154,7 @@ def case_failing_entry_point():
                            env={"TESTPKG_DELTA": "2"})
         bad = RondoClient(d, comb.address, "bad", PACKAGE,
                           env={"TESTPKG_FAIL_TRAIN": "1"})
-        try:
+        with running(good, bad):
             # Both task streams open: a validation round that needs two.
             warm = run_round(comb.address, validation("warm-up", m0, 2),
                              timeout=120)
@@ -199,13 +208,6 @@ def case_failing_entry_point():
             check(time.monotonic() - t0 < 25,
                   f"round 2 waited for its timeout: {rec}")
             check_running(good, bad)
-        except Exception:
-            for c in (good, bad):
-                print(f"--- {c.name} ---\n{c.log()}", flush=True)
-            raise
-        finally:
-            good.stop()
-            bad.stop()
 
 
 def case_validator_only():
@@ -215,7 +217,7 @@ def case_validator_only():
                               args=["--no-validator"])
         validator = RondoClient(d, comb.address, "validator", PACKAGE,
                                 args=["--no-trainer"])
-        try:
+        with running(trainer, validator):
             # The validator's stream is open once it validated; the
             # training round, with room for both, must ask the trainer only
             # (it waits for the trainer if that has not connected yet).
@@ -232,13 +234,6 @@ def case_validator_only():
             check("this client is not a trainer" not in validator.log(400),
                   "the validator-only client was sent a training task")
             check_running(trainer, validator)
-        except Exception:
-            for c in (trainer, validator):
-                print(f"--- {c.name} ---\n{c.log()}", flush=True)
-            raise
-        finally:
-            trainer.stop()
-            validator.stop()
 
 
 CASES = {
