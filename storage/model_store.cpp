@@ -4,17 +4,23 @@
 #include "messages/ids.hpp"
 #include "records.pb.h"
 #include "storage/database_impl.hpp"
+#include "storage/model_file.hpp"
 
-#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/write_batch.h>
 #include <xxhash.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
-#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <optional>
+#include <random>
 #include <system_error>
+#include <unordered_set>
 
 namespace rondo::storage {
 
@@ -72,10 +78,71 @@ model_info to_info(const rondo::store::ModelMeta& m) {
           m.committed_at(), m.chunk_bytes(), m.chunk_count()};
 }
 
-// Reads one chunk; `where` names it in errors.
-caf::expected<std::string> get_chunk(database::impl& db, const model_info& info,
+/// The folder, inside the database folder, of models past
+/// `direct_after_bytes`: one file each, named in the model's metadata.
+constexpr const char* files_folder = "model-files";
+
+/// Size of chunk `index` of a model: `chunk_bytes`, but the last one's.
+uint64_t chunk_size(const rondo::store::ModelMeta& meta, uint64_t index) {
+  bool last = index + 1 == meta.chunk_count();
+  return last ? meta.size_bytes() - index * uint64_t{meta.chunk_bytes()}
+              : uint64_t{meta.chunk_bytes()};
+}
+
+/// Opens a model's file for reading chunk by chunk; `pool` fetches ahead
+/// (null: random access). @returns `ec::corrupt` naming the model if the
+/// file is missing, `ec::storage_error` otherwise.
+caf::expected<std::unique_ptr<detail::direct_file_reader>>
+open_model_file(detail::io_pool* pool, const std::string& folder,
+                const rondo::store::ModelMeta& meta) {
+  auto& id = meta.model_id();
+  if (static_cast<uint64_t>(meta.chunk_xxh3_size()) != meta.chunk_count())
+    return caf::make_error(ec::corrupt,
+                           "metadata of model " + id + " is corrupt: "
+                             + std::to_string(meta.chunk_xxh3_size())
+                             + " chunk checksums for "
+                             + std::to_string(meta.chunk_count())
+                             + " chunks");
+  auto path = folder + "/" + meta.file();
+  auto file = detail::direct_file_reader::open(pool, path, meta.size_bytes(),
+                                               meta.chunk_bytes());
+  if (!file && file.error() == ec::not_found)
+    return caf::make_error(ec::corrupt, "model " + id
+                                          + " is corrupt: its file " + path
+                                          + " is missing");
+  if (!file)
+    return caf::make_error(ec::storage_error,
+                           "model " + id + ": " + render(file.error()));
+  return file;
+}
+
+/// Reads chunk `index` of a file-held model and checks it against its
+/// recorded XXH3-64.
+caf::expected<std::string> get_file_chunk(detail::direct_file_reader& file,
+                                          const rondo::store::ModelMeta& meta,
+                                          uint64_t index) {
+  auto& id = meta.model_id();
+  std::string out;
+  if (auto err = file.read(index, out)) {
+    auto code = err == ec::corrupt ? ec::corrupt : ec::storage_error;
+    return caf::make_error(code, "model " + id
+                                   + (code == ec::corrupt ? " is corrupt: "
+                                                          : ": ")
+                                   + render(err));
+  }
+  if (XXH3_64bits(out.data(), out.size())
+      != meta.chunk_xxh3(static_cast<int>(index)))
+    return caf::make_error(ec::corrupt, "model " + id + " is corrupt: chunk "
+                                          + std::to_string(index)
+                                          + ": checksum mismatch");
+  return out;
+}
+
+// Reads one chunk of a model held as chunks in RocksDB.
+caf::expected<std::string> get_chunk(database::impl& db,
+                                     const rondo::store::ModelMeta& meta,
                                      uint64_t index) {
-  auto& id = info.model_id;
+  auto& id = meta.model_id();
   auto where = "chunk " + std::to_string(index) + " of model " + id;
   rocksdb::ReadOptions ro;
   ro.verify_checksums = true;
@@ -92,9 +159,7 @@ caf::expected<std::string> get_chunk(database::impl& db, const model_info& info,
                                           + where + ": " + status.ToString());
   if (auto err = to_error(status, "reading " + where))
     return err;
-  bool last = index + 1 == info.chunk_count;
-  auto expected = last ? info.size_bytes - index * uint64_t{info.chunk_bytes}
-                       : uint64_t{info.chunk_bytes};
+  auto expected = chunk_size(meta, index);
   if (out.size() != expected)
     return caf::make_error(ec::corrupt, "model " + id + " is corrupt: "
                                           + where + " has "
@@ -157,21 +222,31 @@ caf::error validate_model_id(const std::string& model_id) {
 
 namespace {
 
-/// Chunks past this many bytes of one model bypass the memtable: they go
-/// straight into an SST file of their own, which commit syncs and ingests
-/// (moves) into the chunk column family before the synced metadata write.
-/// That writes each byte once (no WAL, no memtable, no flush) and copies it
-/// twice fewer times. Small models (client updates, aggregates) stay on
-/// the memtable and the WAL, and commit without file ingestion.
+/// Models past this many bytes are held as a file of their own in
+/// `files_folder`, written with O_DIRECT (detail::direct_file_writer): each
+/// byte is copied once on the caller's thread and written once, without
+/// WAL, memtable, compaction or page cache. Smaller models (client updates
+/// of small networks, aggregates) stay chunks in RocksDB, where `put` is
+/// one synced batch.
 constexpr uint64_t direct_after_bytes = uint64_t{16} << 20;
 
-/// The folder, inside the database folder, of the SST files of writes in
-/// progress; emptied when the store opens.
-constexpr const char* upload_folder = "model-uploads";
+/// The folder of the SST files that earlier versions wrote large uploads
+/// into before ingesting them; removed on open.
+constexpr const char* old_upload_folder = "model-uploads";
 
-/// Names the SST files of writers (unique within the process; one process
-/// holds the database).
-std::atomic<uint64_t> upload_counter{0};
+/// Threads writing and reading model files, per store: each file's writes
+/// run in order on one of them at a time, so this many files are written at
+/// once; reads fetch ahead on them too.
+constexpr size_t io_threads = 4;
+
+/// A new file name for `files_folder`: 16 random hex digits.
+std::string new_file_name() {
+  thread_local std::mt19937_64 gen{std::random_device{}()};
+  char name[32];
+  std::snprintf(name, sizeof(name), "%016llx.model",
+                static_cast<unsigned long long>(gen()));
+  return name;
+}
 
 } // namespace
 
@@ -179,47 +254,40 @@ struct model_writer::state {
   std::shared_ptr<model_store> store;
   std::string id;
   uint32_t chunk_bytes = 0;
+  /// Bytes of a partial chunk (RocksDB-held models only).
   std::string buf;
+  /// Chunks written to RocksDB.
   uint64_t next_chunk = 0;
   xxh_ptr hasher = make_hasher();
   bool finished = false;
-  /// Chunks past `direct_after_bytes` of the model, written straight into
-  /// an SST file (`sst_path`) that commit ingests; null until the first.
-  std::unique_ptr<rocksdb::SstFileWriter> sst;
-  std::string sst_path;
+  durability mode = durability::synced;
+  /// Once the model passes direct_after_bytes: its file and the file's
+  /// name; the XXH3-64 of each complete chunk; the hash of the chunk being
+  /// filled and its bytes so far.
+  std::unique_ptr<detail::direct_file_writer> file;
+  std::string file_name;
+  std::vector<uint64_t> chunk_sums;
+  xxh_ptr chunk_hasher;
+  uint64_t chunk_fill = 0;
 
-  /// Creates the SST file for the chunks to come. Chunk keys of one model
-  /// ascend, as an SST file needs them to.
-  rocksdb::Status open_sst(database::impl& db) {
-    auto options = db.db->GetOptions(db.handle(cf::model_chunks));
-    rocksdb::EnvOptions env_options{options};
-    // Start write-back as the file grows, so that the sync at commit has
-    // little left to do.
-    env_options.bytes_per_sync = 8 << 20;
-    // Keep the pages cached: a new model is often read back soon.
-    sst = std::make_unique<rocksdb::SstFileWriter>(
-      env_options, options, db.handle(cf::model_chunks),
-      /*invalidate_page_cache=*/false);
-    sst_path = (std::filesystem::path{db.path} / upload_folder
-                / (std::to_string(++upload_counter) + ".sst"))
-                 .string();
-    return sst->Open(sst_path);
-  }
-
-  /// Drops the SST file (unfinished or not ingested). Best effort.
-  void drop_sst() {
-    // Destroying an unfinished writer abandons its table builder.
-    sst.reset();
-    if (!sst_path.empty()) {
-      std::error_code ignored;
-      std::filesystem::remove(sst_path, ignored);
-      sst_path.clear();
+  /// Appends to the file, hashing chunk by chunk.
+  caf::error append_file(std::string_view bytes) {
+    for (auto rest = bytes; !rest.empty();) {
+      auto n = std::min<uint64_t>(chunk_bytes - chunk_fill, rest.size());
+      XXH3_64bits_update(chunk_hasher.get(), rest.data(), n);
+      chunk_fill += n;
+      rest.remove_prefix(n);
+      if (chunk_fill == chunk_bytes) {
+        chunk_sums.push_back(XXH3_64bits_digest(chunk_hasher.get()));
+        XXH3_64bits_reset(chunk_hasher.get());
+        chunk_fill = 0;
+      }
     }
+    return file->append(bytes);
   }
 };
 
 model_writer::model_writer(std::unique_ptr<state> st) : st_(std::move(st)) {
-  st_->buf.reserve(st_->chunk_bytes);
 }
 
 model_writer::~model_writer() {
@@ -228,16 +296,10 @@ model_writer::~model_writer() {
 
 void model_writer::flush_chunk(std::string_view bytes, caf::error& err) {
   auto& db = st_->store->db().get();
-  auto key = chunk_key(st_->id, st_->next_chunk);
-  rocksdb::Slice value{bytes.data(), bytes.size()};
-  rocksdb::Status status;
-  if (!st_->sst && st_->next_chunk * st_->chunk_bytes >= direct_after_bytes)
-    status = st_->open_sst(db);
-  if (status.ok() && st_->sst)
-    status = st_->sst->Put(key, value);
-  else if (status.ok())
-    status = db.db->Put(rocksdb::WriteOptions{}, db.handle(cf::model_chunks),
-                        key, value);
+  auto status = db.db->Put(rocksdb::WriteOptions{},
+                           db.handle(cf::model_chunks),
+                           chunk_key(st_->id, st_->next_chunk),
+                           rocksdb::Slice{bytes.data(), bytes.size()});
   if (auto e = to_error(status, "writing chunk "
                                   + std::to_string(st_->next_chunk)
                                   + " of model " + st_->id)) {
@@ -247,13 +309,67 @@ void model_writer::flush_chunk(std::string_view bytes, caf::error& err) {
   ++st_->next_chunk;
 }
 
+caf::error model_writer::move_to_file() {
+  auto& s = *st_;
+  auto& store = *s.store;
+  for (int attempt = 0;; ++attempt) {
+    s.file_name = new_file_name();
+    auto f = detail::direct_file_writer::create(*store.io_,
+                                                store.files_path_ + "/"
+                                                  + s.file_name);
+    if (f) {
+      s.file = std::move(*f);
+      break;
+    }
+    // 64 random bits collide only by bad luck: try another name.
+    if (f.error() != ec::already_exists || attempt == 3)
+      return f.error();
+  }
+  s.chunk_hasher = make_hasher();
+  // The chunks already in RocksDB are copied to the file; commit deletes
+  // them in its batch.
+  auto& db = store.db().get();
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = true;
+  std::string chunk;
+  for (uint64_t i = 0; i < s.next_chunk; ++i) {
+    auto status = db.db->Get(ro, db.handle(cf::model_chunks),
+                             chunk_key(s.id, i), &chunk);
+    if (auto err = to_error(status, "moving chunk " + std::to_string(i)
+                                      + " of model " + s.id
+                                      + " to its file"))
+      return err;
+    if (auto err = s.append_file(chunk))
+      return err;
+  }
+  if (!s.buf.empty()) {
+    if (auto err = s.append_file(s.buf))
+      return err;
+    s.buf.clear();
+  }
+  s.buf.shrink_to_fit();
+  return caf::none;
+}
+
 caf::error model_writer::write(std::string_view bytes) {
   if (st_->finished)
     return caf::make_error(ec::invalid_state,
                            "model " + st_->id + " is already committed or "
                                                 "aborted");
+  if (!st_->file && size_ + bytes.size() > direct_after_bytes)
+    if (auto err = move_to_file()) {
+      abort();
+      return err;
+    }
   XXH3_64bits_update(st_->hasher.get(), bytes.data(), bytes.size());
   size_ += bytes.size();
+  if (st_->file) {
+    if (auto err = st_->append_file(bytes)) {
+      abort();
+      return err;
+    }
+    return caf::none;
+  }
   auto& buf = st_->buf;
   size_t chunk = st_->chunk_bytes;
   while (!bytes.empty()) {
@@ -282,58 +398,60 @@ caf::error model_writer::write(std::string_view bytes) {
 }
 
 caf::expected<model_info> model_writer::commit() {
-  if (st_->finished)
+  auto& s = *st_;
+  if (s.finished)
     return caf::make_error(ec::invalid_state,
-                           "model " + st_->id + " is already committed or "
-                                                "aborted");
-  if (!st_->buf.empty()) {
-    caf::error err;
-    flush_chunk(st_->buf, err);
-    if (err) {
-      abort();
-      return err;
-    }
-  }
-  auto meta = make_meta(st_->id, size_, st_->chunk_bytes, st_->next_chunk,
-                        XXH3_64bits_digest(st_->hasher.get()));
-  auto& db = st_->store->db().get();
-  if (st_->sst) {
-    // Finish syncs the file; ingestion links it into the database, syncs
-    // the folder and records it in the (synced) MANIFEST. Its keys follow
-    // the model's first chunks in the memtable, so no flush is needed.
-    auto status = st_->sst->Finish();
-    st_->sst.reset();
-    if (status.ok()) {
-      rocksdb::IngestExternalFileOptions io;
-      io.move_files = true;
-      io.write_global_seqno = false;
-      status = db.db->IngestExternalFile(db.handle(cf::model_chunks),
-                                         {st_->sst_path}, io);
-    }
-    if (auto err = to_error(status, "storing the chunks of model "
-                                      + st_->id)) {
-      abort();
-      return err;
-    }
-    // Ingestion moved the file: nothing to delete any more.
-    st_->sst_path.clear();
-  }
-  rocksdb::WriteBatch batch;
-  auto status = batch.Put(db.handle(cf::model_meta), st_->id,
-                          meta.SerializeAsString());
-  if (status.ok())
-    status = batch.Delete(db.handle(cf::model_pending), st_->id);
-  if (status.ok()) {
-    rocksdb::WriteOptions wo;
-    wo.sync = true; // A committed model survives a crash.
-    status = db.db->Write(wo, &batch);
-  }
-  if (auto err = to_error(status, "committing model " + st_->id)) {
+                           "model " + s.id + " is already committed or "
+                                             "aborted");
+  auto fail = [this](caf::error err) {
     abort();
     return err;
+  };
+  rondo::store::ModelMeta meta;
+  if (s.file) {
+    if (s.chunk_fill > 0)
+      s.chunk_sums.push_back(XXH3_64bits_digest(s.chunk_hasher.get()));
+    // The file is durable (synced, and its name in its folder) before the
+    // metadata that makes it visible.
+    if (auto err = s.file->finish(s.mode == durability::synced))
+      return fail(std::move(err));
+    meta = make_meta(s.id, size_, s.chunk_bytes, s.chunk_sums.size(),
+                     XXH3_64bits_digest(s.hasher.get()));
+    meta.set_file(s.file_name);
+    meta.mutable_chunk_xxh3()->Add(s.chunk_sums.begin(), s.chunk_sums.end());
+  } else {
+    if (!s.buf.empty()) {
+      caf::error err;
+      flush_chunk(s.buf, err);
+      if (err)
+        return fail(std::move(err));
+    }
+    meta = make_meta(s.id, size_, s.chunk_bytes, s.next_chunk,
+                     XXH3_64bits_digest(s.hasher.get()));
   }
-  st_->finished = true;
-  st_->store->release(st_->id);
+  auto& db = s.store->db().get();
+  rocksdb::WriteBatch batch;
+  auto status = batch.Put(db.handle(cf::model_meta), s.id,
+                          meta.SerializeAsString());
+  if (status.ok())
+    status = batch.Delete(db.handle(cf::model_pending), s.id);
+  if (status.ok() && s.file && s.next_chunk > 0) {
+    // The chunks written before the model moved to its file.
+    auto [begin, end] = chunk_range(s.id);
+    status = batch.DeleteRange(db.handle(cf::model_chunks), begin, end);
+  }
+  if (status.ok()) {
+    rocksdb::WriteOptions wo;
+    // Synced: a committed model survives an OS crash.
+    wo.sync = s.mode == durability::synced;
+    status = db.db->Write(wo, &batch);
+  }
+  if (auto err = to_error(status, "committing model " + s.id))
+    return fail(std::move(err));
+  s.finished = true;
+  // Finished: the file stays.
+  s.file.reset();
+  s.store->release(s.id);
   return to_info(meta);
 }
 
@@ -341,7 +459,10 @@ void model_writer::abort() {
   if (!st_ || st_->finished)
     return;
   st_->finished = true;
-  st_->drop_sst();
+  if (st_->file) {
+    st_->file->discard();
+    st_->file.reset();
+  }
   // Best effort: whatever stays behind is removed on the next open.
   static_cast<void>(erase_chunks(st_->store->db().get(), st_->id, false));
   st_->store->release(st_->id);
@@ -350,8 +471,13 @@ void model_writer::abort() {
 // -- model_reader -------------------------------------------------------------
 
 struct model_reader::state {
-  std::shared_ptr<database> db;
+  /// Keeps the database and the I/O threads alive.
+  std::shared_ptr<model_store> store;
+  rondo::store::ModelMeta meta;
   model_info info;
+  /// The model's file, if it is held as one (opened by open_read, so a
+  /// model removed while being read stays readable to the end).
+  std::unique_ptr<detail::direct_file_reader> file;
   uint64_t next_chunk = 0;
   uint64_t bytes_read = 0;
   xxh_ptr hasher = make_hasher();
@@ -385,7 +511,8 @@ caf::expected<bool> model_reader::next(std::string& out) {
     out.clear();
     return false;
   }
-  auto chunk = get_chunk(s.db->get(), s.info, s.next_chunk);
+  auto chunk = s.file ? get_file_chunk(*s.file, s.meta, s.next_chunk)
+                      : get_chunk(s.store->db().get(), s.meta, s.next_chunk);
   if (!chunk)
     return chunk.error();
   out = std::move(*chunk);
@@ -398,8 +525,12 @@ caf::expected<bool> model_reader::next(std::string& out) {
 // -- model_store --------------------------------------------------------------
 
 model_store::model_store(std::shared_ptr<database> db, uint32_t chunk_bytes)
-  : db_(std::move(db)), chunk_bytes_(chunk_bytes) {
+  : db_(std::move(db)), chunk_bytes_(chunk_bytes),
+    files_path_(
+      (std::filesystem::path{db_->get().path} / files_folder).string()) {
 }
+
+model_store::~model_store() = default;
 
 caf::expected<std::shared_ptr<model_store>>
 model_store::open(std::shared_ptr<database> db, uint32_t chunk_bytes) {
@@ -411,17 +542,18 @@ model_store::open(std::shared_ptr<database> db, uint32_t chunk_bytes) {
                            "model store chunk size must be > 0");
   std::shared_ptr<model_store> store{new model_store(db, chunk_bytes)};
   auto& impl = db->get();
-  // SST files of writes a crash interrupted (never ingested) go; the folder
-  // is there for the writers to come.
+  // SST files that an earlier version's interrupted writes left go; the
+  // folder of model files is there for the writers to come.
   {
-    auto folder = std::filesystem::path{impl.path} / upload_folder;
     std::error_code fs_err;
-    std::filesystem::remove_all(folder, fs_err);
+    std::filesystem::remove_all(std::filesystem::path{impl.path}
+                                  / old_upload_folder,
+                                fs_err);
     if (!fs_err)
-      std::filesystem::create_directories(folder, fs_err);
+      std::filesystem::create_directories(store->files_path_, fs_err);
     if (fs_err)
       return caf::make_error(ec::storage_error,
-                             "cannot prepare " + folder.string() + ": "
+                             "cannot prepare " + store->files_path_ + ": "
                                + fs_err.message());
   }
   std::vector<std::string> interrupted;
@@ -451,6 +583,9 @@ model_store::open(std::shared_ptr<database> db, uint32_t chunk_bytes) {
       return err;
     ++store->recovered_;
   }
+  if (auto err = store->remove_orphan_files())
+    return err;
+  store->io_ = std::make_unique<detail::io_pool>(io_threads);
   return store;
 }
 
@@ -477,7 +612,7 @@ void model_store::release(const std::string& model_id) {
 }
 
 caf::expected<std::unique_ptr<model_writer>>
-model_store::begin_write(const std::string& model_id) {
+model_store::begin_write(const std::string& model_id, durability mode) {
   if (auto err = reserve(model_id))
     return err;
   auto& impl = db_->get();
@@ -492,6 +627,7 @@ model_store::begin_write(const std::string& model_id) {
   state->store = shared_from_this();
   state->id = model_id;
   state->chunk_bytes = chunk_bytes_;
+  state->mode = mode;
   return std::unique_ptr<model_writer>{new model_writer(std::move(state))};
 }
 
@@ -541,8 +677,8 @@ caf::expected<model_info> model_store::put_batch(const std::string& model_id,
   return to_info(meta);
 }
 
-caf::expected<model_reader>
-model_store::open_read(const std::string& model_id) {
+caf::expected<rondo::store::ModelMeta>
+model_store::committed_meta(const std::string& model_id) {
   if (auto err = validate_model_id(model_id))
     return err;
   auto meta = read_meta(db_->get(), model_id);
@@ -551,9 +687,68 @@ model_store::open_read(const std::string& model_id) {
   if (!*meta)
     return caf::make_error(ec::not_found, "model " + model_id
                                             + " does not exist");
+  return std::move(**meta);
+}
+
+caf::error model_store::remove_orphan_files() {
+  std::vector<std::filesystem::path> present;
+  std::error_code fs_err;
+  for (std::filesystem::directory_iterator it{files_path_, fs_err}, end;
+       !fs_err && it != end; it.increment(fs_err))
+    present.push_back(it->path());
+  if (fs_err)
+    return caf::make_error(ec::storage_error, "cannot list " + files_path_
+                                                + ": " + fs_err.message());
+  if (present.empty())
+    return caf::none;
+  std::unordered_set<std::string> referenced;
+  auto& impl = db_->get();
+  std::unique_ptr<rocksdb::Iterator> it{
+    impl.db->NewIterator(rocksdb::ReadOptions{}, impl.handle(cf::model_meta))};
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    rondo::store::ModelMeta meta;
+    if (meta.ParseFromArray(it->value().data(),
+                            static_cast<int>(it->value().size()))
+        && !meta.file().empty())
+      referenced.insert(meta.file());
+  }
+  if (auto err = to_error(it->status(), "scanning model metadata"))
+    return err;
+  for (auto& path : present)
+    if (referenced.count(path.filename().string()) == 0) {
+      // A write a crash interrupted, or a removal that a crash cut short
+      // between deleting the metadata and the file.
+      std::filesystem::remove(path, fs_err);
+      if (fs_err)
+        return caf::make_error(ec::storage_error,
+                               "cannot remove " + path.string() + ": "
+                                 + fs_err.message());
+      ++orphans_removed_;
+    }
+  return caf::none;
+}
+
+void model_store::remove_files(const std::vector<std::string>& names) {
+  // Best effort: a file that stays is an orphan, removed on the next open.
+  for (auto& name : names)
+    ::unlink((files_path_ + "/" + name).c_str());
+}
+
+caf::expected<model_reader>
+model_store::open_read(const std::string& model_id) {
+  auto meta = committed_meta(model_id);
+  if (!meta)
+    return meta.error();
   auto state = std::make_unique<model_reader::state>();
-  state->db = db_;
-  state->info = to_info(**meta);
+  if (!meta->file().empty()) {
+    auto file = open_model_file(io_.get(), files_path_, *meta);
+    if (!file)
+      return file.error();
+    state->file = std::move(*file);
+  }
+  state->store = shared_from_this();
+  state->info = to_info(*meta);
+  state->meta = std::move(*meta);
   return model_reader{std::move(state)};
 }
 
@@ -576,27 +771,27 @@ caf::expected<std::string> model_store::get(const std::string& model_id) {
 
 caf::expected<std::string> model_store::read_chunk(const std::string& model_id,
                                                   uint64_t index) {
-  auto meta = info(model_id);
+  auto meta = committed_meta(model_id);
   if (!meta)
     return meta.error();
-  if (index >= meta->chunk_count)
+  if (index >= meta->chunk_count())
     return caf::make_error(ec::invalid_argument,
                            "model " + model_id + " has "
-                             + std::to_string(meta->chunk_count)
+                             + std::to_string(meta->chunk_count())
                              + " chunks, no chunk " + std::to_string(index));
-  return get_chunk(db_->get(), *meta, index);
+  if (meta->file().empty())
+    return get_chunk(db_->get(), *meta, index);
+  auto file = open_model_file(nullptr, files_path_, *meta);
+  if (!file)
+    return file.error();
+  return get_file_chunk(**file, *meta, index);
 }
 
 caf::expected<model_info> model_store::info(const std::string& model_id) {
-  if (auto err = validate_model_id(model_id))
-    return err;
-  auto meta = read_meta(db_->get(), model_id);
+  auto meta = committed_meta(model_id);
   if (!meta)
     return meta.error();
-  if (!*meta)
-    return caf::make_error(ec::not_found, "model " + model_id
-                                            + " does not exist");
-  return to_info(**meta);
+  return to_info(*meta);
 }
 
 caf::expected<bool> model_store::exists(const std::string& model_id) {
@@ -618,7 +813,11 @@ caf::error model_store::remove(const std::string& model_id) {
   if (!*meta)
     return caf::make_error(ec::not_found, "model " + model_id
                                             + " does not exist");
-  return erase_chunks(db_->get(), model_id, true);
+  if (auto err = erase_chunks(db_->get(), model_id, true))
+    return err;
+  if (!(*meta)->file().empty())
+    remove_files({(*meta)->file()});
+  return caf::none;
 }
 
 caf::expected<size_t>
@@ -627,6 +826,7 @@ model_store::remove_many(const std::vector<std::string>& ids) {
   auto& impl = db_->get();
   rocksdb::WriteBatch batch;
   size_t n = 0;
+  std::vector<std::string> files;
   for (auto& id : ids) {
     if (validate_model_id(id))
       continue;
@@ -641,6 +841,8 @@ model_store::remove_many(const std::vector<std::string>& ids) {
       st = batch.Delete(impl.handle(cf::model_meta), id);
     if (auto err = to_error(st, "deleting model " + id))
       return err;
+    if (!(*meta)->file().empty())
+      files.push_back((*meta)->file());
     ++n;
   }
   if (n == 0)
@@ -649,6 +851,7 @@ model_store::remove_many(const std::vector<std::string>& ids) {
   wo.sync = true;
   if (auto err = to_error(impl.db->Write(wo, &batch), "deleting models"))
     return err;
+  remove_files(files);
   return n;
 }
 

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <tuple>
 
 using namespace rondo;
 using namespace rondo::storage;
@@ -204,9 +205,10 @@ TEST_CASE("model store: a write interrupted by a crash is cleaned on open") {
 
 TEST_CASE("model store: a large model committed just before a crash is "
           "kept whole") {
-  // Past 16 MiB a model's chunks skip the WAL and the memtable (an SST
-  // file of their own); commit must sync and ingest that file before the
-  // model becomes visible, or a crash right after commit would lose them.
+  // Past 16 MiB a model is a file of its own, written with O_DIRECT past
+  // the WAL; commit must sync the file (and its name in its folder) before
+  // the metadata makes it visible, or a crash right after commit would
+  // lose it.
   temp_dir dir;
   constexpr size_t big = 100u << 20;
   auto pid = fork();
@@ -234,12 +236,50 @@ TEST_CASE("model store: a large model committed just before a crash is "
   CHECK(*bytes == random_bytes(big, 7));
 }
 
+TEST_CASE("model store: an unsynced model (a client upload) survives the "
+          "process's crash whole") {
+  // durability::unsynced writes a large model past the page cache without
+  // fdatasync and its metadata to the WAL without sync: a process that dies
+  // right after commit must still leave the whole model, small or large.
+  temp_dir dir;
+  constexpr size_t big = 40u << 20;
+  auto pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    auto db = database::open(dir.sub("db"));
+    if (!db)
+      _exit(2);
+    auto store = model_store::open(*db);
+    if (!store)
+      _exit(3);
+    for (auto [id, n, seed] : {std::tuple{"upload-big", big, 9},
+                               std::tuple{"upload-small", size_t{3} << 20,
+                                          10}}) {
+      auto w = (*store)->begin_write(id, durability::unsynced);
+      if (!w || (*w)->write(random_bytes(n, seed)) || !(*w)->commit())
+        _exit(4);
+    }
+    _exit(0); // No close, no flush: as a crash.
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  auto store = open_store(dir);
+  CHECK(store->recovered_on_open() == 0);
+  CHECK(store->orphan_files_removed_on_open() == 0);
+  auto bytes = store->get("upload-big");
+  REQUIRE_MESSAGE(bytes, (bytes ? "" : render(bytes.error())));
+  CHECK(*bytes == random_bytes(big, 9));
+  CHECK(*store->get("upload-small") == random_bytes(size_t{3} << 20, 10));
+}
+
 TEST_CASE("model store: a large write aborted or interrupted leaves no file "
           "behind") {
-  // 40 MiB: past the point where chunks go to an SST file of their own.
+  // 40 MiB: past the point where a model becomes a file of its own.
   constexpr size_t big = 40u << 20;
   temp_dir dir;
-  auto uploads = std::filesystem::path{dir.sub("db")} / "model-uploads";
+  auto uploads = std::filesystem::path{dir.sub("db")} / "model-files";
   auto files_left = [&] {
     size_t n = 0;
     for ([[maybe_unused]] auto& entry :
@@ -256,9 +296,9 @@ TEST_CASE("model store: a large write aborted or interrupted leaves no file "
     (*writer)->abort();
     CHECK(files_left() == 0);
     CHECK(!*store->exists("aborted"));
-    // A committed large model leaves no file behind either, and reads back.
+    // A committed large model is its one file, and reads back.
     REQUIRE(store->put("aborted", random_bytes(big, 6)));
-    CHECK(files_left() == 0);
+    CHECK(files_left() == 1);
     CHECK(*store->get("aborted") == random_bytes(big, 6));
   }
   auto pid = fork();
@@ -279,10 +319,12 @@ TEST_CASE("model store: a large write aborted or interrupted leaves no file "
   REQUIRE(waitpid(pid, &status, 0) == pid);
   REQUIRE(WIFEXITED(status));
   REQUIRE(WEXITSTATUS(status) == 0);
-  CHECK(files_left() == 1);
+  // "aborted"'s file and the crashed write's.
+  CHECK(files_left() == 2);
   auto store = open_store(dir);
   CHECK(store->recovered_on_open() == 1);
-  CHECK(files_left() == 0);
+  CHECK(store->orphan_files_removed_on_open() == 1);
+  CHECK(files_left() == 1);
   CHECK(!*store->exists("crashed-big"));
   CHECK(*store->get("aborted") == random_bytes(big, 6));
   REQUIRE(store->put("crashed-big", "small now"));
@@ -371,4 +413,157 @@ TEST_CASE("model store: remove_many deletes the listed models at once") {
   CHECK(!*store->exists("u1"));
   CHECK(!*store->exists("u3"));
   CHECK(*store->get("keep") == "bytes of keep");
+}
+
+namespace {
+
+/// The files in the store's model-files/ folder.
+std::vector<std::filesystem::path> model_files(const temp_dir& dir) {
+  std::vector<std::filesystem::path> out;
+  for (auto& entry : std::filesystem::directory_iterator(
+         std::filesystem::path{dir.sub("db")} / "model-files"))
+    out.push_back(entry.path());
+  return out;
+}
+
+/// Overwrites `n` bytes of `path` at `offset` with `bytes`, or cuts the
+/// file to `offset` bytes when `bytes` is empty.
+void damage(const std::filesystem::path& path, uint64_t offset,
+            const std::string& bytes) {
+  if (bytes.empty()) {
+    std::filesystem::resize_file(path, offset);
+    return;
+  }
+  std::fstream f{path, std::ios::in | std::ios::out | std::ios::binary};
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+} // namespace
+
+TEST_CASE("model store: a model past 16 MiB is one file, read back in any "
+          "order and removed with its model") {
+  temp_dir dir;
+  auto store = open_store(dir);
+  // 17 MiB + 3 bytes in 1 MiB chunks: 18 chunks, the last of 3 bytes. The
+  // first 16 MiB go to RocksDB, then move to the file.
+  auto content = random_bytes((17u << 20) + 3, 21);
+  auto w = store->begin_write("big");
+  REQUIRE(w);
+  for (size_t at = 0; at < content.size(); at += 1 << 20)
+    REQUIRE(!(*w)->write(std::string_view{content}.substr(at, 1 << 20)));
+  auto info = (*w)->commit();
+  REQUIRE_MESSAGE(info, (info ? "" : render(info.error())));
+  CHECK(info->chunk_count == 18);
+  CHECK(info->size_bytes == content.size());
+  REQUIRE(model_files(dir).size() == 1);
+  CHECK(std::filesystem::file_size(model_files(dir)[0]) == content.size());
+  CHECK(*store->get("big") == content);
+  // Random access, backwards.
+  for (uint64_t i = 18; i-- > 0;)
+    CHECK(*store->read_chunk("big", i)
+          == content.substr(i << 20, std::min<size_t>(1 << 20,
+                                                      content.size()
+                                                        - (i << 20))));
+  // A reader opened before the removal reads the whole model; afterwards
+  // the model and its file are gone.
+  auto reader = store->open_read("big");
+  REQUIRE(reader);
+  REQUIRE(!store->remove("big"));
+  CHECK(model_files(dir).empty());
+  std::string joined, chunk;
+  while (*reader->next(chunk))
+    joined += chunk;
+  CHECK(joined == content);
+  CHECK(store->get("big").error() == ec::not_found);
+  // remove_many removes the files of the models it deletes.
+  REQUIRE(store->put("a", content));
+  REQUIRE(store->put("b", content.substr(0, 5)));
+  REQUIRE(model_files(dir).size() == 1);
+  CHECK(*store->remove_many({"a", "b"}) == 2);
+  CHECK(model_files(dir).empty());
+}
+
+TEST_CASE("model store: chunks that do not align with the disk's blocks "
+          "read back from a model's file") {
+  temp_dir dir;
+  auto db = database::open(dir.sub("db"));
+  REQUIRE(db);
+  // 1,000,003-byte chunks: every chunk but the first starts mid-block.
+  auto store = model_store::open(*db, 1000003);
+  REQUIRE(store);
+  auto content = random_bytes(20u << 20, 22);
+  REQUIRE((*store)->put("odd", content));
+  REQUIRE(model_files(dir).size() == 1);
+  CHECK(*(*store)->get("odd") == content);
+  CHECK(*(*store)->read_chunk("odd", 7) == content.substr(7 * 1000003,
+                                                           1000003));
+  auto last = (*store)->info("odd")->chunk_count - 1;
+  CHECK(*(*store)->read_chunk("odd", last)
+        == content.substr(last * 1000003));
+}
+
+TEST_CASE("model store: a damaged model file is named as corrupt, and other "
+          "models stay readable") {
+  temp_dir dir;
+  auto content = random_bytes(20u << 20, 23);
+  {
+    auto store = open_store(dir);
+    REQUIRE(store->put("victim", content));
+    REQUIRE(store->put("bystander", "intact"));
+  }
+  REQUIRE(model_files(dir).size() == 1);
+  auto file = model_files(dir)[0];
+  SUBCASE("a flipped byte") {
+    auto at = (5u << 20) + 4321;
+    damage(file, at, std::string(1, static_cast<char>(content[at] ^ 0x10)));
+    auto store = open_store(dir);
+    auto got = store->get("victim");
+    REQUIRE(!got);
+    CHECK(render(got.error())
+          == "rondo.corrupt: model victim is corrupt: chunk 5: checksum "
+             "mismatch");
+    CHECK(store->read_chunk("victim", 5).error() == ec::corrupt);
+    CHECK(*store->read_chunk("victim", 4) == content.substr(4u << 20, 1 << 20));
+    CHECK(*store->get("bystander") == "intact");
+  }
+  SUBCASE("a file cut short") {
+    damage(file, (12u << 20) + 5, "");
+    auto store = open_store(dir);
+    auto got = store->get("victim");
+    REQUIRE(!got);
+    CHECK(got.error() == ec::corrupt);
+    CHECK(render(got.error()).find("chunk 12 of") != std::string::npos);
+    CHECK(render(got.error()).find("cut short") != std::string::npos);
+  }
+  SUBCASE("a missing file") {
+    std::filesystem::remove(file);
+    auto store = open_store(dir);
+    auto got = store->open_read("victim");
+    REQUIRE(!got);
+    CHECK(got.error() == ec::corrupt);
+    CHECK(render(got.error()).find("model victim is corrupt: its file")
+          != std::string::npos);
+    CHECK(*store->get("bystander") == "intact");
+  }
+}
+
+TEST_CASE("model store: a model file no metadata names is removed on open, "
+          "the others are kept") {
+  temp_dir dir;
+  auto content = random_bytes(17u << 20, 24);
+  {
+    auto store = open_store(dir);
+    REQUIRE(store->put("kept", content));
+  }
+  // As a crash between deleting a model's metadata and its file leaves it.
+  auto stray = std::filesystem::path{dir.sub("db")} / "model-files"
+               / "0123456789abcdef.model";
+  std::ofstream{stray} << "left behind";
+  REQUIRE(model_files(dir).size() == 2);
+  auto store = open_store(dir);
+  CHECK(store->orphan_files_removed_on_open() == 1);
+  CHECK(store->recovered_on_open() == 0);
+  CHECK(!std::filesystem::exists(stray));
+  CHECK(*store->get("kept") == content);
 }
