@@ -10,10 +10,16 @@
 // reported rates are the best of the repetitions; RSS figures are read from
 // /proc/<combiner pid>/status, the combiner's CPU time per step from
 // /proc/<pid>/stat (on a shared machine the rates are bounded by the CPU
-// time the combiner gets; cpu_s_per_gb is not). Last line:
-//   upload_gbps=… download_gbps=… peak_rss_mb=…
-// (GB = 1e9 bytes).
+// time the combiner gets; cpu_s_per_gb is not). After each repetition a
+// `disk` row shows what the disk itself does in the combiner's folder
+// (bench/disk_baseline.hpp: O_DIRECT writes and one fdatasync, as the store
+// writes a large model, then O_DIRECT reads): an upload, which is durable
+// when it returns, cannot beat it. Last line:
+//   upload_gbps=… download_gbps=… peak_rss_mb=… disk_write_gbps=…
+//   disk_read_gbps=…
+// (GB = 1e9 bytes; the best of the repetitions).
 
+#include "bench/disk_baseline.hpp"
 #include "fedn.grpc.pb.h"
 #include "fedn.pb.h"
 
@@ -325,6 +331,8 @@ int main(int argc, char** argv) {
 
   double best_up = 0;
   double best_down = 0;
+  double best_disk_write = 0;
+  double best_disk_read = 0;
   double peak_rss = 0;
   {
     combiner_process combiner{rondo, dir};
@@ -377,6 +385,23 @@ int main(int argc, char** argv) {
             + " bytes, checksums differ or not");
       best_up = std::max(best_up, up.bytes / up.seconds / 1e9);
       best_down = std::max(best_down, down.bytes / down.seconds / 1e9);
+      rondo::bench::disk_seconds disk;
+      try {
+        disk = rondo::bench::measure_disk((dir / "disk-baseline").string(),
+                                          size_mib);
+      } catch (const std::runtime_error& e) {
+        die(e.what());
+      }
+      double gb = double(size_mib + size_mib % 2) * (1 << 20) / 1e9;
+      std::printf("%-10s %8.2f %7.3f %8s %11s   (O_DIRECT write + "
+                  "fdatasync; read: %.2f s, %.3f GB/s)\n",
+                  "disk", disk.write, gb / disk.write, "-", "-", disk.read,
+                  gb / disk.read);
+      std::fflush(stdout);
+      // The disk row's CPU is not the combiner's.
+      cpu = proc_cpu_seconds(pid);
+      best_disk_write = std::max(best_disk_write, gb / disk.write);
+      best_disk_read = std::max(best_disk_read, gb / disk.read);
     }
     peak_rss = proc_status_mib(pid, "VmHWM");
   }
@@ -385,7 +410,8 @@ int main(int argc, char** argv) {
   std::printf("targets: >= 1 GB/s each way; peak RSS well below the model "
               "size (%zu MiB)\n",
               size_mib);
-  std::printf("upload_gbps=%.3f download_gbps=%.3f peak_rss_mb=%.1f\n",
-              best_up, best_down, peak_rss);
+  std::printf("upload_gbps=%.3f download_gbps=%.3f peak_rss_mb=%.1f "
+              "disk_write_gbps=%.3f disk_read_gbps=%.3f\n",
+              best_up, best_down, peak_rss, best_disk_write, best_disk_read);
   return 0;
 }
