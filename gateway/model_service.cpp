@@ -9,12 +9,17 @@
 //   INVALID_ARGUMENT   missing id, id changed mid-stream, a status other
 //                      than IN_PROGRESS/OK, a terminator with data, a
 //                      message after the terminator, an empty model, a bad
-//                      model id, the stream ended without a terminator;
+//                      model id, the stream ended without a terminator, a
+//                      message that is not a ModelRequest ("malformed
+//                      ModelRequest: " and the fault);
 //   RESOURCE_EXHAUSTED the model exceeds max_model_bytes;
 //   ALREADY_EXISTS     a model with that id exists or is being uploaded;
 //   ABORTED            the client sent status FAILED;
 //   INTERNAL           the store failed.
 // Success: ModelResponse{id, status=OK, message="stored <n> bytes"}.
+// Upload is a raw (ByteBuffer) method: a message is checked whole before
+// its data goes to the writer, straight from gRPC's slices (no protobuf
+// copy into a std::string).
 //
 // Download (server stream): ModelResponse{id, data=chunk (<= chunk_bytes),
 // status=IN_PROGRESS} ..., then ModelResponse{id, status=OK} without data,
@@ -26,12 +31,14 @@
 // slice of its own, not copied by protobuf's serializer.
 
 #include "gateway/edge_core.hpp"
+#include "gateway/wire.hpp"
 #include "messages/error.hpp"
 #include "storage/model_store.hpp"
 
 #include <caf/atom.hpp>
 
 #include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/proto_buffer_reader.h>
 #include <grpcpp/support/slice.h>
 
 #include <optional>
@@ -52,127 +59,6 @@ grpc::StatusCode to_code(const caf::error& err) {
     default: return grpc::StatusCode::INTERNAL;
   }
 }
-
-class upload final : public grpc::ServerReadReactor<fedn::ModelRequest> {
-public:
-  /// `uploader`: the client's id from the call's metadata (may be empty).
-  upload(std::shared_ptr<edge_core> core, fedn::ModelResponse* response,
-         std::string uploader)
-    : core_(std::move(core)), response_(response),
-      uploader_(std::move(uploader)) {
-    StartRead(&req_);
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      end_of_stream();
-      return;
-    }
-    if (terminated_)
-      return fail(grpc::StatusCode::INVALID_ARGUMENT,
-                  "upload of model " + id_
-                    + ": a message after the terminator (status OK)");
-    if (req_.id().empty())
-      return fail(grpc::StatusCode::INVALID_ARGUMENT,
-                  "upload: a ModelRequest without id"
-                    + (id_.empty() ? std::string{} : " (model " + id_ + ")"));
-    if (!writer_) {
-      id_ = req_.id();
-      auto w = core_->models->begin_write(id_);
-      if (!w)
-        return fail(to_code(w.error()), "upload of model " + id_ + ": "
-                                          + reason_of(w.error()));
-      writer_ = std::move(*w);
-    } else if (req_.id() != id_) {
-      return fail(grpc::StatusCode::INVALID_ARGUMENT,
-                  "upload of model " + id_ + ": the id changed mid-stream to "
-                    + req_.id());
-    }
-    switch (req_.status()) {
-      case fedn::IN_PROGRESS: {
-        auto& data = req_.data();
-        auto limit = core_->cfg.max_model_bytes;
-        if (data.size() > limit || writer_->size() > limit - data.size())
-          return fail(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                      "upload of model " + id_ + ": exceeds max_model_bytes ("
-                        + std::to_string(limit) + " bytes)");
-        if (!data.empty())
-          if (auto err = writer_->write(data))
-            return fail(grpc::StatusCode::INTERNAL,
-                        "upload of model " + id_ + ": " + render(err));
-        break;
-      }
-      case fedn::OK:
-        if (!req_.data().empty())
-          return fail(grpc::StatusCode::INVALID_ARGUMENT,
-                      "upload of model " + id_
-                        + ": the terminator (status OK) carries data");
-        if (writer_->size() == 0)
-          return fail(grpc::StatusCode::INVALID_ARGUMENT,
-                      "upload of model " + id_ + ": the model is empty");
-        terminated_ = true;
-        break;
-      case fedn::FAILED:
-        return fail(grpc::StatusCode::ABORTED,
-                    "upload of model " + id_
-                      + ": the client reported FAILED");
-      default:
-        return fail(grpc::StatusCode::INVALID_ARGUMENT,
-                    "upload of model " + id_ + ": unexpected status "
-                      + fedn::ModelStatus_Name(req_.status())
-                      + " (expected IN_PROGRESS chunks, then one OK)");
-    }
-    StartRead(&req_);
-  }
-
-  void OnDone() override {
-    // An uncommitted writer aborts on destruction.
-    delete this;
-  }
-
-private:
-  void end_of_stream() {
-    if (!writer_)
-      return fail(grpc::StatusCode::INVALID_ARGUMENT,
-                  id_.empty() ? "upload: the stream carried no ModelRequest"
-                              : "upload of model " + id_ + " failed");
-    if (!terminated_)
-      return fail(grpc::StatusCode::INVALID_ARGUMENT,
-                  "upload of model " + id_
-                    + ": the stream ended without a terminator (status OK); "
-                      "nothing was stored");
-    auto info = writer_->commit();
-    if (!info)
-      return fail(grpc::StatusCode::INTERNAL,
-                  "upload of model " + id_ + ": " + render(info.error()));
-    writer_.reset();
-    if (!uploader_.empty())
-      core_->uploaded(id_, uploader_);
-    spdlog::info("edge: stored model {} ({} bytes)", id_, info->size_bytes);
-    response_->set_id(id_);
-    response_->set_status(fedn::OK);
-    response_->set_message("stored " + std::to_string(info->size_bytes)
-                           + " bytes");
-    Finish(grpc::Status::OK);
-  }
-
-  void fail(grpc::StatusCode code, const std::string& reason) {
-    if (writer_) {
-      writer_->abort();
-      writer_.reset();
-    }
-    spdlog::warn("edge: {}", reason);
-    Finish(grpc::Status(code, reason));
-  }
-
-  std::shared_ptr<edge_core> core_;
-  fedn::ModelResponse* response_;
-  std::string uploader_;
-  fedn::ModelRequest req_;
-  std::string id_;
-  std::unique_ptr<storage::model_writer> writer_;
-  bool terminated_ = false;
-};
 
 /// A ModelResponse in wire format whose `data` is `data` itself, not a
 /// copy: gRPC sends the bytes from the string, which the returned buffer
@@ -201,6 +87,169 @@ grpc::ByteBuffer with_data(const fedn::ModelResponse& head, std::string data) {
   };
   return grpc::ByteBuffer{slices, 2};
 }
+
+/// The upload stream, read as raw ByteBuffers so that each chunk goes from
+/// gRPC's slices to the model writer without protobuf's copy into a
+/// std::string. Each message is read in two passes over its bytes:
+/// `scan_model_request` reads id and status and notes where `data` lies
+/// (on the wire it precedes both); once the message has passed every check
+/// below, `for_each_data_span` hands the data to the writer span by span.
+class upload final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
+public:
+  /// `response`: where the serialized ModelResponse goes on success.
+  /// `uploader`: the client's id from the call's metadata (may be empty).
+  upload(std::shared_ptr<edge_core> core, grpc::ByteBuffer* response,
+         std::string uploader)
+    : core_(std::move(core)), response_(response),
+      uploader_(std::move(uploader)) {
+    StartRead(&raw_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      end_of_stream();
+      return;
+    }
+    if (terminated_)
+      return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                  "upload of model " + id_
+                    + ": a message after the terminator (status OK)");
+    model_request_fields req;
+    caf::error malformed;
+    {
+      grpc::ProtoBufferReader in{&raw_};
+      malformed = scan_model_request(in, req);
+    }
+    if (malformed) {
+      // Name the model: the stream's, else the id read before the fault.
+      auto& id = !id_.empty() ? id_ : req.id;
+      return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                  (id.empty() ? std::string{"upload: "}
+                              : "upload of model " + id + ": ")
+                    + reason_of(malformed));
+    }
+    if (req.id.empty())
+      return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                  "upload: a ModelRequest without id"
+                    + (id_.empty() ? std::string{} : " (model " + id_ + ")"));
+    if (!writer_) {
+      id_ = req.id;
+      auto w = core_->models->begin_write(id_);
+      if (!w)
+        return fail(to_code(w.error()), "upload of model " + id_ + ": "
+                                          + reason_of(w.error()));
+      writer_ = std::move(*w);
+    } else if (req.id != id_) {
+      return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                  "upload of model " + id_ + ": the id changed mid-stream to "
+                    + req.id);
+    }
+    switch (req.status) {
+      case fedn::IN_PROGRESS: {
+        auto size = req.data_size;
+        auto limit = core_->cfg.max_model_bytes;
+        if (size > limit || writer_->size() > limit - size)
+          return fail(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                      "upload of model " + id_ + ": exceeds max_model_bytes ("
+                        + std::to_string(limit) + " bytes)");
+        if (size > 0) {
+          // The message is valid: now its data, in the spans gRPC holds.
+          grpc::ProtoBufferReader in{&raw_};
+          auto* writer = writer_.get();
+          auto err = for_each_data_span(
+            in, req, [writer](std::string_view span) {
+              return writer->write(span);
+            });
+          if (err)
+            return fail(grpc::StatusCode::INTERNAL,
+                        "upload of model " + id_ + ": " + render(err));
+        }
+        break;
+      }
+      case fedn::OK:
+        if (req.data_size > 0)
+          return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                      "upload of model " + id_
+                        + ": the terminator (status OK) carries data");
+        if (writer_->size() == 0)
+          return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                      "upload of model " + id_ + ": the model is empty");
+        terminated_ = true;
+        break;
+      case fedn::FAILED:
+        return fail(grpc::StatusCode::ABORTED,
+                    "upload of model " + id_
+                      + ": the client reported FAILED");
+      default:
+        return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                    "upload of model " + id_ + ": unexpected status "
+                      + status_name(req.status)
+                      + " (expected IN_PROGRESS chunks, then one OK)");
+    }
+    // Let gRPC free the message's slices before the next read.
+    raw_.Clear();
+    StartRead(&raw_);
+  }
+
+  void OnDone() override {
+    // An uncommitted writer aborts on destruction.
+    delete this;
+  }
+
+private:
+  /// The status's enum name, or its number for a value fedn.ModelStatus
+  /// lacks (proto3 enums are open).
+  static std::string status_name(int32_t status) {
+    auto& name = fedn::ModelStatus_Name(status);
+    return name.empty() ? std::to_string(status) : name;
+  }
+
+  void end_of_stream() {
+    if (!writer_)
+      return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                  id_.empty() ? "upload: the stream carried no ModelRequest"
+                              : "upload of model " + id_ + " failed");
+    if (!terminated_)
+      return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                  "upload of model " + id_
+                    + ": the stream ended without a terminator (status OK); "
+                      "nothing was stored");
+    auto info = writer_->commit();
+    if (!info)
+      return fail(grpc::StatusCode::INTERNAL,
+                  "upload of model " + id_ + ": " + render(info.error()));
+    writer_.reset();
+    if (!uploader_.empty())
+      core_->uploaded(id_, uploader_);
+    spdlog::info("edge: stored model {} ({} bytes)", id_, info->size_bytes);
+    fedn::ModelResponse response;
+    response.set_id(id_);
+    response.set_status(fedn::OK);
+    response.set_message("stored " + std::to_string(info->size_bytes)
+                         + " bytes");
+    auto bytes = with_data(response, {});
+    response_->Swap(&bytes);
+    Finish(grpc::Status::OK);
+  }
+
+  void fail(grpc::StatusCode code, const std::string& reason) {
+    if (writer_) {
+      writer_->abort();
+      writer_.reset();
+    }
+    spdlog::warn("edge: {}", reason);
+    Finish(grpc::Status(code, reason));
+  }
+
+  std::shared_ptr<edge_core> core_;
+  grpc::ByteBuffer* response_;
+  std::string uploader_;
+  /// The message just read (gRPC fills it until OnReadDone).
+  grpc::ByteBuffer raw_;
+  std::string id_;
+  std::unique_ptr<storage::model_writer> writer_;
+  bool terminated_ = false;
+};
 
 /// Parses the Download request (small) from its wire bytes.
 bool parse_request(const grpc::ByteBuffer& raw, fedn::ModelRequest& req) {
@@ -316,7 +365,7 @@ private:
 };
 
 class model_service final
-  : public fedn::ModelService::WithCallbackMethod_Upload<
+  : public fedn::ModelService::WithRawCallbackMethod_Upload<
       fedn::ModelService::WithRawCallbackMethod_Download<
         fedn::ModelService::Service>> {
 public:
@@ -324,9 +373,9 @@ public:
     : core_(std::move(core)) {
   }
 
-  grpc::ServerReadReactor<fedn::ModelRequest>*
+  grpc::ServerReadReactor<grpc::ByteBuffer>*
   Upload(grpc::CallbackServerContext* ctx,
-         fedn::ModelResponse* response) override {
+         grpc::ByteBuffer* response) override {
     return new upload(core_, response, identify(fedn::Client{}, ctx).id);
   }
 

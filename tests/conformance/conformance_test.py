@@ -23,6 +23,7 @@ from harness import Combiner, RoundThread, TempDir, check, wait_until
 harness.load_stubs()
 
 import grpc  # noqa: E402
+from google.protobuf.message import DecodeError  # noqa: E402
 
 import fedn_pb2 as fedn  # noqa: E402
 from fedn_client import CHUNK_SIZE, FednClient, training_meta  # noqa: E402
@@ -256,6 +257,184 @@ def case_oversize_upload():
         check(ids == ["fits"], f"stored models {ids}")
 
 
+# -- ModelRequests in wire format, for forms protobuf's serializer never
+# writes (the combiner reads Upload's messages from their bytes).
+
+def wire_varint(n):
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7f) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def wire_tag(field, wire_type):
+    """Wire types: 0 varint, 1 fixed64, 2 length-delimited, 3/4 start/end
+    group, 5 fixed32."""
+    return wire_varint(field << 3 | wire_type)
+
+
+def wire_bytes(field, data):
+    if isinstance(data, str):
+        data = data.encode()
+    return wire_tag(field, 2) + wire_varint(len(data)) + data
+
+
+def wire_number(field, value):
+    return wire_tag(field, 0) + wire_varint(value)
+
+
+def raw_upload(client, messages, timeout=60):
+    """Uploads `messages`, ModelRequests already in wire format (bytes), as
+    they are. Returns the ModelResponse; raises grpc.RpcError when the
+    combiner refuses the upload."""
+    upload = client.channel.stream_unary(
+        "/fedn.ModelService/Upload", request_serializer=None,
+        response_deserializer=fedn.ModelResponse.FromString)
+    return upload(iter(messages), metadata=client.metadata, timeout=timeout)
+
+
+def stored_models(workdir):
+    """The ids in a stopped combiner's store (`rondo store list`)."""
+    out = subprocess.run(
+        [harness.rondo_binary(), "store", "--db",
+         os.path.join(workdir, "combiner-db"), "list"],
+        capture_output=True, text=True, timeout=60)
+    check(out.returncode == 0, f"rondo store list: {out.stderr}")
+    return [line.split("\t")[0] for line in out.stdout.splitlines()]
+
+
+def case_upload_wire_forms():
+    """ModelRequests that protobuf parses but its serializer never writes
+    (fields in reverse order, repeated fields, unknown fields of every wire
+    type, a known field number with another wire type, chunks of odd
+    sizes) store exactly the bytes protobuf reads from them."""
+    rng = random.Random(11)
+    chunks = [rng.randbytes(n) for n in (CHUNK_SIZE - 3, CHUNK_SIZE, 1,
+                                         12345, CHUNK_SIZE // 2 + 1)]
+    mid = "wire-forms"
+    sender = fedn.Client(name="odd", client_id="odd",
+                         role=fedn.CLIENT).SerializeToString()
+    group = (wire_tag(12, 3) + wire_number(1, 5) + wire_bytes(2, b"q")
+             + wire_tag(13, 3) + wire_tag(13, 4) + wire_tag(12, 4))
+    messages = [
+        # Reverse order: status and id before the data.
+        wire_number(5, fedn.IN_PROGRESS) + wire_bytes(4, mid)
+        + wire_bytes(1, sender) + wire_bytes(3, chunks[0]),
+        # A decoy data field, id and status that later ones override, and
+        # unknown fields around and between them.
+        wire_bytes(3, b"decoy" * 1000) + wire_number(9, 12345)
+        + wire_bytes(4, "another-id") + wire_number(5, fedn.FAILED)
+        + wire_tag(10, 1) + b"\xff" * 8 + wire_bytes(3, chunks[1]) + group
+        + wire_tag(14, 5) + b"\x80" * 4 + wire_bytes(4, mid)
+        + wire_number(5, fedn.IN_PROGRESS)
+        # data as a varint and id as fixed32: unknown fields to protobuf.
+        + wire_number(3, 7) + wire_tag(4, 5) + b"xxxx"
+        + wire_bytes(15, b"\x00" * 100),
+        # What protobuf's serializer writes, with sender and receiver.
+        fedn.ModelRequest(sender=fedn.Client(name="odd"),
+                          receiver=fedn.Client(name="combiner"), id=mid,
+                          data=chunks[2],
+                          status=fedn.IN_PROGRESS).SerializeToString(),
+        wire_bytes(4, mid) + wire_bytes(3, chunks[3])
+        + wire_number(5, fedn.IN_PROGRESS),
+        wire_bytes(3, chunks[4]) + wire_number(5, fedn.IN_PROGRESS)
+        + wire_bytes(4, mid) + wire_number(9, 1),
+        # The terminator, with an explicitly empty data field after a
+        # non-empty one (the last wins) and an unknown field.
+        wire_bytes(3, b"gone") + wire_number(5, fedn.OK) + wire_bytes(4, mid)
+        + wire_bytes(3, b"") + wire_bytes(16, b"end"),
+    ]
+    # What protobuf (Python's) reads from each: the chunks, then the
+    # terminator.
+    parsed = [fedn.ModelRequest.FromString(m) for m in messages]
+    check([p.data for p in parsed] == chunks + [b""],
+          "protobuf reads other data from the crafted messages")
+    check(all(p.id == mid for p in parsed), "crafted ids")
+    check([p.status for p in parsed] == [fedn.IN_PROGRESS] * 5 + [fedn.OK],
+          "crafted statuses")
+    model_bytes = b"".join(chunks)
+    with TempDir("rondo-conf-") as d, Combiner(d) as comb:
+        c = FednClient(comb.address, "odd")
+        try:
+            reply = raw_upload(c, messages)
+            check(reply.status == fedn.OK and reply.id == mid,
+                  f"upload reply {reply}")
+            check(reply.message == f"stored {len(model_bytes)} bytes",
+                  f"upload reply message {reply.message!r}")
+            got = c.download(mid)
+            check(got is not None and len(got) == len(model_bytes),
+                  f"downloaded {None if got is None else len(got)} bytes, "
+                  f"uploaded {len(model_bytes)}")
+            check(got == model_bytes, "the stored model's bytes differ")
+        finally:
+            c.close()
+
+
+def case_malformed_upload():
+    """A message that is not a ModelRequest (truncated, a bad wire type),
+    also one after the terminator, is refused with INVALID_ARGUMENT naming
+    the model and the fault; nothing of it is stored."""
+    chunk = random.Random(3).randbytes(CHUNK_SIZE)
+
+    def good(mid, data=chunk, status=fedn.IN_PROGRESS):
+        return fedn.ModelRequest(id=mid, data=data,
+                                 status=status).SerializeToString()
+
+    cases = [
+        # A good chunk, then one whose data field claims more bytes than
+        # the message holds.
+        ("truncated", [good("truncated"),
+                       wire_bytes(4, "truncated") + wire_tag(3, 2)
+                       + wire_varint(100000) + b"only a few bytes"],
+         "malformed ModelRequest: field 3 (data) is truncated"),
+        # The first message: an id, then a tag of wire type 7.
+        ("bad-wire-type", [wire_bytes(4, "bad-wire-type")
+                           + wire_tag(9, 7) + b"\x00" * 10],
+         "malformed ModelRequest: field 9 has the invalid wire type 7"),
+        # A complete model, then a truncated message after the terminator.
+        ("after-end", [good("after-end"), good("after-end", b"", fedn.OK),
+                       good("after-end")[:100]],
+         "a message after the terminator"),
+    ]
+    with TempDir("rondo-conf-") as d:
+        with Combiner(d) as comb:
+            c = FednClient(comb.address, "uploader")
+            try:
+                for mid, messages, reason in cases:
+                    bad = messages[-1]
+                    try:
+                        fedn.ModelRequest.FromString(bad)
+                        raise AssertionError(f"{mid}: protobuf parses the "
+                                             f"malformed message")
+                    except DecodeError:
+                        pass
+                    try:
+                        raw_upload(c, messages)
+                        raise AssertionError(f"{mid}: a malformed upload "
+                                             f"was accepted")
+                    except grpc.RpcError as e:
+                        check(e.code() == grpc.StatusCode.INVALID_ARGUMENT,
+                              f"{mid}: code {e.code()}: {e.details()}")
+                        check(f"upload of model {mid}: " in e.details()
+                              and reason in e.details(),
+                              f"{mid}: unclear reason {e.details()!r}")
+                    msgs = c.download_messages(mid, timeout=30)
+                    check(len(msgs) == 1 and msgs[0].status == fedn.FAILED,
+                          f"{mid}: the refused model is downloadable")
+                # The combiner still takes a good upload, also under a
+                # refused id.
+                check(c.upload("truncated", chunk).status == fedn.OK,
+                      "a good upload after the malformed ones failed")
+                check(c.download("truncated") == chunk,
+                      "the good model differs")
+            finally:
+                c.close()
+        check(stored_models(d) == ["truncated"],
+              f"stored models {stored_models(d)}")
+
+
 def case_malformed_meta():
     """ModelUpdates with malformed meta get an error Response and never reach
     the aggregator; a good one afterwards is aggregated."""
@@ -342,6 +521,8 @@ CASES = {
     "large_model": case_large_model,
     "unknown_model": case_unknown_model,
     "oversize_upload": case_oversize_upload,
+    "upload_wire_forms": case_upload_wire_forms,
+    "malformed_upload": case_malformed_upload,
     "malformed_meta": case_malformed_meta,
     "disconnect_mid_round": case_disconnect_mid_round,
 }
