@@ -43,6 +43,7 @@ struct combiner_args {
   double client_wait_timeout = 30;
   uint64_t max_model_bytes = uint64_t{10} << 30;
   bool keep_rejected_updates = false;
+  bool sync_uploads = false;
   std::string port_file;
   std::string log_level = "info";
   /// The controller's host:port; empty: a standalone combiner.
@@ -111,6 +112,7 @@ int run(const combiner_args& a) {
   ecfg.combiner_id = a.name;
   ecfg.max_model_bytes = a.max_model_bytes;
   ecfg.keep_rejected_updates = a.keep_rejected_updates;
+  ecfg.sync_uploads = a.sync_uploads;
   ecfg.client_wait_timeout = ccfg.rounds.client_wait_timeout;
   if (auto err = gateway::validate(ecfg)) {
     std::cerr << "error: " << render(err) << "\n";
@@ -203,6 +205,10 @@ void add_combiner_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--keep-rejected-updates", a->keep_rejected_updates,
                 "Keep the models of rejected model updates in the store "
                 "(default: deleted once rejected), e.g. to inspect them");
+  cmd->add_flag("--sync-uploads", a->sync_uploads,
+                "Sync each uploaded model to disk before answering the "
+                "client (default: written past the page cache but not "
+                "synced; an update serves one round)");
   cmd->add_option("--max-model-bytes", a->max_model_bytes,
                   "Largest model a client may upload, in bytes")
     ->capture_default_str();

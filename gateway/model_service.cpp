@@ -134,7 +134,9 @@ public:
                     + (id_.empty() ? std::string{} : " (model " + id_ + ")"));
     if (!writer_) {
       id_ = req.id;
-      auto w = core_->models->begin_write(id_);
+      auto w = core_->models->begin_write(
+        id_, core_->cfg.sync_uploads ? storage::durability::synced
+                                     : storage::durability::unsynced);
       if (!w)
         return fail(to_code(w.error()), "upload of model " + id_ + ": "
                                           + reason_of(w.error()));
