@@ -4,7 +4,7 @@
 // transfer, to show that a transfer does not hold the model in memory.
 //
 // Usage: bench_transfer [--size-mib 1024] [--reps 2] [--rondo PATH]
-//                       [--dir DIR] [--chunk-kib 1024]
+//                       [--dir DIR] [--chunk-kib 1024] [--sync-uploads]
 // Each repetition uploads a new model of --size-mib MiB (incompressible
 // bytes) and downloads it back, verifying size and XXH3-64 checksum. The
 // reported rates are the best of the repetitions; RSS figures are read from
@@ -112,7 +112,9 @@ double proc_cpu_seconds(pid_t pid) {
 /// The combiner process under test, stopped (SIGTERM) on destruction.
 class combiner_process {
 public:
-  combiner_process(const std::string& rondo, const fs::path& dir) {
+  /// `sync_uploads`: start it with --sync-uploads.
+  combiner_process(const std::string& rondo, const fs::path& dir,
+                   bool sync_uploads) {
     auto port_file = dir / "combiner.port";
     auto log = dir / "combiner.log";
     std::vector<std::string> args{rondo,
@@ -131,6 +133,8 @@ public:
                                   port_file.string(),
                                   "--log-level",
                                   "warn"};
+    if (sync_uploads)
+      args.emplace_back("--sync-uploads");
     std::vector<char*> argv;
     for (auto& a : args)
       argv.push_back(a.data());
@@ -296,6 +300,7 @@ int main(int argc, char** argv) {
   size_t chunk_kib = 1024;
   std::string rondo = RONDO_BINARY_DIR "/apps/rondo";
   std::string dir_arg;
+  bool sync_uploads = false;
   app.add_option("--size-mib", size_mib, "Model size in MiB")
     ->capture_default_str()
     ->check(CLI::PositiveNumber);
@@ -312,6 +317,9 @@ int main(int argc, char** argv) {
   app.add_option("--dir", dir_arg,
                  "Working directory for the combiner's database (default: a "
                  "new one under the temp dir, removed at exit)");
+  app.add_flag("--sync-uploads", sync_uploads,
+               "Start the combiner with --sync-uploads: each upload is "
+               "synced to disk before it is answered");
   CLI11_PARSE(app, argc, argv);
   // The client keeps its freed buffers as the combiner does (see
   // apps::keep_freed_memory), so that the download rate shows the
@@ -335,7 +343,7 @@ int main(int argc, char** argv) {
   double best_disk_read = 0;
   double peak_rss = 0;
   {
-    combiner_process combiner{rondo, dir};
+    combiner_process combiner{rondo, dir, sync_uploads};
     auto pid = combiner.pid();
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(16 << 20);
@@ -348,9 +356,11 @@ int main(int argc, char** argv) {
       die("cannot connect to the combiner");
     auto stub = fedn::ModelService::NewStub(channel);
     std::printf("combiner pid %d on port %d; model %zu MiB in %zu chunks of "
-                "%zu KiB; %zu repetitions\n",
+                "%zu KiB; %zu repetitions; uploads %s\n",
                 static_cast<int>(pid), combiner.port(), size_mib, chunks,
-                chunk_kib, reps);
+                chunk_kib, reps,
+                sync_uploads ? "synced (--sync-uploads)"
+                             : "unsynced (the default)");
     // cpu_s: the combiner's CPU time (user + system) during the step;
     // cpu_s_per_gb shows what the rate would be with a core to itself.
     std::printf("%-10s %8s %7s %8s %11s %9s %9s\n", "step", "seconds",
