@@ -154,19 +154,14 @@ public:
           return fail(grpc::StatusCode::RESOURCE_EXHAUSTED,
                       "upload of model " + id_ + ": exceeds max_model_bytes ("
                         + std::to_string(limit) + " bytes)");
-        if (size > 0) {
-          // The message is valid: now its data, in the spans gRPC holds.
-          grpc::ProtoBufferReader in{&raw_};
-          auto* writer = writer_.get();
-          auto err = for_each_data_span(
-            in, req, [writer](std::string_view span) {
-              return writer->write(span);
-            });
-          if (err)
-            return fail(grpc::StatusCode::INTERNAL,
-                        "upload of model " + id_ + ": " + render(err));
-        }
-        break;
+        // The message is valid: now its data. When the writer's buffers
+        // are all on their way to the disk, the data waits in `raw_` and
+        // this reactor holds no thread: the store's I/O thread that frees
+        // a buffer resumes it.
+        if (size > 0
+            && writer_->wait_for_room(size, [this, req] { write_data(req); }))
+          return;
+        return write_data(req);
       }
       case fedn::OK:
         if (req.data_size > 0)
@@ -188,9 +183,7 @@ public:
                       + status_name(req.status)
                       + " (expected IN_PROGRESS chunks, then one OK)");
     }
-    // Let gRPC free the message's slices before the next read.
-    raw_.Clear();
-    StartRead(&raw_);
+    read_next();
   }
 
   void OnDone() override {
@@ -199,6 +192,28 @@ public:
   }
 
 private:
+  /// Writes the data of the valid IN_PROGRESS message `req` (in `raw_`),
+  /// in the spans gRPC holds, then reads the next message.
+  void write_data(const model_request_fields& req) {
+    if (req.data_size > 0) {
+      grpc::ProtoBufferReader in{&raw_};
+      auto* writer = writer_.get();
+      auto err = for_each_data_span(in, req, [writer](std::string_view span) {
+        return writer->write(span);
+      });
+      if (err)
+        return fail(grpc::StatusCode::INTERNAL,
+                    "upload of model " + id_ + ": " + render(err));
+    }
+    read_next();
+  }
+
+  void read_next() {
+    // Let gRPC free the message's slices before the next read.
+    raw_.Clear();
+    StartRead(&raw_);
+  }
+
   /// The status's enum name, or its number for a value fedn.ModelStatus
   /// lacks (proto3 enums are open).
   static std::string status_name(int32_t status) {

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 
 namespace rondo::storage::detail {
 
@@ -154,6 +155,9 @@ struct direct_file_writer::shared {
     uint64_t offset;
   };
   std::deque<write> queue;
+  /// wait_for_room's callback, and the free buffers it waits for.
+  std::function<void()> on_room;
+  size_t room_blocks = 0;
   caf::error error;
   int fd = -1;
   std::string path;
@@ -176,6 +180,12 @@ struct direct_file_writer::shared {
       free.push_back(w.buf);
       --in_flight;
       cv.notify_all();
+      if (on_room && (free.size() + depth - owned >= room_blocks || error)) {
+        auto fn = std::exchange(on_room, nullptr);
+        lock.unlock();
+        fn();
+        lock.lock();
+      }
     }
     draining = false;
   }
@@ -236,6 +246,22 @@ void direct_file_writer::submit_current(size_t padded) {
   current_ = nullptr;
   offset_ += fill_;
   fill_ = 0;
+}
+
+bool direct_file_writer::wait_for_room(size_t n, std::function<void()> fn) {
+  size_t here = current_ != nullptr ? block_bytes - fill_ : 0;
+  if (n <= here)
+    return false;
+  size_t blocks = (n - here + block_bytes - 1) / block_bytes;
+  if (blocks > depth)
+    return false;
+  auto& sh = *shared_;
+  std::lock_guard<std::mutex> guard{sh.mtx};
+  if (sh.error || sh.free.size() + depth - sh.owned >= blocks)
+    return false;
+  sh.on_room = std::move(fn);
+  sh.room_blocks = blocks;
+  return true;
 }
 
 caf::error direct_file_writer::append(std::string_view bytes) {

@@ -75,6 +75,13 @@ public:
   direct_file_writer(const direct_file_writer&) = delete;
   direct_file_writer& operator=(const direct_file_writer&) = delete;
 
+  /// Whether `append` of `n` bytes would wait for the disk (all buffers
+  /// queued or being written). If so, `fn` is kept and called once, on an
+  /// I/O thread, when it would not, and the result is true; else `fn` is
+  /// dropped. False also when `n` needs more than all `depth` buffers
+  /// (`append` then waits as writes finish). At most one `fn` is kept.
+  bool wait_for_room(size_t n, std::function<void()> fn);
+
   /// Appends `bytes`. @returns the first failed write's `ec::storage_error`
   /// (naming the file, the offset and errno's text); the writer is then
   /// unusable.

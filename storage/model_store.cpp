@@ -351,6 +351,12 @@ caf::error model_writer::move_to_file() {
   return caf::none;
 }
 
+bool model_writer::wait_for_room(size_t n, std::function<void()> fn) {
+  if (st_->finished || !st_->file)
+    return false;
+  return st_->file->wait_for_room(n, std::move(fn));
+}
+
 caf::error model_writer::write(std::string_view bytes) {
   if (st_->finished)
     return caf::make_error(ec::invalid_state,

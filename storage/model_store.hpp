@@ -9,6 +9,7 @@
 #include <caf/expected.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -72,6 +73,15 @@ public:
   ~model_writer();
   model_writer(const model_writer&) = delete;
   model_writer& operator=(const model_writer&) = delete;
+
+  /// Whether `write` of `n` bytes would wait for the disk, for callers
+  /// that must not block (gRPC reactors). If so, `fn` is kept and called
+  /// once, on one of the store's I/O threads, when the write would not
+  /// wait, and the result is true; else `fn` is dropped and the result is
+  /// false. Writes of a model of at most 16 MiB never wait for the disk;
+  /// the write that moves a model into its file copies its first 16 MiB
+  /// there and may wait once (about 8 ms at 1 GB/s).
+  bool wait_for_room(size_t n, std::function<void()> fn);
 
   /// Appends `bytes` (any split of the model). @returns `ec::storage_error`
   /// on a write failure (the writer is then aborted), `ec::invalid_state`

@@ -5,7 +5,11 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <future>
+#include <iterator>
 
 using namespace rondo;
 using namespace rondo::storage::detail;
@@ -80,4 +84,43 @@ TEST_CASE("model file: creation errors name the path; a discarded file is "
   CHECK(!std::filesystem::exists(path));
   CHECK(direct_file_reader::open(nullptr, path, 3, 1).error()
         == ec::not_found);
+}
+
+TEST_CASE("model file: with every buffer on its way to the disk, "
+          "wait_for_room calls back once one is free") {
+  temp_dir dir;
+  // One I/O thread, held by a job until `release`: the writes queue up.
+  io_pool pool{1};
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  pool.submit([released] { released.wait(); });
+  auto path = dir.sub("m.model");
+  auto w = direct_file_writer::create(pool, path);
+  REQUIRE(w);
+  auto content = random_bytes(direct_file_writer::depth
+                                * direct_file_writer::block_bytes
+                                + (1 << 20),
+                              41);
+  // All buffers fill and queue; the last MiB would need a fifth.
+  auto full = direct_file_writer::depth * direct_file_writer::block_bytes;
+  REQUIRE(!(*w)->append(std::string_view{content}.substr(0, full)));
+  std::promise<void> called;
+  auto room = called.get_future();
+  REQUIRE((*w)->wait_for_room(1 << 20, [&called] { called.set_value(); }));
+  CHECK(room.wait_for(std::chrono::milliseconds(50))
+        == std::future_status::timeout);
+  release.set_value();
+  REQUIRE(room.wait_for(std::chrono::seconds(30))
+          == std::future_status::ready);
+  // Now the append does not wait, and the file is whole.
+  CHECK(!(*w)->wait_for_room(1 << 20, [] { FAIL("called without need"); }));
+  REQUIRE(!(*w)->append(std::string_view{content}.substr(full)));
+  REQUIRE(!(*w)->finish(false));
+  std::ifstream in{path, std::ios::binary};
+  std::string back{std::istreambuf_iterator<char>{in}, {}};
+  CHECK(back == content);
+  // A request larger than all buffers together is not waited for.
+  auto w2 = direct_file_writer::create(pool, dir.sub("m2.model"));
+  REQUIRE(w2);
+  CHECK(!(*w2)->wait_for_room(full + (3 << 20), [] {}));
 }
