@@ -2,7 +2,6 @@
 
 #include "actors/type_ids.hpp"
 #include "messages/error.hpp"
-#include "model/errors.hpp"
 #include "model/aggregator.hpp"
 #include "model/npz.hpp"
 #include "storage/model_store.hpp"

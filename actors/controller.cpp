@@ -5,7 +5,6 @@
 #include "messages/error.hpp"
 #include "messages/ids.hpp"
 #include "model/aggregator.hpp"
-#include "model/errors.hpp"
 #include "model/npz.hpp"
 #include "storage/model_store.hpp"
 #include "storage/state_store.hpp"

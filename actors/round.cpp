@@ -3,7 +3,6 @@
 #include "actors/aggregator.hpp"
 #include "actors/type_ids.hpp"
 #include "messages/error.hpp"
-#include "model/errors.hpp"
 #include "messages/ids.hpp"
 #include "model/aggregator.hpp"
 #include "model/npz.hpp"

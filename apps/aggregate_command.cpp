@@ -6,7 +6,6 @@
 #include "apps/commands.hpp"
 #include "messages/error.hpp"
 #include "model/aggregator.hpp"
-#include "model/errors.hpp"
 #include "model/npz.hpp"
 
 #include <CLI/CLI.hpp>

@@ -1,6 +1,5 @@
 #include "apps/commands.hpp"
 #include "messages/error.hpp"
-#include "model/errors.hpp"
 #include "model/npz.hpp"
 #include "storage/model_store.hpp"
 

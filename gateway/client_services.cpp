@@ -423,12 +423,12 @@ public:
     auto n = parse_num_examples(req->meta());
     if (!n)
       return refuse(ctx, response, *core_, call_name, who.id,
-                    reason_of(n.error()));
+                    error_detail(n.error()));
     auto stored = core_->models->exists(req->model_update_id());
     if (!stored)
       return refuse(ctx, response, *core_, call_name, who.id,
                     "cannot look up model update " + req->model_update_id()
-                      + ": " + reason_of(stored.error()));
+                      + ": " + error_detail(stored.error()));
     if (!*stored)
       return refuse(ctx, response, *core_, call_name, who.id,
                     "model update " + req->model_update_id()
@@ -596,7 +596,7 @@ private:
                     "model_id is empty");
     if (auto err = check_json_object(v.data, "data"))
       return refuse(ctx, response, *core_, call_name, who.id,
-                    reason_of(err));
+                    error_detail(err));
     auto [call, reactor] = defer(core_, response);
     if (!call)
       return reactor;

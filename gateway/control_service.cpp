@@ -144,7 +144,7 @@ public:
       return finish_now(ctx,
                         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                      "bad round config: "
-                                       + reason_of(cfg.error())));
+                                       + error_detail(cfg.error())));
     auto [call, reactor] = defer(core_, response);
     if (!call)
       return reactor;
@@ -162,7 +162,7 @@ public:
         },
         [call](caf::error& err) {
           call->fail(grpc::Status(to_code(err), "cannot queue the round: "
-                                                  + reason_of(err)));
+                                                  + error_detail(err)));
         },
         std::move(*cfg), round_report_actor{});
       return reactor;
@@ -227,7 +227,7 @@ private:
       },
       [call](caf::error& err) {
         call->fail(grpc::Status(to_code(err),
-                                "cannot flush the queue: " + reason_of(err)));
+                                "cannot flush the queue: " + error_detail(err)));
       },
       caf::flush_atom::value);
     return reactor;
@@ -258,7 +258,7 @@ private:
           },
           [self, call](caf::error& err) {
             call->fail(grpc::Status(to_code(err), "cannot queue the round: "
-                                                    + reason_of(err)));
+                                                    + error_detail(err)));
             self->quit();
           });
       self->delayed_send(self, bound, caf::timeout_atom::value);

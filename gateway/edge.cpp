@@ -45,15 +45,6 @@ client_info to_info(const client_identity& who) {
   return info;
 }
 
-std::string reason_of(const caf::error& err) {
-  if (err && err.category() == caf::atom("rondo")) {
-    auto& ctx = err.context();
-    if (ctx.size() == 1 && ctx.match_element<std::string>(0))
-      return ctx.get_as<std::string>(0);
-  }
-  return render(err);
-}
-
 // -- edge_core --------------------------------------------------------------------
 
 edge_core::edge_core(caf::actor_system& sys, combiner_actor combiner,

@@ -64,10 +64,6 @@ client_identity identify(const fedn::Client& sender,
 /// What the edge tells the combiner about a client on first contact.
 client_info to_info(const client_identity& who);
 
-/// The readable reason of an error: a Rondo error's context text alone
-/// (e.g. "malformed meta: ..."), anything else as `render` prints it.
-std::string reason_of(const caf::error& err);
-
 /// State shared by the services and the bridge actors (which may outlive
 /// the edge object briefly, hence shared ownership).
 class edge_core : public std::enable_shared_from_this<edge_core> {

@@ -126,7 +126,7 @@ public:
       return fail(grpc::StatusCode::INVALID_ARGUMENT,
                   (id.empty() ? std::string{"upload: "}
                               : "upload of model " + id + ": ")
-                    + reason_of(malformed));
+                    + error_detail(malformed));
     }
     if (req.id.empty())
       return fail(grpc::StatusCode::INVALID_ARGUMENT,
@@ -139,7 +139,7 @@ public:
                                      : storage::durability::unsynced);
       if (!w)
         return fail(to_code(w.error()), "upload of model " + id_ + ": "
-                                          + reason_of(w.error()));
+                                          + error_detail(w.error()));
       writer_ = std::move(*w);
     } else if (req.id != id_) {
       return fail(grpc::StatusCode::INVALID_ARGUMENT,
@@ -297,7 +297,7 @@ public:
     }
     auto r = core_->models->open_read(id_);
     if (!r) {
-      fail("download of model " + id_ + ": " + reason_of(r.error()));
+      fail("download of model " + id_ + ": " + error_detail(r.error()));
       return;
     }
     reader_.emplace(std::move(*r));
@@ -331,7 +331,7 @@ private:
       offset_ = 0;
       auto more = reader_->next(buf_);
       if (!more) {
-        fail("download of model " + id_ + ": " + reason_of(more.error()));
+        fail("download of model " + id_ + ": " + error_detail(more.error()));
         return;
       }
       if (!*more) {

@@ -65,6 +65,16 @@ const char* to_string(ec code);
 /// "rondo.<code>: <context>"; other categories as CAF renders them.
 std::string render(const caf::error& err);
 
+/// The context text of a Rondo error alone (what make_error was given,
+/// e.g. "malformed meta: ..."), so that it can go into another message
+/// without its code twice; other categories as `render` prints them.
+std::string error_detail(const caf::error& err);
+
+/// Returns `err` with the same code and `prefix` put before its text, e.g.
+/// with_prefix(err, "update 'a.npz': "); errors of other categories as
+/// they are.
+caf::error with_prefix(const caf::error& err, const std::string& prefix);
+
 /// Registers the `rondo` error category with `cfg` so that
 /// `actor_system::render` prints Rondo errors readably. Call once per
 /// configuration before the actor system starts.

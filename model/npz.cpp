@@ -1,7 +1,6 @@
 #include "model/npz.hpp"
 
 #include "messages/error.hpp"
-#include "model/errors.hpp"
 
 #include <zip.h>
 
