@@ -112,7 +112,7 @@ open_model_file(detail::io_pool* pool, const std::string& folder,
                                           + " is missing");
   if (!file)
     return caf::make_error(ec::storage_error,
-                           "model " + id + ": " + render(file.error()));
+                           "model " + id + ": " + error_detail(file.error()));
   return file;
 }
 
@@ -123,13 +123,9 @@ caf::expected<std::string> get_file_chunk(detail::direct_file_reader& file,
                                           uint64_t index) {
   auto& id = meta.model_id();
   std::string out;
-  if (auto err = file.read(index, out)) {
-    auto code = err == ec::corrupt ? ec::corrupt : ec::storage_error;
-    return caf::make_error(code, "model " + id
-                                   + (code == ec::corrupt ? " is corrupt: "
-                                                          : ": ")
-                                   + render(err));
-  }
+  if (auto err = file.read(index, out))
+    return with_prefix(err, "model " + id
+                              + (err == ec::corrupt ? " is corrupt: " : ": "));
   if (XXH3_64bits(out.data(), out.size())
       != meta.chunk_xxh3(static_cast<int>(index)))
     return caf::make_error(ec::corrupt, "model " + id + " is corrupt: chunk "

@@ -535,6 +535,10 @@ TEST_CASE("model store: a damaged model file is named as corrupt, and other "
     CHECK(got.error() == ec::corrupt);
     CHECK(render(got.error()).find("chunk 12 of") != std::string::npos);
     CHECK(render(got.error()).find("cut short") != std::string::npos);
+    CHECK(render(got.error()).rfind("rondo.corrupt: model victim is corrupt: "
+                                    "chunk 12 of ",
+                                    0)
+          == 0);
   }
   SUBCASE("a missing file") {
     std::filesystem::remove(file);
