@@ -158,7 +158,7 @@ int run(const combiner_args& a) {
       }
     }
     if (code == 0) {
-      std::cout << "combiner " << a.name << " listening on " << a.host << ":"
+      std::cout << "combiner '" << a.name << "' listening on " << a.host << ":"
                 << *port << std::endl;
       wait_for_stop_signal(signals);
     }
@@ -176,7 +176,7 @@ int run(const combiner_args& a) {
   sys.await_actors_before_shutdown(false);
   if (!a.port_file.empty())
     std::filesystem::remove(a.port_file);
-  spdlog::info("combiner {} stopped", a.name);
+  spdlog::info("combiner '{}' stopped", a.name);
   return code;
 }
 

@@ -232,7 +232,9 @@ caf::error follow(controller_client& client, const session_args& a,
         return err;
       if (report->session.status != session_status::finished)
         return caf::make_error(ec::invalid_state,
-                               "session " + id + " did not finish");
+                               "session " + id + " ended "
+                                 + to_string(report->session.status)
+                                 + ", not finished");
       auto failed = std::count_if(report->rounds.begin(),
                                   report->rounds.end(), [](auto& r) {
                                     return r.status != round_status::success;

@@ -23,6 +23,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -141,19 +143,31 @@ int main(int argc, char** argv) {
   size_t reps = 2;
   size_t small_mb = 8;
   size_t small_count = 32;
-  std::string dir = (std::filesystem::temp_directory_path()
-                     / "rondo-bench-model-store")
-                      .string();
+  std::string parent = std::filesystem::temp_directory_path().string();
   app.add_option("--mb", mb, "MiB of the large model")
+    ->capture_default_str()
     ->check(CLI::Range(size_t{18}, size_t{1} << 20));
   app.add_option("--reps", reps, "Repetitions (best is reported)")
+    ->capture_default_str()
     ->check(CLI::PositiveNumber);
   app.add_option("--small-mb", small_mb, "MiB per small model (at most 16)")
+    ->capture_default_str()
     ->check(CLI::Range(1, 16));
   app.add_option("--small-models", small_count, "Number of small models")
+    ->capture_default_str()
     ->check(CLI::PositiveNumber);
-  app.add_option("--dir", dir, "Scratch directory (removed afterwards)");
+  app.add_option("--dir", parent,
+                 "Where to make the scratch folder (rondo-bench-model-store-"
+                 "<pid>, removed afterwards; nothing else is touched)")
+    ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  // A folder of this run's own: two runs at once, or a --dir holding other
+  // files, are left alone.
+  auto dir = (std::filesystem::path{parent}
+              / ("rondo-bench-model-store-" + std::to_string(::getpid())))
+               .string();
+  if (std::filesystem::exists(dir))
+    die(dir + " already exists");
   mb += mb % 2; // whole 2 MiB blocks for the disk baseline
   auto piece = make_piece();
   double gb = double(mb) * (1 << 20) / 1e9;
