@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <tuple>
 
@@ -26,6 +27,30 @@ std::shared_ptr<model_store> open_store(const temp_dir& dir) {
   auto store = model_store::open(*db);
   REQUIRE_MESSAGE(store, (store ? "" : render(store.error())));
   return *store;
+}
+
+/// Runs `work` in a child process on a store opened over `dir`'s database;
+/// the child then exits without closing or flushing anything, as a crash
+/// leaves a process. Requires the store to open and `work` to return true.
+/// A writer `work` leaves uncommitted must be leaked (`release()`), or its
+/// destructor aborts the write, which a crash would not.
+void crash_after(const temp_dir& dir,
+                 const std::function<bool(model_store&)>& work) {
+  auto pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    auto db = database::open(dir.sub("db"));
+    if (!db)
+      _exit(2);
+    auto store = model_store::open(*db);
+    if (!store)
+      _exit(3);
+    _exit(work(**store) ? 0 : 4);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
 }
 
 // Deterministic content of piece `i` of a streamed model.
@@ -177,25 +202,11 @@ TEST_CASE("model store: a model is invisible until committed and abort cleans up
 
 TEST_CASE("model store: a write interrupted by a crash is cleaned on open") {
   temp_dir dir;
-  auto pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    // Child: start a write and die without committing or aborting.
-    auto db = database::open(dir.sub("db"));
-    if (!db)
-      _exit(2);
-    auto store = model_store::open(*db);
-    if (!store)
-      _exit(3);
-    auto w = (*store)->begin_write("crashed");
-    if (!w || (*w)->write(random_bytes(3 << 20)))
-      _exit(4);
-    _exit(0);
-  }
-  int status = 0;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
+  // Start a write and die without committing or aborting.
+  crash_after(dir, [](model_store& store) {
+    auto w = store.begin_write("crashed");
+    return w && !(*w)->write(random_bytes(3 << 20)) && (*w).release();
+  });
   auto store = open_store(dir);
   CHECK(store->recovered_on_open() == 1);
   CHECK(!*store->exists("crashed"));
@@ -211,24 +222,10 @@ TEST_CASE("model store: a large model committed just before a crash is "
   // lose it.
   temp_dir dir;
   constexpr size_t big = 100u << 20;
-  auto pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    auto db = database::open(dir.sub("db"));
-    if (!db)
-      _exit(2);
-    auto store = model_store::open(*db);
-    if (!store)
-      _exit(3);
-    auto w = (*store)->begin_write("big-committed");
-    if (!w || (*w)->write(random_bytes(big, 7)) || !(*w)->commit())
-      _exit(4);
-    _exit(0); // No close, no flush: as a crash.
-  }
-  int status = 0;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
+  crash_after(dir, [](model_store& store) {
+    auto w = store.begin_write("big-committed");
+    return w && !(*w)->write(random_bytes(big, 7)) && (*w)->commit();
+  });
   auto store = open_store(dir);
   auto bytes = store->get("big-committed");
   REQUIRE_MESSAGE(bytes, (bytes ? "" : render(bytes.error())));
@@ -243,28 +240,16 @@ TEST_CASE("model store: an unsynced model (a client upload) survives the "
   // right after commit must still leave the whole model, small or large.
   temp_dir dir;
   constexpr size_t big = 40u << 20;
-  auto pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    auto db = database::open(dir.sub("db"));
-    if (!db)
-      _exit(2);
-    auto store = model_store::open(*db);
-    if (!store)
-      _exit(3);
+  crash_after(dir, [&](model_store& store) {
     for (auto [id, n, seed] : {std::tuple{"upload-big", big, 9},
                                std::tuple{"upload-small", size_t{3} << 20,
                                           10}}) {
-      auto w = (*store)->begin_write(id, durability::unsynced);
+      auto w = store.begin_write(id, durability::unsynced);
       if (!w || (*w)->write(random_bytes(n, seed)) || !(*w)->commit())
-        _exit(4);
+        return false;
     }
-    _exit(0); // No close, no flush: as a crash.
-  }
-  int status = 0;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
+    return true;
+  });
   auto store = open_store(dir);
   CHECK(store->recovered_on_open() == 0);
   CHECK(store->orphan_files_removed_on_open() == 0);
@@ -301,24 +286,11 @@ TEST_CASE("model store: a large write aborted or interrupted leaves no file "
     CHECK(files_left() == 1);
     CHECK(*store->get("aborted") == random_bytes(big, 6));
   }
-  auto pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    auto db = database::open(dir.sub("db"));
-    if (!db)
-      _exit(2);
-    auto store = model_store::open(*db);
-    if (!store)
-      _exit(3);
-    auto w = (*store)->begin_write("crashed-big");
-    if (!w || (*w)->write(random_bytes(big, 8)))
-      _exit(4);
-    _exit(0); // No commit, no abort: as a crash.
-  }
-  int status = 0;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
+  // No commit, no abort: as a crash.
+  crash_after(dir, [](model_store& store) {
+    auto w = store.begin_write("crashed-big");
+    return w && !(*w)->write(random_bytes(big, 8)) && (*w).release();
+  });
   // "aborted"'s file and the crashed write's.
   CHECK(files_left() == 2);
   auto store = open_store(dir);
