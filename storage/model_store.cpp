@@ -165,21 +165,16 @@ caf::expected<std::string> get_chunk(database::impl& db,
   return out;
 }
 
-// Deletes all chunks of `id` and its pending marker in one batch.
-caf::error erase_chunks(database::impl& db, const std::string& id,
-                        bool with_meta) {
+// Deletes all chunks of the uncommitted write of `id` and its pending
+// marker in one batch.
+caf::error erase_chunks(database::impl& db, const std::string& id) {
   rocksdb::WriteBatch batch;
   auto [begin, end] = chunk_range(id);
   auto st = batch.DeleteRange(db.handle(cf::model_chunks), begin, end);
   if (st.ok())
     st = batch.Delete(db.handle(cf::model_pending), id);
-  if (st.ok() && with_meta)
-    st = batch.Delete(db.handle(cf::model_meta), id);
-  if (st.ok()) {
-    rocksdb::WriteOptions wo;
-    wo.sync = with_meta;
-    st = db.db->Write(wo, &batch);
-  }
+  if (st.ok())
+    st = db.db->Write(rocksdb::WriteOptions{}, &batch);
   return to_error(st, "deleting model " + id);
 }
 
@@ -466,7 +461,7 @@ void model_writer::abort() {
     st_->file.reset();
   }
   // Best effort: whatever stays behind is removed on the next open.
-  static_cast<void>(erase_chunks(st_->store->db().get(), st_->id, false));
+  static_cast<void>(erase_chunks(st_->store->db().get(), st_->id));
   st_->store->release(st_->id);
 }
 
@@ -581,7 +576,7 @@ model_store::open(std::shared_ptr<database> db, uint32_t chunk_bytes) {
         return err;
       continue;
     }
-    if (auto err = erase_chunks(impl, id, false))
+    if (auto err = erase_chunks(impl, id))
       return err;
     ++store->recovered_;
   }
@@ -808,17 +803,12 @@ caf::expected<bool> model_store::exists(const std::string& model_id) {
 caf::error model_store::remove(const std::string& model_id) {
   if (auto err = validate_model_id(model_id))
     return err;
-  std::lock_guard<std::mutex> guard{mtx_};
-  auto meta = read_meta(db_->get(), model_id);
-  if (!meta)
-    return meta.error();
-  if (!*meta)
+  auto n = remove_many({model_id});
+  if (!n)
+    return n.error();
+  if (*n == 0)
     return caf::make_error(ec::not_found, "model " + model_id
                                             + " does not exist");
-  if (auto err = erase_chunks(db_->get(), model_id, true))
-    return err;
-  if (!(*meta)->file().empty())
-    remove_files({(*meta)->file()});
   return caf::none;
 }
 
@@ -837,10 +827,12 @@ model_store::remove_many(const std::vector<std::string>& ids) {
       return meta.error();
     if (!*meta)
       continue;
-    auto [begin, end] = chunk_range(id);
-    auto st = batch.DeleteRange(impl.handle(cf::model_chunks), begin, end);
-    if (st.ok())
-      st = batch.Delete(impl.handle(cf::model_meta), id);
+    auto st = batch.Delete(impl.handle(cf::model_meta), id);
+    // A file-held model has no chunks: its file goes after the batch.
+    if (st.ok() && (*meta)->file().empty()) {
+      auto [begin, end] = chunk_range(id);
+      st = batch.DeleteRange(impl.handle(cf::model_chunks), begin, end);
+    }
     if (auto err = to_error(st, "deleting model " + id))
       return err;
     if (!(*meta)->file().empty())

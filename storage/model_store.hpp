@@ -210,13 +210,16 @@ public:
   /// Whether a committed model with this id exists.
   caf::expected<bool> exists(const std::string& model_id);
 
-  /// Deletes a committed model (metadata and chunks in one batch).
-  /// @returns `ec::not_found` if it does not exist.
+  /// Deletes a committed model, as `remove_many` does.
+  /// @returns `ec::invalid_argument` for a bad id, `ec::not_found` if it
+  ///          does not exist, `ec::storage_error`.
   caf::error remove(const std::string& model_id);
 
-  /// Deletes every listed model that exists, in one batch with one synced
-  /// write (ids that do not exist are skipped). For removing a round's
-  /// model updates at once.
+  /// Deletes every listed model that exists: metadata and chunks in one
+  /// batch with one synced write, then the files of file-held models (a
+  /// file a crash leaves is removed on the next open). Ids that do not
+  /// exist, or are not valid, are skipped. For removing a round's model
+  /// updates at once.
   /// @returns the number of models deleted, or `ec::storage_error`.
   caf::expected<size_t> remove_many(const std::vector<std::string>& ids);
 
