@@ -78,6 +78,22 @@ buffer_cache& buffers() {
   return cache;
 }
 
+/// Opens `path` with `flags` plus O_DIRECT, or without it where the file
+/// system refuses the flag (EINVAL, e.g. an old tmpfs); `direct` says which.
+/// Returns the descriptor, or -1 with errno set.
+int open_direct(const std::string& path, int flags, bool& direct) {
+  direct = true;
+  int fd = ::open(path.c_str(), flags | O_DIRECT, 0644);
+  if (fd >= 0 || errno != EINVAL)
+    return fd;
+  // With O_CREAT the file may have been created before the flag was
+  // refused (O_EXCL came first, so it is ours).
+  if ((flags & O_CREAT) != 0)
+    ::unlink(path.c_str());
+  direct = false;
+  return ::open(path.c_str(), flags, 0644);
+}
+
 /// Writes all `len` bytes at `offset`; returns 0 or errno.
 int write_all(int fd, const char* data, size_t len, uint64_t offset) {
   while (len > 0) {
@@ -202,16 +218,8 @@ struct direct_file_writer::shared {
 
 caf::expected<std::unique_ptr<direct_file_writer>>
 direct_file_writer::create(io_pool& pool, std::string path) {
-  constexpr int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
-  bool direct = true;
-  int fd = ::open(path.c_str(), flags | O_DIRECT, 0644);
-  if (fd < 0 && errno == EINVAL) {
-    // The file system has no O_DIRECT (e.g. an old tmpfs): it may have
-    // created the file before refusing the flag.
-    ::unlink(path.c_str());
-    direct = false;
-    fd = ::open(path.c_str(), flags, 0644);
-  }
+  bool direct = false;
+  int fd = open_direct(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, direct);
   if (fd < 0) {
     int errnum = errno;
     if (errnum == EEXIST)
@@ -494,12 +502,7 @@ direct_file_reader::open(io_pool* pool, const std::string& path,
   sh->chunk_bytes = chunk_bytes;
   sh->chunk_count = chunk_bytes == 0 ? 0
                                      : (size + chunk_bytes - 1) / chunk_bytes;
-  sh->direct = true;
-  sh->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
-  if (sh->fd < 0 && errno == EINVAL) {
-    sh->direct = false;
-    sh->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  }
+  sh->fd = open_direct(path, O_RDONLY | O_CLOEXEC, sh->direct);
   if (sh->fd < 0) {
     int errnum = errno;
     if (errnum == ENOENT)
