@@ -9,13 +9,11 @@
 #include <rocksdb/write_batch.h>
 #include <xxhash.h>
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
-#include <cstring>
+#include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <random>
