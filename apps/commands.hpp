@@ -32,4 +32,10 @@ void add_controller_command(CLI::App& app, int& exit_code);
 /// `rondo seed`: talk to a running controller.
 void add_session_command(CLI::App& app, int& exit_code);
 
+/// `rondo certs init|issue`: a cluster CA and certificates signed by it.
+void add_certs_command(CLI::App& app, int& exit_code);
+
+/// `rondo token create|verify`: FEDn-compatible bearer tokens (HS256 JWT).
+void add_token_command(CLI::App& app, int& exit_code);
+
 } // namespace rondo::apps

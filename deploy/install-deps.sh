@@ -11,7 +11,9 @@ packages=(
   libcaf-dev libprotobuf-dev protobuf-compiler libgrpc++-dev
   protobuf-compiler-grpc librocksdb-dev doctest-dev libzip-dev zlib1g-dev
   libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
-  libssl-dev libxxhash-dev uuid-dev
+  libssl-dev libxxhash-dev uuid-dev libjwt-dev
+  # security: fuzzing (libFuzzer) and certificate checks in the tests
+  clang-14 libfuzzer-14-dev libclang-rt-14-dev openssl
   # Python side: test client, example compute package, numpy comparisons
   python3 python3-numpy python3-grpcio python3-protobuf
   # real data for the main job

@@ -27,6 +27,8 @@ const char* to_string(ec code) {
     case ec::stale_update: return "stale_update";
     case ec::too_large: return "too_large";
     case ec::invalid_state: return "invalid_state";
+    case ec::unauthenticated: return "unauthenticated";
+    case ec::permission_denied: return "permission_denied";
   }
   return "unknown_code";
 }

@@ -56,6 +56,12 @@ enum class ec : uint8_t {
   too_large,
   /// An operation is not valid in the current state.
   invalid_state,
+  /// A peer presented no credentials, or ones that do not verify (missing,
+  /// malformed, badly signed or expired token; no or untrusted certificate).
+  unauthenticated,
+  /// A verified peer asked for something its role or identity does not
+  /// allow (a client token on an admin method, acting as another client).
+  permission_denied,
 };
 
 /// Returns the enumerator's name, e.g. "invalid_config".

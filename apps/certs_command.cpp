@@ -1,0 +1,13 @@
+// `rondo certs`: implemented in this session.
+#include "apps/commands.hpp"
+
+#include <CLI/CLI.hpp>
+
+namespace rondo::apps {
+
+void add_certs_command(CLI::App& app, int& exit_code) {
+  static_cast<void>(app);
+  static_cast<void>(exit_code);
+}
+
+} // namespace rondo::apps

@@ -1,0 +1,3 @@
+#include "security/certs.hpp"
+
+// Implemented in this session.

@@ -1,0 +1,79 @@
+#pragma once
+
+// A cluster's certificates: one CA that signs every node's and operator's
+// certificate, written with OpenSSL's libcrypto (never by shelling out).
+// Used by `rondo certs` and, to check files before CAF's OpenSSL module or
+// gRPC load them, by every command that takes --cert/--key/--ca.
+
+#include <caf/error.hpp>
+
+#include <string>
+#include <vector>
+
+namespace rondo::security {
+
+/// Where `init_ca` and `issue_cert` put their files in a certificate folder:
+/// the CA as `ca.key` / `ca.crt`, one node or operator as `NAME.key` /
+/// `NAME.crt`. Keys are PEM, mode 0600; certificates PEM, mode 0644.
+struct cert_paths {
+  std::string key;
+  std::string cert;
+};
+
+/// @returns the paths of the CA's key and certificate in `dir`.
+cert_paths ca_paths(const std::string& dir);
+
+/// @returns the paths of NAME's key and certificate in `dir`.
+cert_paths node_paths(const std::string& dir, const std::string& name);
+
+/// Creates `dir` (mode 0700 when new) and in it a cluster CA: an EC P-256
+/// key (`ca.key`, 0600) and a self-signed CA certificate (`ca.crt`,
+/// basicConstraints CA:TRUE, keyUsage keyCertSign+cRLSign), valid `days`
+/// days from now, with subject CN `common_name`.
+/// @returns ec::already_exists when `ca.key` or `ca.crt` exists (nothing is
+///          overwritten), ec::invalid_argument for days <= 0,
+///          ec::storage_error naming the file that could not be written.
+caf::error init_ca(const std::string& dir, int days = 3650,
+                   const std::string& common_name = "Rondo cluster CA");
+
+/// Issues a key (`NAME.key`, 0600, EC P-256) and a certificate
+/// (`NAME.crt`) for one node or operator, signed by the CA in `dir`, with
+/// subject CN NAME, valid `days` days, extended key usage serverAuth and
+/// clientAuth (a node both listens and connects), and `hosts` as its
+/// subjectAltNames (an IPv4/IPv6 literal becomes an IP entry, anything else
+/// a DNS entry; none given: NAME as one DNS entry).
+/// @returns ec::not_found when the CA is missing in `dir`,
+///          ec::invalid_argument for an empty or path-like NAME (it must
+///          match [A-Za-z0-9._-]+ and not start with '.') or days <= 0,
+///          ec::already_exists when NAME.key or NAME.crt exists,
+///          ec::storage_error naming a file that could not be written.
+caf::error issue_cert(const std::string& dir, const std::string& name,
+                      const std::vector<std::string>& hosts, int days = 825);
+
+/// The TLS files of one process, as given by --cert, --key and --ca.
+struct tls_files {
+  std::string cert;
+  std::string key;
+  std::string ca;
+  /// @returns true when at least one of the three is set.
+  bool any() const {
+    return !cert.empty() || !key.empty() || !ca.empty();
+  }
+};
+
+/// Checks TLS files before anything loads them (CAF's OpenSSL module
+/// throws, and gRPC only logs, on a bad file): each given file is readable
+/// PEM, the key matches the certificate, and when `ca` is given the
+/// certificate verifies against it (chain, validity period). With
+/// `require_all`, cert, key and ca must all be given (the middleman's
+/// mutual TLS needs all three).
+/// @returns ec::invalid_config naming the flag (--cert, --key, --ca), the
+///          file and the reason, or none.
+caf::error check_tls_files(const tls_files& files, bool require_all);
+
+/// Reads a whole PEM (or other small) file for gRPC's credential options.
+/// @returns its bytes, or ec::invalid_config naming the file and why.
+caf::expected<std::string> read_small_file(const std::string& path,
+                                           const std::string& flag);
+
+} // namespace rondo::security

@@ -1,0 +1,3 @@
+#include "security/listen_policy.hpp"
+
+// Implemented in this session.

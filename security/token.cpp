@@ -1,0 +1,3 @@
+#include "security/token.hpp"
+
+// Implemented in this session.
