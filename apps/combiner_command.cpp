@@ -8,6 +8,7 @@
 #include "apps/process.hpp"
 #include "gateway/edge.hpp"
 #include "messages/error.hpp"
+#include "security/certs.hpp"
 #include "storage/model_store.hpp"
 #include "storage/state_store.hpp"
 
@@ -50,6 +51,19 @@ struct combiner_args {
   std::string controller;
   double heartbeat_interval = 0.5;
   double connection_timeout = 5;
+  /// --cert/--key/--ca: this combiner's certificate, its key and the
+  /// cluster CA. They serve the gRPC edge over TLS (--ca with
+  /// --require-client-cert: mutual TLS for clients) and authenticate the
+  /// combiner to the controller over the middleman (all three needed).
+  security::tls_files tls;
+  /// --require-client-cert: clients must present a certificate signed by
+  /// --ca (mutual TLS on the edge).
+  bool require_client_cert = false;
+  /// --auth-secret-file: HS256 secret that clients' tokens must be signed
+  /// with; empty: no token check.
+  std::string auth_secret_file;
+  /// --insecure: allow a non-loopback --host without TLS and tokens.
+  bool insecure = false;
 };
 
 /// Checks the options; @returns the first problem, or an empty string.
@@ -226,6 +240,22 @@ void add_combiner_command(CLI::App& app, int& exit_code) {
                   "Seconds of silence after which the controller counts as "
                   "lost (a frozen peer)")
     ->capture_default_str();
+  cmd->add_option("--cert", a->tls.cert,
+                  "This combiner's certificate (PEM): serves the client edge "
+                  "over TLS and, with --key and --ca, authenticates to the "
+                  "controller (mutual TLS)");
+  cmd->add_option("--key", a->tls.key, "The private key of --cert (PEM)");
+  cmd->add_option("--ca", a->tls.ca,
+                  "The cluster CA (PEM): verifies the controller and, with "
+                  "--require-client-cert, clients' certificates");
+  cmd->add_flag("--require-client-cert", a->require_client_cert,
+                "Clients must present a certificate signed by --ca");
+  cmd->add_option("--auth-secret-file", a->auth_secret_file,
+                  "File with the HS256 secret that clients' tokens "
+                  "(authorization: Bearer <JWT>) must be signed with");
+  cmd->add_flag("--insecure", a->insecure,
+                "Allow a non-loopback --host without TLS and tokens "
+                "(logs a warning at every start)");
   cmd->add_option("--log-level", a->log_level,
                   "trace, debug, info, warn, error or off")
     ->capture_default_str();
