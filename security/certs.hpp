@@ -6,6 +6,7 @@
 // gRPC load them, by every command that takes --cert/--key/--ca.
 
 #include <caf/error.hpp>
+#include <caf/expected.hpp>
 
 #include <string>
 #include <vector>
@@ -75,5 +76,20 @@ caf::error check_tls_files(const tls_files& files, bool require_all);
 /// @returns its bytes, or ec::invalid_config naming the file and why.
 caf::expected<std::string> read_small_file(const std::string& path,
                                            const std::string& flag);
+
+/// Runs a TLS client handshake on the connected socket `fd` with `files`
+/// (all three set; checked by check_tls_files) as CAF's OpenSSL module
+/// would: the peer's certificate must verify against `files.ca` (no host
+/// name check, like CAF), cipher list HIGH:!aNULL:!MD5. Then reads the
+/// first bytes the peer sends: a Rondo controller under TLS accepts the
+/// certificate and starts CAF's handshake; a peer that rejects it answers
+/// with an alert. Blocking: the caller bounds it with the socket's
+/// SO_RCVTIMEO/SO_SNDTIMEO. The caller closes `fd`.
+/// @returns an empty string when the peer verified, accepted our
+///          certificate and talked, else the reason (e.g. "its certificate
+///          does not verify against --ca ca.crt: unable to get local
+///          issuer certificate", "it refused this certificate (--cert
+///          x.crt): tlsv1 alert unknown ca").
+std::string probe_tls(int fd, const tls_files& files);
 
 } // namespace rondo::security
