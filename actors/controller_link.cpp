@@ -8,6 +8,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/io/middleman_actor.hpp>
+#include <caf/openssl/manager.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -66,7 +67,9 @@ void joined(self_ptr self, controller_actor ctrl) {
 
 void connect(self_ptr self) {
   auto& st = self->state;
-  auto mm = self->home_system().middleman().actor_handle();
+  auto& sys = self->home_system();
+  auto mm = st.cfg.tls ? sys.openssl_manager().actor_handle()
+                       : sys.middleman().actor_handle();
   self
     ->request(mm, st.cfg.request_timeout, caf::connect_atom::value,
               st.cfg.host, st.cfg.port)

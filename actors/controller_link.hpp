@@ -36,6 +36,12 @@ struct controller_link_config {
   /// per failed attempt up to `retry_max`. Defaults 0.5 s and 10 s.
   caf::timespan retry_min = std::chrono::milliseconds(500);
   caf::timespan retry_max = std::chrono::seconds(10);
+  /// Connect through CAF's OpenSSL module (mutual TLS): the actor system
+  /// must have loaded it with a certificate, key and CA
+  /// (apps::enable_middleman). A handshake that fails (the controller's
+  /// certificate does not verify, or it rejects ours) fails the attempt,
+  /// which is retried with the same back-off.
+  bool tls = false;
 };
 
 /// The link's interface.

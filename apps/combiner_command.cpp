@@ -87,6 +87,9 @@ std::string check(const combiner_args& a) {
     parse_endpoint(a.controller, problem);
     if (!problem.empty())
       return "--controller: " + problem;
+    // The link to the controller: mutual TLS with all three, or plaintext.
+    if (problem = check_middleman_tls(a.tls); !problem.empty())
+      return "--controller: " + problem;
   }
   if (auto problem = check_middleman_options(a.heartbeat_interval,
                                              a.connection_timeout);
@@ -136,7 +139,7 @@ int run(const combiner_args& a) {
   caf::actor_system_config cfg;
   register_actor_types(cfg);
   if (!a.controller.empty())
-    enable_middleman(cfg, a.heartbeat_interval, a.connection_timeout);
+    enable_middleman(cfg, a.heartbeat_interval, a.connection_timeout, a.tls);
   caf::actor_system sys{cfg};
   // With a controller, staging fetches global models from it through the
   // link, which also joins (and rejoins) the controller for this combiner.
@@ -148,7 +151,8 @@ int run(const combiner_args& a) {
     lcfg.combiner_id = a.name;
     lcfg.host = at.host;
     lcfg.port = at.port;
-    if (auto wrong = probe_caf_endpoint(at, 5); !wrong.empty()) {
+    lcfg.tls = a.tls.any();
+    if (auto wrong = probe_caf_endpoint(at, 5, a.tls); !wrong.empty()) {
       std::cerr << "error: --controller: " << wrong << "\n";
       return 2;
     }

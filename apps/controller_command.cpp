@@ -8,6 +8,8 @@
 #include "apps/commands.hpp"
 #include "apps/process.hpp"
 #include "messages/error.hpp"
+#include "security/certs.hpp"
+#include "security/listen_policy.hpp"
 #include "storage/model_store.hpp"
 #include "storage/state_store.hpp"
 
@@ -17,6 +19,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/publish.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -40,12 +43,34 @@ struct controller_args {
   double heartbeat_interval = 0.5;
   double connection_timeout = 5;
   std::string log_level = "info";
+  /// --cert/--key/--ca: the controller's certificate, its key and the
+  /// cluster CA; all three turn on mutual TLS on the middleman port.
+  security::tls_files tls;
+  /// --insecure: allow a non-loopback --host without TLS.
+  bool insecure = false;
 };
+
+constexpr const char* server_name = "rondo controller";
+
+/// Whether the controller listens without authentication where other hosts
+/// can reach it (allowed only with --insecure).
+bool open_to_network(const controller_args& a) {
+  return !a.tls.any() && !security::is_loopback_host(a.host);
+}
 
 /// Checks the options; @returns the first problem, or an empty string.
 std::string check(const controller_args& a) {
   if (a.db.empty())
     return "--db DIR is required";
+  if (a.host.empty())
+    return "--host must not be empty";
+  if (auto problem = check_middleman_tls(a.tls); !problem.empty())
+    return problem;
+  if (auto refused = security::check_listen_policy(
+        server_name, a.host, a.tls.any() ? "" : "--cert, --key, --ca",
+        a.insecure);
+      !refused.empty())
+    return refused;
   if (a.port < 0 || a.port > 65535)
     return "--port must be 0..65535, got " + std::to_string(a.port);
   if (!std::isfinite(a.client_wait) || a.client_wait < 0)
@@ -65,6 +90,8 @@ int run(const controller_args& a) {
     return 2;
   }
   setup_logger("rondo-controller", a.log_level);
+  if (open_to_network(a))
+    spdlog::warn(security::insecure_warning(server_name, a.host));
   keep_freed_memory();
   // Before the database is opened (or created): a taken port is the
   // usual mistake, and it should leave nothing behind.
@@ -80,7 +107,7 @@ int run(const controller_args& a) {
   }
   caf::actor_system_config cfg;
   register_actor_types(cfg);
-  enable_middleman(cfg, a.heartbeat_interval, a.connection_timeout);
+  enable_middleman(cfg, a.heartbeat_interval, a.connection_timeout, a.tls);
   caf::actor_system sys{cfg};
   controller_config ccfg;
   ccfg.client_wait = seconds(a.client_wait);
@@ -88,9 +115,13 @@ int run(const controller_args& a) {
   auto controller = sys.spawn(controller_impl, ccfg, stores->models,
                               stores->state);
   int code = 0;
-  auto port = sys.middleman().publish(controller,
-                                      static_cast<uint16_t>(a.port),
-                                      a.host.c_str(), true);
+  auto port = a.tls.any()
+                ? caf::openssl::publish(controller,
+                                        static_cast<uint16_t>(a.port),
+                                        a.host.c_str(), true)
+                : sys.middleman().publish(controller,
+                                          static_cast<uint16_t>(a.port),
+                                          a.host.c_str(), true);
   if (!port) {
     std::cerr << "error: cannot listen on " << a.host << ":" << a.port
               << ": " << sys.render(port.error()) << "\n";
@@ -103,6 +134,8 @@ int run(const controller_args& a) {
   }
   if (code == 0) {
     std::cout << "controller listening on " << a.host << ":" << *port
+              << (a.tls.any() ? " (mutual TLS)"
+                              : " (plaintext, no authentication)")
               << std::endl;
     wait_for_stop_signal(signals);
     static_cast<void>(sys.middleman().unpublish(controller, *port));
@@ -150,6 +183,19 @@ void add_controller_command(CLI::App& app, int& exit_code) {
                   "Seconds of silence after which a combiner counts as lost "
                   "(a frozen peer)")
     ->capture_default_str();
+  cmd->add_option("--cert", a->tls.cert,
+                  "The controller's certificate (PEM, e.g. from `rondo certs "
+                  "issue`); with --key and --ca: mutual TLS on the "
+                  "middleman port, every combiner and operator must present "
+                  "a certificate signed by --ca");
+  cmd->add_option("--key", a->tls.key, "The private key of --cert (PEM)");
+  cmd->add_option("--ca", a->tls.ca,
+                  "The cluster CA (PEM) that peers' certificates must verify "
+                  "against");
+  cmd->add_flag("--insecure", a->insecure,
+                "Allow a non-loopback --host without --cert/--key/--ca "
+                "(plaintext, unauthenticated; logs a warning at every "
+                "start)");
   cmd->add_option("--log-level", a->log_level,
                   "trace, debug, info, warn, error or off")
     ->capture_default_str();

@@ -11,6 +11,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/system_messages.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -18,6 +19,7 @@
 #include <cerrno>
 #include <malloc.h>
 #include <netdb.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -179,50 +181,104 @@ std::string check_port_free(const std::string& host, int port) {
   return {};
 }
 
-endpoint_kind classify_endpoint(const endpoint& at, double timeout_s) {
+namespace {
+
+/// Connects to `at` with connect, send and receive bounded by `timeout_s`
+/// seconds. @returns the socket, or -1 when nothing accepts there.
+int connect_bounded(const endpoint& at, double timeout_s) {
   auto found = resolve(at.host, at.port, 0);
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(timeout_s);
   tv.tv_usec = static_cast<suseconds_t>((timeout_s - tv.tv_sec) * 1e6);
   for (auto* ai = found.get(); ai != nullptr; ai = ai->ai_next) {
-    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+                    ai->ai_protocol);
     if (fd < 0)
       continue;
     // On Linux SO_SNDTIMEO also bounds connect().
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-      close(fd);
-      continue;
-    }
-    unsigned char head[4] = {1, 1, 1, 1};
-    auto n = recv(fd, head, sizeof(head), MSG_WAITALL);
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+      return fd;
     close(fd);
-    if (n == static_cast<ssize_t>(sizeof(head)) && head[0] == 0
-        && head[1] == 0 && head[2] == 0 && head[3] == 0)
-      return endpoint_kind::caf_node;
-    if (n == static_cast<ssize_t>(sizeof(head)) && head[3] == 0x04)
-      return endpoint_kind::http2;
-    return endpoint_kind::silent;
   }
-  return endpoint_kind::unreachable;
+  return -1;
 }
 
-std::string probe_caf_endpoint(const endpoint& at, double timeout_s) {
+/// What the first bytes a peer sent on its own say about it.
+endpoint_kind classify_head(const unsigned char* head, ssize_t n) {
+  if (n == 4 && head[0] == 0 && head[1] == 0 && head[2] == 0 && head[3] == 0)
+    return endpoint_kind::caf_node;
+  if (n == 4 && head[3] == 0x04)
+    return endpoint_kind::http2;
+  return endpoint_kind::silent;
+}
+
+const char* grpc_port_hint = " is not a Rondo controller: it answers like an "
+                             "HTTP/2 (gRPC) server; is it a combiner's "
+                             "client port?";
+
+} // namespace
+
+endpoint_kind classify_endpoint(const endpoint& at, double timeout_s) {
+  int fd = connect_bounded(at, timeout_s);
+  if (fd < 0)
+    return endpoint_kind::unreachable;
+  unsigned char head[4] = {1, 1, 1, 1};
+  auto n = recv(fd, head, sizeof(head), MSG_WAITALL);
+  close(fd);
+  return classify_head(head, n);
+}
+
+std::string probe_caf_endpoint(const endpoint& at, double timeout_s,
+                               const security::tls_files& tls) {
   auto where = at.host + ":" + std::to_string(at.port);
-  switch (classify_endpoint(at, timeout_s)) {
-    case endpoint_kind::unreachable:
-    case endpoint_kind::caf_node:
-      return {};
-    case endpoint_kind::http2:
-      return where + " is not a Rondo controller: it answers like an HTTP/2 "
-                     "(gRPC) server; is it a combiner's client port?";
-    case endpoint_kind::silent:
-      break;
+  if (!tls.any()) {
+    switch (classify_endpoint(at, timeout_s)) {
+      case endpoint_kind::unreachable:
+      case endpoint_kind::caf_node:
+        return {};
+      case endpoint_kind::http2:
+        return where + grpc_port_hint;
+      case endpoint_kind::silent:
+        break;
+    }
+    return where + " is not a Rondo controller: it sent no CAF handshake "
+                   "within " + std::to_string(static_cast<int>(timeout_s))
+           + " s (a controller with TLS waits for the client: give --cert, "
+             "--key and --ca)";
   }
-  return where + " is not a Rondo controller: it sent no CAF handshake "
-                 "within " + std::to_string(static_cast<int>(timeout_s))
-         + " s";
+  int fd = connect_bounded(at, timeout_s);
+  if (fd < 0)
+    return {};
+  // A plaintext CAF node or a gRPC server talks at once; a TLS server
+  // waits for our hello, which must never reach a plaintext BASP parser.
+  pollfd pfd{fd, POLLIN, 0};
+  auto ready = poll(&pfd, 1, static_cast<int>(std::min(timeout_s, 0.5) * 1000));
+  std::string problem;
+  if (ready > 0) {
+    unsigned char head[4] = {1, 1, 1, 1};
+    auto n = recv(fd, head, sizeof(head), MSG_WAITALL);
+    switch (classify_head(head, n)) {
+      case endpoint_kind::caf_node:
+        problem = where + " speaks CAF without TLS: that controller runs "
+                          "without --cert/--key/--ca; connect without them "
+                          "or restart it with TLS";
+        break;
+      case endpoint_kind::http2:
+        problem = where + grpc_port_hint;
+        break;
+      default:
+        problem = where + " is not a Rondo controller: "
+                  + (n == 0 ? std::string{"it closed the connection"}
+                            : std::string{"it sent unexpected bytes"})
+                  + " before the TLS handshake";
+    }
+  } else if (auto why = security::probe_tls(fd, tls); !why.empty()) {
+    problem = where + ": mutual TLS failed: " + why;
+  }
+  close(fd);
+  return problem;
 }
 
 void stop_and_wait(caf::actor_system& sys,
@@ -250,10 +306,26 @@ void stop_and_wait(caf::actor_system& sys,
 }
 
 void enable_middleman(caf::actor_system_config& cfg,
-                      double heartbeat_interval, double connection_timeout) {
+                      double heartbeat_interval, double connection_timeout,
+                      const security::tls_files& tls) {
   cfg.load<caf::io::middleman>();
   cfg.set("middleman.heartbeat-interval", seconds(heartbeat_interval));
   cfg.set("middleman.connection-timeout", seconds(connection_timeout));
+  if (tls.any()) {
+    // CAF's manager reads these members (not the `openssl.*` settings).
+    cfg.openssl_certificate = tls.cert;
+    cfg.openssl_key = tls.key;
+    cfg.openssl_cafile = tls.ca;
+    cfg.load<caf::openssl::manager>();
+  }
+}
+
+std::string check_middleman_tls(const security::tls_files& tls) {
+  if (!tls.any())
+    return {};
+  if (auto err = security::check_tls_files(tls, true))
+    return error_detail(err);
+  return {};
 }
 
 } // namespace rondo::apps

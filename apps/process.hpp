@@ -4,6 +4,8 @@
 // signal handling, the port file, the middleman settings and parsing
 // `host:port`.
 
+#include "security/certs.hpp"
+
 #include <caf/error.hpp>
 #include <caf/fwd.hpp>
 #include <caf/timespan.hpp>
@@ -115,10 +117,22 @@ endpoint_kind classify_endpoint(const endpoint& at, double timeout_s);
 /// connects to it: CAF 0.17 crashes (SIGSEGV in its BASP parser) when the
 /// peer is something else, e.g. a combiner's gRPC port given as the
 /// controller (classify_endpoint).
-/// @returns an empty string when it is a CAF node or nothing accepts
-///          connections there (the caller's connect reports that), else why
-///          it is not a Rondo controller. Bounded by `timeout_s` seconds.
-std::string probe_caf_endpoint(const endpoint& at, double timeout_s);
+///
+/// Without `tls` (none of its files set) the peer must talk first, as a
+/// plaintext CAF node does. With `tls` (all three files, checked) the peer
+/// must stay silent for up to half a second (a TLS server waits for the
+/// client's hello; a plaintext controller would read our hello as a BASP
+/// header), then complete a mutual-TLS handshake with these files
+/// (security::probe_tls): so a controller whose certificate does not verify
+/// against --ca, or that rejects ours, is reported here, at once, with
+/// OpenSSL's reason.
+/// @returns an empty string when it is a CAF node (over TLS with `tls`) or
+///          nothing accepts connections there (the caller's connect reports
+///          that), else why it is not a Rondo controller this process can
+///          use. Bounded by `timeout_s` seconds (each of connect, wait,
+///          handshake).
+std::string probe_caf_endpoint(const endpoint& at, double timeout_s,
+                               const security::tls_files& tls = {});
 
 /// Sends each valid actor in `actors` an exit (user_shutdown) and waits
 /// until all are down, at most 10 s in all; logs a warning naming `what`
@@ -132,7 +146,24 @@ void stop_and_wait(caf::actor_system& sys,
 /// peer is noticed after `connection_timeout` (seconds; the heartbeat runs
 /// every `heartbeat_interval` seconds). See TOOLCHAIN_NOTES: without a
 /// heartbeat a frozen peer is never seen.
+///
+/// With `tls` (cert, key and CA; check them first with
+/// security::check_tls_files(tls, true): CAF throws from its I/O loop on a
+/// bad file) it also loads CAF's OpenSSL module with them: connections
+/// made through `sys.openssl_manager()` (caf::openssl::publish,
+/// remote_actor, its actor_handle()) then require mutual TLS: each side's
+/// certificate must verify against the CA (no host name check). CAF reads
+/// the three files again for every connection: they must stay in place
+/// while the process runs.
 void enable_middleman(caf::actor_system_config& cfg,
-                      double heartbeat_interval, double connection_timeout);
+                      double heartbeat_interval, double connection_timeout,
+                      const security::tls_files& tls = {});
+
+/// The operator's and the combiner's TLS flags to the controller:
+/// @returns why `tls` cannot be used for the middleman (some but not all of
+///          --cert/--key/--ca, or a bad file; see
+///          security::check_tls_files), or an empty string (also when none
+///          is given: plaintext).
+std::string check_middleman_tls(const security::tls_files& tls);
 
 } // namespace rondo::apps

@@ -16,6 +16,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/remote_actor.hpp>
 #include <caf/event_based_actor.hpp>
 
 #include <nlohmann/json.hpp>
@@ -40,6 +41,9 @@ constexpr uint64_t max_seed_bytes = uint64_t{256} << 20;
 struct common_args {
   std::string controller = "127.0.0.1:12090";
   double timeout = 30;
+  /// --cert/--key/--ca: the operator's certificate, its key and the cluster
+  /// CA, for a controller that runs with mutual TLS.
+  security::tls_files tls;
 };
 
 /// A connection to a running controller.
@@ -56,17 +60,23 @@ public:
       return caf::make_error(ec::invalid_argument,
                              "--controller: " + problem);
     timeout_ = seconds(a.timeout);
-    if (auto wrong = probe_caf_endpoint(at, std::min(a.timeout, 5.0));
+    if (auto problem = check_middleman_tls(a.tls); !problem.empty())
+      return caf::make_error(ec::invalid_config, problem);
+    if (auto wrong = probe_caf_endpoint(at, std::min(a.timeout, 5.0), a.tls);
         !wrong.empty())
       return caf::make_error(ec::invalid_argument, "--controller: " + wrong);
     register_actor_types(cfg_);
     // Heartbeats let a request to a frozen controller end with an error
     // before its timeout.
-    enable_middleman(cfg_, 0.5, 5);
+    enable_middleman(cfg_, 0.5, 5, a.tls);
     cfg_.set("scheduler.max-threads", 2);
     sys_ = std::make_unique<caf::actor_system>(cfg_);
-    auto ctrl = sys_->middleman().remote_actor<controller_actor>(at.host,
-                                                                 at.port);
+    auto ctrl = a.tls.any()
+                  ? caf::openssl::remote_actor<controller_actor>(*sys_,
+                                                                 at.host,
+                                                                 at.port)
+                  : sys_->middleman().remote_actor<controller_actor>(
+                    at.host, at.port);
     if (!ctrl)
       return caf::make_error(ec::not_found,
                              "cannot reach a Rondo controller at "
@@ -140,6 +150,13 @@ void add_common(CLI::App* cmd, common_args& a) {
   cmd->add_option("--timeout", a.timeout,
                   "Seconds each request to the controller may take")
     ->capture_default_str();
+  cmd->add_option("--cert", a.tls.cert,
+                  "The operator's certificate (PEM), for a controller with "
+                  "mutual TLS (with --key and --ca)");
+  cmd->add_option("--key", a.tls.key, "The private key of --cert (PEM)");
+  cmd->add_option("--ca", a.tls.ca,
+                  "The cluster CA (PEM) the controller's certificate must "
+                  "verify against");
 }
 
 caf::error write_file(const std::string& path, const std::string& text) {
