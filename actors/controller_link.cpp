@@ -9,6 +9,7 @@
 #include <caf/io/middleman.hpp>
 #include <caf/io/middleman_actor.hpp>
 #include <caf/openssl/manager.hpp>
+#include <caf/sec.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -39,7 +40,11 @@ void retry(self_ptr self, const std::string& why) {
   auto& st = self->state;
   using std::chrono::duration_cast;
   using std::chrono::milliseconds;
-  if (st.failures++ % 10 == 0)
+  // The first failure, every tenth, and any with a new reason (the
+  // controller went from down to refusing us, say).
+  auto fresh = why != st.last_failure;
+  st.last_failure = why;
+  if (st.failures++ % 10 == 0 || fresh)
     log(st, "cannot join the controller at " + where(st) + ": " + why
               + " (next try in "
               + std::to_string(duration_cast<milliseconds>(st.backoff).count())
@@ -55,6 +60,7 @@ void joined(self_ptr self, controller_actor ctrl) {
   auto& st = self->state;
   st.controller = ctrl;
   st.failures = 0;
+  st.last_failure.clear();
   st.backoff = st.cfg.retry_min;
   self->monitor(ctrl);
   if (st.source)
@@ -91,7 +97,17 @@ void connect(self_ptr self) {
                   retry(self, "join refused: " + render(err));
                 });
       },
-      [self](caf::error& err) { retry(self, render(err)); });
+      [self](caf::error& err) {
+        // CAF tells a failed TLS handshake from any other early close by
+        // no more than this code.
+        auto tls_hint = self->state.cfg.tls
+                            && err == caf::sec::disconnect_during_handshake
+                          ? " (the TLS handshake failed: the controller's "
+                            "certificate does not verify against --ca, or "
+                            "it refused ours)"
+                          : "";
+        retry(self, render(err) + tls_hint);
+      });
 }
 
 } // namespace

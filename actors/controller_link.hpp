@@ -69,8 +69,11 @@ struct controller_link_state {
   caf::timespan backoff{0};
   /// Bumped per connection attempt: stale retry ticks are ignored.
   uint64_t epoch = 0;
-  /// Consecutive failed attempts (logged on the first and every tenth).
+  /// Consecutive failed attempts (logged on the first, every tenth and
+  /// whenever the reason changes).
   uint64_t failures = 0;
+  /// The reason of the last failed attempt; empty while joined.
+  std::string last_failure;
 };
 
 /// Spawn with the combiner's model store; then send (join, combiner).

@@ -8,8 +8,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <iomanip>
 #include <iostream>
 #include <memory>
+#include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -22,8 +25,20 @@ struct certs_args {
   std::string name;
   std::vector<std::string> hosts;
   int days = 0;
-  std::string common_name = "Rondo cluster CA";
+  std::string common_name;
 };
+
+/// "Rondo cluster CA " and 8 random hex digits: two clusters' CAs must not
+/// share a subject, or a certificate of one checked against the other fails
+/// with OpenSSL's misleading "self-signed certificate in certificate chain"
+/// instead of "unable to get local issuer certificate".
+std::string default_ca_name() {
+  std::random_device rd;
+  std::ostringstream os;
+  os << "Rondo cluster CA " << std::hex << std::setw(8) << std::setfill('0')
+     << rd();
+  return os.str();
+}
 
 /// Prints the written files, or the error; @returns the exit code.
 int report(const caf::error& err, const security::cert_paths& paths) {
@@ -52,9 +67,12 @@ void add_certs_command(CLI::App& app, int& exit_code) {
   init->add_option("dir", i->dir, "Certificate folder")->required();
   init->add_option("--days", i->days, "Days the CA certificate is valid")
     ->capture_default_str();
-  init->add_option("--cn", i->common_name, "The CA's subject common name")
-    ->capture_default_str();
+  init->add_option("--cn", i->common_name,
+                   "The CA's subject common name (default: \"Rondo cluster "
+                   "CA\" and 8 random hex digits)");
   init->callback([i, &exit_code] {
+    if (i->common_name.empty())
+      i->common_name = default_ca_name();
     exit_code = report(security::init_ca(i->dir, i->days, i->common_name),
                        security::ca_paths(i->dir));
   });

@@ -664,7 +664,8 @@ std::string probe_tls(int fd, const tls_files& files) {
     if (verify_result != X509_V_OK)
       return "its certificate does not verify against --ca "
              + files.ca + ": "
-             + X509_verify_cert_error_string(verify_result);
+             + X509_verify_cert_error_string(verify_result)
+             + " (issued by another cluster's CA?)";
     return "the TLS handshake failed: "
            + (why.empty() ? std::string{"the peer closed the connection or "
                                         "timed out"}
