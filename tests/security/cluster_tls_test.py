@@ -339,8 +339,10 @@ def case_stranger(rondo, work, procs, plaintext):
             print("ok: sent the %s BASP header as plaintext (%d bytes back)"
                   % (what, len(got)), flush=True)
             check(ctrl.poll() is None,
-                  "the controller is alive after the %s header (#%d)"
-                  % (what, attempt + 1))
+                  "the controller is alive after the %s header (#%d)%s"
+                  % (what, attempt + 1,
+                     "" if ctrl.poll() is None
+                     else ": it exited with %s" % ctrl.returncode))
     rss1 = vm_rss_kib(ctrl.pid)
     check(rss1 - rss0 < 100 * 1024,
           "controller VmRSS %d -> %d KiB (< +100 MB)" % (rss0, rss1))
