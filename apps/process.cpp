@@ -20,6 +20,7 @@
 #include <malloc.h>
 #include <netdb.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -305,6 +306,38 @@ void stop_and_wait(caf::actor_system& sys,
   }
 }
 
+namespace {
+
+/// A copy of the file at `path` that lives as long as the process: an
+/// anonymous memory file (memfd), named by its /proc/self/fd path. CAF's
+/// OpenSSL module loads its certificate, key and CA from their paths again
+/// for every connection and throws from its I/O loop (aborting the process)
+/// when one cannot be loaded: a key file renamed or rotated under a running
+/// controller would kill it at the next connection. @returns the copy's
+/// path, or `path` itself (logged) when no copy can be made.
+std::string pin_file(const std::string& path, const char* flag) {
+  auto bytes = security::read_small_file(path, flag);
+  int fd = bytes ? memfd_create("rondo-tls", MFD_CLOEXEC) : -1;
+  if (fd >= 0) {
+    size_t done = 0;
+    while (done < bytes->size()) {
+      auto n = write(fd, bytes->data() + done, bytes->size() - done);
+      if (n <= 0)
+        break;
+      done += static_cast<size_t>(n);
+    }
+    if (done == bytes->size())
+      return "/proc/self/fd/" + std::to_string(fd); // open until exit
+    close(fd);
+  }
+  spdlog::warn("cannot keep a private copy of {} {}; it must stay in place "
+               "while this process runs",
+               flag, path);
+  return path;
+}
+
+} // namespace
+
 void enable_middleman(caf::actor_system_config& cfg,
                       double heartbeat_interval, double connection_timeout,
                       const security::tls_files& tls) {
@@ -313,9 +346,9 @@ void enable_middleman(caf::actor_system_config& cfg,
   cfg.set("middleman.connection-timeout", seconds(connection_timeout));
   if (tls.any()) {
     // CAF's manager reads these members (not the `openssl.*` settings).
-    cfg.openssl_certificate = tls.cert;
-    cfg.openssl_key = tls.key;
-    cfg.openssl_cafile = tls.ca;
+    cfg.openssl_certificate = pin_file(tls.cert, "--cert");
+    cfg.openssl_key = pin_file(tls.key, "--key");
+    cfg.openssl_cafile = pin_file(tls.ca, "--ca");
     cfg.load<caf::openssl::manager>();
   }
 }

@@ -152,9 +152,10 @@ void stop_and_wait(caf::actor_system& sys,
 /// bad file) it also loads CAF's OpenSSL module with them: connections
 /// made through `sys.openssl_manager()` (caf::openssl::publish,
 /// remote_actor, its actor_handle()) then require mutual TLS: each side's
-/// certificate must verify against the CA (no host name check). CAF reads
-/// the three files again for every connection: they must stay in place
-/// while the process runs.
+/// certificate must verify against the CA (no host name check). CAF loads
+/// the three files again for every connection and aborts the process when
+/// one fails to load, so CAF is given in-memory copies made here (memfd):
+/// replacing or removing the files later changes nothing until a restart.
 void enable_middleman(caf::actor_system_config& cfg,
                       double heartbeat_interval, double connection_timeout,
                       const security::tls_files& tls = {});

@@ -28,11 +28,16 @@ cert_paths ca_paths(const std::string& dir);
 cert_paths node_paths(const std::string& dir, const std::string& name);
 
 /// Creates `dir` (mode 0700 when new) and in it a cluster CA: an EC P-256
-/// key (`ca.key`, 0600) and a self-signed CA certificate (`ca.crt`,
-/// basicConstraints CA:TRUE, keyUsage keyCertSign+cRLSign), valid `days`
-/// days from now, with subject CN `common_name`.
+/// key (`ca.key`, unencrypted PKCS#8 PEM, created 0600 with O_EXCL) and a
+/// self-signed CA certificate (`ca.crt`, X.509 v3, random 128-bit serial,
+/// basicConstraints critical CA:TRUE, keyUsage critical keyCertSign+cRLSign,
+/// subject and authority key identifiers, SHA-256 signature), valid from
+/// one hour ago (clock skew between nodes) until `days` days from now, with
+/// subject CN `common_name` (1..64 characters; give each cluster its own:
+/// `rondo certs init` appends random digits).
 /// @returns ec::already_exists when `ca.key` or `ca.crt` exists (nothing is
-///          overwritten), ec::invalid_argument for days <= 0,
+///          overwritten), ec::invalid_argument for days outside 1..36500
+///          or a bad common name,
 ///          ec::storage_error naming the file that could not be written.
 caf::error init_ca(const std::string& dir, int days = 3650,
                    const std::string& common_name = "Rondo cluster CA");
@@ -41,11 +46,18 @@ caf::error init_ca(const std::string& dir, int days = 3650,
 /// (`NAME.crt`) for one node or operator, signed by the CA in `dir`, with
 /// subject CN NAME, valid `days` days, extended key usage serverAuth and
 /// clientAuth (a node both listens and connects), and `hosts` as its
-/// subjectAltNames (an IPv4/IPv6 literal becomes an IP entry, anything else
-/// a DNS entry; none given: NAME as one DNS entry).
+/// subjectAltNames (an IPv4/IPv6 literal, also "[::1]", becomes an IP
+/// entry, a DNS name a DNS entry; none given: NAME as one DNS entry).
+/// basicConstraints critical CA:FALSE, keyUsage critical digitalSignature,
+/// key identifiers; validity as for init_ca. CAF does not check host names,
+/// so the SANs serve other TLS clients (gRPC, openssl) only.
 /// @returns ec::not_found when the CA is missing in `dir`,
+///          ec::invalid_config when ca.key and ca.crt cannot be read or do
+///          not belong together,
 ///          ec::invalid_argument for an empty or path-like NAME (it must
-///          match [A-Za-z0-9._-]+ and not start with '.') or days <= 0,
+///          be 1..64 characters of [A-Za-z0-9._-], not start with '.' and
+///          not be "ca"), a host that is neither an IP address nor a DNS
+///          name, or days outside 1..36500,
 ///          ec::already_exists when NAME.key or NAME.crt exists,
 ///          ec::storage_error naming a file that could not be written.
 caf::error issue_cert(const std::string& dir, const std::string& name,

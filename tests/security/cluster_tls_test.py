@@ -455,7 +455,7 @@ def case_refuses_open_host(rondo, work, procs):
           "--host 0.0.0.0 without certificates exits 2: " + r.stderr.strip())
     check(not os.path.exists(db), "and creates no database")
     d = os.path.join(work, "certs")
-    make_certs(rondo, d, "ctrl")
+    make_certs(rondo, d, "ctrl", "op")
     r = rondo_run(rondo, "controller", "--host", "0.0.0.0", "--port", "0",
                   "--db", db, "--cert", os.path.join(d, "ctrl.crt"))
     check(r.returncode == 2 and "missing: --key, --ca" in r.stderr,
@@ -474,10 +474,18 @@ def case_refuses_open_host(rondo, work, procs):
     procs.spawn("tls", ["controller", "--host", "0.0.0.0", "--port", "0",
                         "--port-file", os.path.join(work, "tls.port"),
                         "--db", db] + tls_flags(d, "ctrl"))
-    procs.wait_port("tls")
+    port = procs.wait_port("tls")
     log = procs.log("tls")
     check("mutual TLS" in log and "insecure" not in log,
           "with --cert/--key/--ca it starts on 0.0.0.0 without a warning")
+    # CAF loads the files again per connection and aborts when it cannot:
+    # the controller must not depend on them staying in place.
+    os.rename(os.path.join(d, "ctrl.key"), os.path.join(d, "moved.key"))
+    r = rondo_run(rondo, "session", "list", "--controller",
+                  "127.0.0.1:%d" % port, *tls_flags(d, "op"))
+    check(r.returncode == 0 and procs.procs["tls"].poll() is None,
+          "with its key file moved away, the controller still serves an "
+          "operator (%s)" % r.stderr.strip())
     check(procs.stop("tls") == 0, "and stops with exit 0")
 
 
