@@ -166,6 +166,11 @@ caf::error validate(const edge_config& cfg);
 ///   errors are gRPC statuses (see model_service.cpp).
 /// - Control.Start submits a round; with parameter `wait=true` it answers
 ///   when the round ended, with the round record as parameters.
+/// - Security (off by default): TLS or mutual TLS with `tls_*`; with
+///   `auth_secret`, every method but gRPC health needs a bearer token, whose
+///   role and client decide what it may call and as whom (gateway/auth.hpp):
+///   UNAUTHENTICATED / PERMISSION_DENIED otherwise, as gRPC statuses even
+///   on the Send* calls.
 ///
 /// Thread-safe. The actor system, combiner and stores must outlive the edge.
 class combiner_edge {
