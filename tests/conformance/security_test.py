@@ -518,7 +518,48 @@ def case_token_cli():
         check(r.returncode != 0 and "--ttl" in r.stderr, r.stderr)
 
 
+def case_message_limits():
+    """No peer makes the combiner take a big message: a unary call over
+    4 MiB is refused by gRPC, an upload chunk over 4 MiB by the edge, both
+    with RESOURCE_EXHAUSTED; normal traffic goes on."""
+    with TempDir("rondo-sec-") as d, Combiner(d) as comb:
+        channel = grpc.insecure_channel(
+            comb.address, options=[("grpc.max_send_message_length", -1)])
+        connector = rpc.ConnectorStub(channel)
+        models = rpc.ModelServiceStub(channel)
+        big = fedn.Heartbeat(sender=fedn.Client(client_id="c0",
+                                                name="x" * (5 << 20)))
+        try:
+            connector.SendHeartbeat(big, timeout=20)
+            raise AssertionError("a 5 MiB heartbeat was taken")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED,
+                  f"5 MiB heartbeat: {e.code()} {e.details()}")
+        for size, where in (((4 << 20) + 1, "max_upload_chunk_bytes"),
+                            (6 << 20, "")):
+            reqs = iter([fedn.ModelRequest(id="big", data=b"x" * size,
+                                           status=fedn.IN_PROGRESS),
+                         fedn.ModelRequest(id="big", status=fedn.OK)])
+            try:
+                models.Upload(reqs, timeout=20)
+                raise AssertionError(f"a chunk of {size} bytes was taken")
+            except grpc.RpcError as e:
+                check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED,
+                      f"chunk of {size}: {e.code()} {e.details()}")
+                check(where in e.details(), f"message {e.details()!r}")
+        r = connector.SendHeartbeat(fedn.Heartbeat(
+            sender=fedn.Client(client_id="c0")), timeout=10)
+        check(r.response == "heartbeat received", f"after: {r}")
+        c = FednClient(comb.address, "c0")
+        try:
+            check(c.upload("fine", b"y" * (3 << 20)).status == fedn.OK,
+                  "a 3 MiB model in 1 MiB chunks")
+        finally:
+            c.close()
+
+
 CASES = {
+    "message_limits": case_message_limits,
     "tls_token_round": case_tls_token_round,
     "mutual_tls": case_mutual_tls,
     "unauthenticated": case_unauthenticated,
