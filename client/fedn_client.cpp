@@ -227,7 +227,9 @@ struct fedn_client::impl {
     auto text = describe(st);
     switch (st.error_code()) {
       case grpc::StatusCode::UNAVAILABLE:
-        if (!uses_tls())
+        if (st.error_message().find("Connection refused") != std::string::npos)
+          text += "; is the combiner running and listening on this port?";
+        else if (!uses_tls())
           text += "; if the combiner serves TLS, this plaintext client is "
                   "refused at the handshake: pass --ca FILE";
         else
