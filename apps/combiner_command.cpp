@@ -163,25 +163,8 @@ int run(const combiner_args& a) {
     std::cerr << "error: " << refusal << "\n";
     return 2;
   }
-  setup_logger("rondo-combiner", a.log_level);
-  if (!missing.empty() && !security::is_loopback_host(a.host))
-    spdlog::warn("{}", security::insecure_warning("rondo combiner", a.host));
-  keep_freed_memory();
-  // Before the database is opened (or created): a taken port is the
-  // usual mistake, and it should leave nothing behind.
-  if (auto busy = check_port_free(a.host, a.port); !busy.empty()) {
-    std::cerr << "error: " << busy << "\n";
-    return 1;
-  }
-  auto signals = block_stop_signals();
-  auto stores = open_stores(a.db);
-  if (!stores) {
-    std::cerr << "error: " << render(stores.error()) << "\n";
-    return 1;
-  }
-  auto& models = stores->models;
-  auto& state = stores->state;
-
+  // Read and check the edge's settings (certificates, secret) before
+  // anything is created: a bad one leaves nothing behind.
   combiner_config ccfg;
   ccfg.combiner_id = a.name;
   ccfg.sessions.liveness_timeout = seconds(a.liveness_timeout);
@@ -200,6 +183,25 @@ int run(const combiner_args& a) {
     std::cerr << "error: " << render(err) << "\n";
     return 2;
   }
+
+  setup_logger("rondo-combiner", a.log_level);
+  if (!missing.empty() && !security::is_loopback_host(a.host))
+    spdlog::warn("{}", security::insecure_warning("rondo combiner", a.host));
+  keep_freed_memory();
+  // Before the database is opened (or created): a taken port is the
+  // usual mistake, and it should leave nothing behind.
+  if (auto busy = check_port_free(a.host, a.port); !busy.empty()) {
+    std::cerr << "error: " << busy << "\n";
+    return 1;
+  }
+  auto signals = block_stop_signals();
+  auto stores = open_stores(a.db);
+  if (!stores) {
+    std::cerr << "error: " << render(stores.error()) << "\n";
+    return 1;
+  }
+  auto& models = stores->models;
+  auto& state = stores->state;
 
   caf::actor_system_config cfg;
   register_actor_types(cfg);

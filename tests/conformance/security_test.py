@@ -456,6 +456,26 @@ def case_listen_policy():
         out, _ = p.communicate(timeout=30)
         check(p.returncode == 2 and "--auth-secret-file" in out,
               f"exit {p.returncode}: {out}")
+        # Bad security settings: exit 2 naming the flag, nothing created.
+        short = os.path.join(d, "short-secret")
+        with open(short, "w") as f:
+            f.write("too short\n")
+        for extra, named in ((["--auth-secret-file", short],
+                              "--auth-secret-file"),
+                             (["--cert", sec.cert, "--key", sec.key,
+                               "--auth-secret-file", sec.secret_file,
+                               "--require-client-cert"], "--ca"),
+                             (["--cert", os.path.join(d, "missing.crt"),
+                               "--key", sec.key, "--auth-secret-file",
+                               sec.secret_file], "--cert")):
+            db = os.path.join(d, "db-bad")
+            p = subprocess.run(
+                [rondo, "combiner", "--host", "127.0.0.1", "--port", "0",
+                 "--db", db] + extra, capture_output=True, text=True,
+                timeout=30)
+            check(p.returncode == 2 and named in p.stderr,
+                  f"{extra}: exit {p.returncode}: {p.stderr}")
+            check(not os.path.exists(db), f"{extra}: created {db}")
         for extra in (["--insecure"], sec.combiner_args()):
             port_file = os.path.join(d, "port")
             if os.path.exists(port_file):
