@@ -95,14 +95,6 @@ authenticator::verify(std::string_view token) {
 
 grpc::Status authenticator::admit(const grpc::CallbackServerContext* ctx,
                                   std::string_view method, caller& out) {
-  out = caller{};
-  if (!enabled())
-    return grpc::Status::OK;
-  out.checked = true;
-  auto refuse = [&](grpc::StatusCode code, const std::string& why) {
-    spdlog::warn("edge: refused {} from {}: {}", method, peer_of(ctx), why);
-    return grpc::Status(code, std::string{method} + ": " + why);
-  };
   std::string_view value;
   if (ctx != nullptr) {
     auto& md = ctx->client_metadata();
@@ -110,7 +102,21 @@ grpc::Status authenticator::admit(const grpc::CallbackServerContext* ctx,
     if (i != md.end())
       value = std::string_view{i->second.data(), i->second.size()};
   }
-  auto token = security::token_from_authorization(value, scheme_);
+  return admit_value(value, method, out, enabled() ? peer_of(ctx) : "");
+}
+
+grpc::Status authenticator::admit_value(std::string_view authorization,
+                                        std::string_view method, caller& out,
+                                        const std::string& peer) {
+  out = caller{};
+  if (!enabled())
+    return grpc::Status::OK;
+  out.checked = true;
+  auto refuse = [&](grpc::StatusCode code, const std::string& why) {
+    spdlog::warn("edge: refused {} from {}: {}", method, peer, why);
+    return grpc::Status(code, std::string{method} + ": " + why);
+  };
+  auto token = security::token_from_authorization(authorization, scheme_);
   if (!token)
     return refuse(grpc::StatusCode::UNAUTHENTICATED,
                   error_detail(token.error()));

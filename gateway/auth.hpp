@@ -83,6 +83,12 @@ public:
   grpc::Status admit(const grpc::CallbackServerContext* ctx,
                      std::string_view method, caller& out);
 
+  /// As `admit`, given the `authorization` metadata's value ("" when
+  /// absent) instead of the call: what `admit` runs, and what tests call.
+  grpc::Status admit_value(std::string_view authorization,
+                           std::string_view method, caller& out,
+                           const std::string& peer = "?");
+
   /// Binds the identity a call claims to its token: `who.id` empty becomes
   /// the token's client (if any); another client than the token's is
   /// refused, as is a role-only client token with require_client_identity.

@@ -6,6 +6,9 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <thread>
+
 using namespace rondo;
 using namespace rondo::gateway::detail;
 
@@ -71,4 +74,42 @@ TEST_CASE("edge auth: a token naming a client acts only as that client") {
   CHECK(strict.bind(as(security::role::admin, ""), "m", who).ok());
   // Without token checks, nothing is bound.
   CHECK(auth.bind(caller{}, "m", who).ok());
+}
+
+TEST_CASE("edge auth: verified tokens are cached, but never past exp") {
+  authenticator auth{secret, "Bearer", false, std::chrono::seconds(60)};
+  security::token_claims claims;
+  claims.client = "c0";
+  auto token = security::create_token(secret, claims, std::chrono::seconds(2));
+  REQUIRE(token);
+  caller c;
+  auto value = "Bearer " + *token;
+  REQUIRE(auth.admit_value(value, "/fedn.Connector/SendHeartbeat", c).ok());
+  CHECK(c.checked);
+  CHECK(c.role == security::role::client);
+  CHECK(c.client == "c0");
+  CHECK(auth.cached() == 1);
+  REQUIRE(auth.admit_value(value, "/fedn.Connector/SendHeartbeat", c).ok());
+  CHECK(auth.cached() == 1);
+  // The cached client token still may not call an admin method.
+  CHECK(auth.admit_value(value, "/fedn.Control/Stop", c).error_code()
+        == grpc::StatusCode::PERMISSION_DENIED);
+  // A token signed otherwise is not a cache hit.
+  // (Not the last character: its low bits are base64 padding.)
+  auto tampered = value;
+  auto& ch = tampered[tampered.size() - 5];
+  ch = ch == 'A' ? 'B' : 'A';
+  CHECK(auth.admit_value(tampered, "/fedn.Connector/SendHeartbeat", c)
+          .error_code()
+        == grpc::StatusCode::UNAUTHENTICATED);
+  // Past its exp the cached token is refused (exp has 1 s resolution).
+  std::this_thread::sleep_for(std::chrono::milliseconds(3100));
+  auto st = auth.admit_value(value, "/fedn.Connector/SendHeartbeat", c);
+  CHECK(st.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(st.error_message().find("expired") != std::string::npos);
+  // Other schemes and no value at all.
+  CHECK(auth.admit_value("Token " + *token, "m", c).error_code()
+        == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(auth.admit_value("", "m", c).error_code()
+        == grpc::StatusCode::UNAUTHENTICATED);
 }
