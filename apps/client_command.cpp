@@ -8,6 +8,8 @@
 #include "client/stop_source.hpp"
 #include "messages/error.hpp"
 #include "messages/ids.hpp"
+#include "security/certs.hpp"
+#include "security/listen_policy.hpp"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -36,7 +38,50 @@ struct client_args {
   bool trainer = true;
   bool validator = true;
   bool verbose = false;
+  /// --ca, --cert, --key: files; read into cfg's PEMs at start.
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  /// --token-file: a file holding the token (first line).
+  std::string token_file;
 };
+
+/// Reads the TLS files and the token file into `a.cfg`.
+/// @returns the problem naming the flag and file, or an empty string.
+std::string load_security(client_args& a) {
+  auto& cfg = a.cfg;
+  auto load = [](const std::string& path, const char* flag,
+                 std::string& out) -> std::string {
+    if (path.empty())
+      return {};
+    auto bytes = security::read_small_file(path, flag);
+    if (!bytes)
+      return error_detail(bytes.error());
+    out = std::move(*bytes);
+    return {};
+  };
+  for (auto problem : {load(a.ca_file, "--ca", cfg.tls_ca_pem),
+                       load(a.cert_file, "--cert", cfg.tls_cert_pem),
+                       load(a.key_file, "--key", cfg.tls_key_pem)})
+    if (!problem.empty())
+      return problem;
+  cfg.tls = cfg.tls || !a.ca_file.empty() || !a.cert_file.empty();
+  if (!a.token_file.empty()) {
+    if (!cfg.token.empty())
+      return "give --token or --token-file, not both";
+    std::string text;
+    if (auto problem = load(a.token_file, "--token-file", text);
+        !problem.empty())
+      return problem;
+    auto end = text.find_first_of("\r\n");
+    cfg.token = text.substr(0, end);
+    while (!cfg.token.empty() && cfg.token.back() == ' ')
+      cfg.token.pop_back();
+    if (cfg.token.empty())
+      return "--token-file: " + a.token_file + " holds no token";
+  }
+  return {};
+}
 
 /// Posted by the signal handler; sem_post() is async-signal-safe.
 sem_t* signal_sem = nullptr;
@@ -108,8 +153,18 @@ int run_client(client_args& a) {
   auto& cfg = a.cfg;
   cfg.roles.trainer = a.trainer;
   cfg.roles.validator = a.validator;
+  if (auto problem = load_security(a); !problem.empty()) {
+    spdlog::error("{}", problem);
+    return 1;
+  }
+  // A token naming a client binds to the client id: with a token, the id
+  // defaults to the name, so `rondo token create --client NAME` fits.
   if (cfg.client_id.empty())
-    cfg.client_id = new_id();
+    cfg.client_id = cfg.token.empty() ? new_id() : cfg.name;
+  if (!cfg.token.empty() && !cfg.tls && !security::is_loopback_host(cfg.host))
+    spdlog::warn("sending the token to {} without TLS: anyone on the path "
+                 "can read and reuse it (pass --ca)",
+                 cfg.host);
   if (!cfg.roles.trainer && !cfg.roles.validator) {
     spdlog::error("nothing to serve: --no-trainer and --no-validator");
     return 1;
@@ -130,7 +185,7 @@ int run_client(client_args& a) {
   }
   // A controller's port would only ever fail the gRPC handshake; say so
   // (a combiner that is not up yet is fine: the client retries).
-  if (classify_endpoint(endpoint{cfg.host, cfg.port}, 2)
+  if (!cfg.tls && classify_endpoint(endpoint{cfg.host, cfg.port}, 2)
       == endpoint_kind::caf_node) {
     spdlog::error("{}:{} answers like a Rondo controller (CAF middleman), "
                   "not a combiner: give the combiner's client port "
@@ -178,7 +233,7 @@ void add_client_command(CLI::App& app, int& exit_code) {
     ->check(CLI::Range(1, 65535));
   cmd->add_option("--name", cfg.name, "Client name")->required();
   cmd->add_option("--client-id", cfg.client_id,
-                  "Client id (default: a new UUID)");
+                  "Client id (default: a new UUID; with a token, --name)");
   cmd->add_option("--package", a->package,
                   "Compute package directory (contains fedn.yaml)")
     ->required();
@@ -200,6 +255,22 @@ void add_client_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--work-dir", cfg.work_dir,
                   "Parent of the per-task temporary directories "
                   "(default: $TMPDIR or /tmp)");
+  cmd->add_option("--ca", a->ca_file,
+                  "Connect over TLS, verifying the combiner's certificate "
+                  "against this CA (PEM)");
+  cmd->add_option("--cert", a->cert_file,
+                  "This client's certificate (PEM), for a combiner that "
+                  "requires client certificates (mutual TLS); implies TLS");
+  cmd->add_option("--key", a->key_file, "The private key of --cert (PEM)");
+  cmd->add_option("--token", cfg.token,
+                  "Bearer token (rondo token create), sent on every call as "
+                  "'authorization: <scheme> <token>'");
+  cmd->add_option("--token-file", a->token_file,
+                  "File whose first line is the token (keeps it out of ps)");
+  cmd->add_option("--auth-scheme", cfg.auth_scheme,
+                  "The scheme word before the token (FEDn's "
+                  "FEDN_AUTH_SCHEME)")
+    ->capture_default_str();
   cmd->add_flag("-v,--verbose", a->verbose, "Debug logging");
   cmd->callback([a, &exit_code] {
     a->cfg.port = static_cast<uint16_t>(a->port);

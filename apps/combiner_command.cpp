@@ -9,6 +9,8 @@
 #include "gateway/edge.hpp"
 #include "messages/error.hpp"
 #include "security/certs.hpp"
+#include "security/listen_policy.hpp"
+#include "security/token.hpp"
 #include "storage/model_store.hpp"
 #include "storage/state_store.hpp"
 
@@ -64,7 +66,59 @@ struct combiner_args {
   std::string auth_secret_file;
   /// --insecure: allow a non-loopback --host without TLS and tokens.
   bool insecure = false;
+  /// --auth-scheme: the word before the token in `authorization`
+  /// (FEDn's FEDN_AUTH_SCHEME).
+  std::string auth_scheme = "Bearer";
+  /// --require-client-identity: refuse client tokens naming no client.
+  bool require_client_identity = false;
 };
+
+/// The flags that would secure the client edge and are missing, e.g.
+/// "--cert, --auth-secret-file"; empty when TLS and tokens are both on.
+std::string missing_edge_security(const combiner_args& a) {
+  std::string out;
+  auto add = [&out](const char* flag) {
+    out += out.empty() ? flag : std::string{", "} + flag;
+  };
+  if (a.tls.cert.empty())
+    add("--cert");
+  if (a.tls.key.empty())
+    add("--key");
+  if (a.auth_secret_file.empty())
+    add("--auth-secret-file");
+  return out;
+}
+
+/// Fills the edge's security settings from the flags (reads the files).
+/// @returns the problem, naming the flag and file, or an empty string.
+std::string load_edge_security(const combiner_args& a,
+                               gateway::edge_config& ecfg) {
+  auto load = [](const std::string& path, const char* flag,
+                 std::string& out) -> std::string {
+    if (path.empty())
+      return {};
+    auto bytes = security::read_small_file(path, flag);
+    if (!bytes)
+      return error_detail(bytes.error());
+    out = std::move(*bytes);
+    return {};
+  };
+  for (auto problem : {load(a.tls.cert, "--cert", ecfg.tls_cert_pem),
+                       load(a.tls.key, "--key", ecfg.tls_key_pem),
+                       load(a.tls.ca, "--ca", ecfg.tls_ca_pem)})
+    if (!problem.empty())
+      return problem;
+  ecfg.require_client_cert = a.require_client_cert;
+  if (!a.auth_secret_file.empty()) {
+    auto secret = security::read_secret_file(a.auth_secret_file);
+    if (!secret)
+      return "--auth-secret-file: " + error_detail(secret.error());
+    ecfg.auth_secret = std::move(*secret);
+  }
+  ecfg.auth_scheme = a.auth_scheme;
+  ecfg.require_client_identity = a.require_client_identity;
+  return {};
+}
 
 /// Checks the options; @returns the first problem, or an empty string.
 std::string check(const combiner_args& a) {
@@ -104,7 +158,38 @@ int run(const combiner_args& a) {
     std::cerr << "error: " << problem << "\n";
     return 2;
   }
+  // Secure by default: any address but loopback needs TLS and tokens.
+  auto missing = missing_edge_security(a);
+  if (auto refusal = security::check_listen_policy("rondo combiner", a.host,
+                                                   missing, a.insecure);
+      !refusal.empty()) {
+    std::cerr << "error: " << refusal << "\n";
+    return 2;
+  }
+  // Read and check the edge's settings (certificates, secret) before
+  // anything is created: a bad one leaves nothing behind.
+  combiner_config ccfg;
+  ccfg.combiner_id = a.name;
+  ccfg.sessions.liveness_timeout = seconds(a.liveness_timeout);
+  ccfg.rounds.client_wait_timeout = seconds(a.client_wait_timeout);
+  gateway::edge_config ecfg;
+  ecfg.combiner_id = a.name;
+  ecfg.max_model_bytes = a.max_model_bytes;
+  ecfg.keep_rejected_updates = a.keep_rejected_updates;
+  ecfg.sync_uploads = a.sync_uploads;
+  ecfg.client_wait_timeout = ccfg.rounds.client_wait_timeout;
+  if (auto problem = load_edge_security(a, ecfg); !problem.empty()) {
+    std::cerr << "error: " << problem << "\n";
+    return 2;
+  }
+  if (auto err = gateway::validate(ecfg)) {
+    std::cerr << "error: " << render(err) << "\n";
+    return 2;
+  }
+
   setup_logger("rondo-combiner", a.log_level);
+  if (!missing.empty() && !security::is_loopback_host(a.host))
+    spdlog::warn("{}", security::insecure_warning("rondo combiner", a.host));
   keep_freed_memory();
   // Before the database is opened (or created): a taken port is the
   // usual mistake, and it should leave nothing behind.
@@ -120,21 +205,6 @@ int run(const combiner_args& a) {
   }
   auto& models = stores->models;
   auto& state = stores->state;
-
-  combiner_config ccfg;
-  ccfg.combiner_id = a.name;
-  ccfg.sessions.liveness_timeout = seconds(a.liveness_timeout);
-  ccfg.rounds.client_wait_timeout = seconds(a.client_wait_timeout);
-  gateway::edge_config ecfg;
-  ecfg.combiner_id = a.name;
-  ecfg.max_model_bytes = a.max_model_bytes;
-  ecfg.keep_rejected_updates = a.keep_rejected_updates;
-  ecfg.sync_uploads = a.sync_uploads;
-  ecfg.client_wait_timeout = ccfg.rounds.client_wait_timeout;
-  if (auto err = gateway::validate(ecfg)) {
-    std::cerr << "error: " << render(err) << "\n";
-    return 2;
-  }
 
   caf::actor_system_config cfg;
   register_actor_types(cfg);
@@ -257,6 +327,14 @@ void add_combiner_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--auth-secret-file", a->auth_secret_file,
                   "File with the HS256 secret that clients' tokens "
                   "(authorization: Bearer <JWT>) must be signed with");
+  cmd->add_option("--auth-scheme", a->auth_scheme,
+                  "The scheme before the token in the authorization "
+                  "metadata (FEDn's FEDN_AUTH_SCHEME)")
+    ->capture_default_str();
+  cmd->add_flag("--require-client-identity", a->require_client_identity,
+                "Refuse client tokens that name no client (claim "
+                "client_id); by default such a token, as FEDn mints them, "
+                "may act as any client");
   cmd->add_flag("--insecure", a->insecure,
                 "Allow a non-loopback --host without TLS and tokens "
                 "(logs a warning at every start)");

@@ -149,6 +149,12 @@ caf::error validate(const client_config& cfg) {
     return bad("unknown-model wait must be >= 0 s");
   if (cfg.chunk_bytes == 0)
     return bad("chunk size must be > 0");
+  if (cfg.tls_cert_pem.empty() != cfg.tls_key_pem.empty())
+    return bad("a client certificate needs its key (--cert with --key)");
+  if (cfg.auth_scheme.empty() || cfg.auth_scheme.find(' ') != std::string::npos)
+    return bad("the auth scheme must be one word");
+  if (cfg.token.find_first_of(" \r\n") != std::string::npos)
+    return bad("the token must not contain spaces or line breaks");
   return caf::none;
 }
 
@@ -187,6 +193,9 @@ struct fedn_client::impl {
   public:
     call(impl& owner, std::optional<double> deadline_s) : owner_(owner) {
       ctx.AddMetadata("client", owner_.cfg.client_id);
+      if (!owner_.cfg.token.empty())
+        ctx.AddMetadata("authorization",
+                        owner_.cfg.auth_scheme + " " + owner_.cfg.token);
       if (deadline_s)
         ctx.set_deadline(std::chrono::system_clock::now()
                          + to_duration(*deadline_s));
@@ -209,6 +218,42 @@ struct fedn_client::impl {
     impl& owner_;
   };
 
+  bool uses_tls() const {
+    return cfg.tls || !cfg.tls_ca_pem.empty() || !cfg.tls_cert_pem.empty();
+  }
+
+  /// `describe(st)` and, for failures a setting explains, what to check.
+  std::string explain(const grpc::Status& st) const {
+    auto text = describe(st);
+    switch (st.error_code()) {
+      case grpc::StatusCode::UNAVAILABLE:
+        if (st.error_message().find("Connection refused") != std::string::npos)
+          text += "; is the combiner running and listening on this port?";
+        else if (!uses_tls())
+          text += "; if the combiner serves TLS, this plaintext client is "
+                  "refused at the handshake: pass --ca FILE";
+        else
+          text += "; if the TLS handshake failed: --ca must be the CA that "
+                  "signed the combiner's certificate (for --host), and a "
+                  "combiner requiring client certificates needs --cert and "
+                  "--key";
+        break;
+      case grpc::StatusCode::UNAUTHENTICATED:
+        text += cfg.token.empty()
+                  ? "; the combiner requires a token: pass --token or "
+                    "--token-file"
+                  : "; check the token (rondo token verify) and "
+                    "--auth-scheme";
+        break;
+      case grpc::StatusCode::PERMISSION_DENIED:
+        text += "; the token's role or client does not allow this (a token "
+                "naming a client acts only as that client id: --client-id)";
+        break;
+      default: break;
+    }
+    return text;
+  }
+
   void cancel_calls() {
     std::lock_guard<std::mutex> guard{calls_mtx};
     for (auto* ctx : calls)
@@ -229,8 +274,17 @@ struct fedn_client::impl {
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, initial_ms);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
                 static_cast<int>(cfg.backoff_max_s * 1000));
-    channel = grpc::CreateCustomChannel(
-      target, grpc::InsecureChannelCredentials(), args);
+    std::shared_ptr<grpc::ChannelCredentials> creds;
+    if (uses_tls()) {
+      grpc::SslCredentialsOptions opts;
+      opts.pem_root_certs = cfg.tls_ca_pem;
+      opts.pem_private_key = cfg.tls_key_pem;
+      opts.pem_cert_chain = cfg.tls_cert_pem;
+      creds = grpc::SslCredentials(opts);
+    } else {
+      creds = grpc::InsecureChannelCredentials();
+    }
+    channel = grpc::CreateCustomChannel(target, creds, args);
     combiner = fedn::Combiner::NewStub(channel);
     connector = fedn::Connector::NewStub(channel);
     models = fedn::ModelService::NewStub(channel);
@@ -257,7 +311,7 @@ struct fedn_client::impl {
                      target, cfg.name, cfg.client_id);
       else if (!st.ok() && reachable != false)
         spdlog::warn("combiner {} unreachable: heartbeat failed: {}", target,
-                     describe(st));
+                     explain(st));
       reachable = st.ok();
     } while (!halt.wait_for(to_duration(cfg.heartbeat_interval_s)));
   }
@@ -647,10 +701,13 @@ struct fedn_client::impl {
     stop_callback link{external_stop, [this] { halt.request_stop(); }};
     stop_callback cancel{halt, [this] { cancel_calls(); }};
     connect();
-    spdlog::info("client '{}' (id {}) serving {}{} for combiner {}; package {}",
+    spdlog::info("client '{}' (id {}) serving {}{} for combiner {} ({}{}); "
+                 "package {}",
                  cfg.name, cfg.client_id, cfg.roles.trainer ? "training " : "",
                  cfg.roles.validator ? "validation" : "", target,
-                 pkg.dir.string());
+                 uses_tls() ? (cfg.tls_cert_pem.empty() ? "TLS" : "mutual TLS")
+                            : "plaintext",
+                 cfg.token.empty() ? "" : ", with a token", pkg.dir.string());
     std::thread heartbeats{[this] { heartbeat_loop(); }};
     auto backoff = cfg.backoff_initial_s;
     while (!halt.stop_requested()) {
@@ -658,10 +715,23 @@ struct fedn_client::impl {
       auto outcome = serve_stream();
       if (outcome.done || halt.stop_requested())
         break;
+      auto code = outcome.status.error_code();
+      if (code == grpc::StatusCode::UNAUTHENTICATED
+          || code == grpc::StatusCode::PERMISSION_DENIED) {
+        // The token will not change by retrying.
+        halt.request_stop();
+        heartbeats.join();
+        return caf::make_error(code == grpc::StatusCode::UNAUTHENTICATED
+                                 ? ec::unauthenticated
+                                 : ec::permission_denied,
+                               "combiner " + target
+                                 + " refused the task stream: "
+                                 + explain(outcome.status));
+      }
       if (outcome.progress)
         backoff = cfg.backoff_initial_s;
       spdlog::warn("task stream to {} ended: {}; reconnecting in {:.1f} s",
-                   target, describe(outcome.status), backoff);
+                   target, explain(outcome.status), backoff);
       if (halt.wait_for(to_duration(backoff)))
         break;
       backoff = std::min(backoff * 2, cfg.backoff_max_s);

@@ -69,6 +69,23 @@ struct client_config {
   size_t chunk_bytes = size_t{1} << 20;
   /// Parent of the per-task temporary directories; empty = $TMPDIR or /tmp.
   std::filesystem::path work_dir;
+
+  // -- security ----------------------------------------------------------------
+
+  /// Connect over TLS. Implied by any of the PEMs below.
+  bool tls = false;
+  /// PEM of the CA that must have signed the combiner's certificate; empty
+  /// with `tls`: the system's trusted roots.
+  std::string tls_ca_pem;
+  /// PEM of this client's certificate and key, for a combiner that
+  /// requires client certificates (mutual TLS); both or neither.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
+  /// The bearer token (a JWT from `rondo token create` or FEDn), sent on
+  /// every call as `authorization: <auth_scheme> <token>`; empty: none.
+  std::string token;
+  /// The scheme word before the token (FEDn's FEDN_AUTH_SCHEME).
+  std::string auth_scheme = "Bearer";
 };
 
 /// Checks a configuration: name and client_id non-empty, positive
@@ -89,7 +106,10 @@ public:
   /// Serves tasks until `stop` is requested or `max_tasks` tasks were
   /// handled, reconnecting with back-off whenever the TaskStream breaks or
   /// the combiner is unreachable. Returns none then. Errors: an invalid
-  /// configuration (see `validate`). Task failures are not errors of `run`:
+  /// configuration (see `validate`); `ec::unauthenticated` or
+  /// `ec::permission_denied` when the combiner refuses the TaskStream for
+  /// the token (missing, invalid, expired, or naming another client):
+  /// retrying would not help. Task failures are not errors of `run`:
   /// they are reported to the combiner (SendStatus ERROR) and logged.
   caf::error run();
 

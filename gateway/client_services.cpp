@@ -14,6 +14,7 @@
 //   "stored ..."          metrics, attributes and telemetry.
 // Refused inputs and rejected updates are logged with their reason.
 
+#include "gateway/auth.hpp"
 #include "gateway/edge_core.hpp"
 #include "gateway/wire.hpp"
 #include "messages/error.hpp"
@@ -203,10 +204,14 @@ public:
     auto ch = channel_;
     auto who = who_;
     auto me = core_->me();
+    std::weak_ptr<edge_core> weak_core = core_;
     sink_ = core_->sys.spawn(
-      [ch, who, me]() -> task_sink_actor::behavior_type {
+      [ch, who, me, weak_core]() -> task_sink_actor::behavior_type {
         return {
-          [ch, who, me](const client_task& task) {
+          [ch, who, me, weak_core](const client_task& task) {
+            // A client-role caller may download the models of its tasks.
+            if (auto core = weak_core.lock())
+              core->sent_global_model(task.model_id);
             if (!ch->push(to_task_request(task, who, me)))
               spdlog::warn("edge: task {} for client '{}' dropped: its task "
                            "stream is ending",
@@ -266,8 +271,11 @@ public:
 
   /// Kept open (nothing to report) until cancelled or shutdown.
   grpc::ServerWriteReactor<fedn::Status>*
-  AllianceStatusStream(grpc::CallbackServerContext*,
+  AllianceStatusStream(grpc::CallbackServerContext* ctx,
                        const fedn::ClientAvailableMessage*) override {
+    if (auto st = admit(*core_, ctx, "/fedn.Connector/AllianceStatusStream");
+        !st.ok())
+      return new refused_stream<fedn::Status>(st);
     auto* s = new idle_stream(core_);
     s->enroll();
     return s;
@@ -281,6 +289,9 @@ public:
                                        const fedn::Status* req,
                                        fedn::Response* response) override {
     auto who = identify(req->sender(), ctx);
+    if (auto st = admit_as(*core_, ctx, "/fedn.Connector/SendStatus", who);
+        !st.ok())
+      return refuse_unary(ctx, st);
     if (req->log_level() == fedn::ERROR) {
       spdlog::warn("edge: client '{}' reports ERROR for task {}: {}", who.id,
                    req->correlation_id(), req->status());
@@ -303,9 +314,12 @@ public:
 
   /// The combiner's clients that are online.
   grpc::ServerUnaryReactor*
-  ListActiveClients(grpc::CallbackServerContext*,
+  ListActiveClients(grpc::CallbackServerContext* ctx,
                     const fedn::ListClientsRequest*,
                     fedn::ClientList* response) override {
+    if (auto st = admit(*core_, ctx, "/fedn.Connector/ListActiveClients");
+        !st.ok())
+      return refuse_unary(ctx, st);
     auto [call, reactor] = defer(core_, response);
     if (!call)
       return reactor;
@@ -336,6 +350,9 @@ public:
   AcceptingClients(grpc::CallbackServerContext* ctx,
                    const fedn::ConnectionRequest*,
                    fedn::ConnectionResponse* response) override {
+    if (auto st = admit(*core_, ctx, "/fedn.Connector/AcceptingClients");
+        !st.ok())
+      return refuse_unary(ctx, st);
     response->set_status(fedn::ACCEPTING);
     auto* reactor = ctx->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
@@ -348,6 +365,9 @@ public:
                                           const fedn::Heartbeat* req,
                                           fedn::Response* response) override {
     auto who = identify(req->sender(), ctx);
+    if (auto st = admit_as(*core_, ctx, "/fedn.Connector/SendHeartbeat", who);
+        !st.ok())
+      return refuse_unary(ctx, st);
     if (who.id.empty())
       return refuse(ctx, response, *core_, "SendHeartbeat", who.id,
                     no_client_id);
@@ -358,6 +378,9 @@ public:
   grpc::ServerUnaryReactor* ReassignClient(grpc::CallbackServerContext* ctx,
                                            const fedn::ReassignRequest*,
                                            fedn::Response* response) override {
+    if (auto st = admit(*core_, ctx, "/fedn.Connector/ReassignClient");
+        !st.ok())
+      return refuse_unary(ctx, st);
     return answer_now(ctx, response, *core_,
                       "not supported: combiner " + core_->cfg.combiner_id
                         + " does not reassign clients");
@@ -367,6 +390,9 @@ public:
   ReconnectClient(grpc::CallbackServerContext* ctx,
                   const fedn::ReconnectRequest*,
                   fedn::Response* response) override {
+    if (auto st = admit(*core_, ctx, "/fedn.Connector/ReconnectClient");
+        !st.ok())
+      return refuse_unary(ctx, st);
     return answer_now(ctx, response, *core_,
                       "not supported: combiner " + core_->cfg.combiner_id
                         + " does not reconnect clients");
@@ -392,6 +418,9 @@ public:
   TaskStream(grpc::CallbackServerContext* ctx,
              const fedn::ClientAvailableMessage* req) override {
     auto who = identify(req->sender(), ctx);
+    if (auto st = admit_as(*core_, ctx, "/fedn.Combiner/TaskStream", who);
+        !st.ok())
+      return new refused_stream<fedn::TaskRequest>(st);
     auto* s = new task_stream(core_, who, parse_roles_json(req->data()));
     if (who.id.empty()) {
       spdlog::warn("edge: refused TaskStream: {}", no_client_id);
@@ -412,6 +441,9 @@ public:
                                             fedn::Response* response) override {
     const char* call_name = "SendModelUpdate";
     auto who = identify(req->sender(), ctx);
+    if (auto st = admit_as(*core_, ctx, "/fedn.Combiner/SendModelUpdate", who);
+        !st.ok())
+      return refuse_unary(ctx, st);
     if (who.id.empty())
       return refuse(ctx, response, *core_, call_name, who.id, no_client_id);
     if (req->model_id().empty())
@@ -461,7 +493,8 @@ public:
     v.session_id = req->session_id();
     v.data = req->data();
     return validation(ctx, req->sender(), response, "SendModelValidation",
-                      "validation", std::move(v));
+                      "/fedn.Combiner/SendModelValidation", "validation",
+                      std::move(v));
   }
 
   /// As a validation: `data` (the prediction output, a JSON object) goes
@@ -477,7 +510,8 @@ public:
     v.session_id = req->prediction_id();
     v.data = req->data();
     return validation(ctx, req->sender(), response, "SendModelPrediction",
-                      "prediction", std::move(v));
+                      "/fedn.Combiner/SendModelPrediction", "prediction",
+                      std::move(v));
   }
 
   /// Split learning is out of scope: acknowledged, nothing happens.
@@ -486,6 +520,10 @@ public:
                          const fedn::BackwardCompletion* req,
                          fedn::Response* response) override {
     auto who = identify(req->sender(), ctx);
+    if (auto st = admit_as(*core_, ctx,
+                           "/fedn.Combiner/SendBackwardCompletion", who);
+        !st.ok())
+      return refuse_unary(ctx, st);
     spdlog::info("edge: ignored BackwardCompletion of client '{}' (gradient "
                  "{}): split learning is not supported",
                  who.id, req->gradient_id());
@@ -501,6 +539,9 @@ public:
                                             fedn::Response* response) override {
     const char* call_name = "SendModelMetric";
     auto who = identify(req->sender(), ctx);
+    if (auto st = admit_as(*core_, ctx, "/fedn.Combiner/SendModelMetric", who);
+        !st.ok())
+      return refuse_unary(ctx, st);
     if (who.id.empty())
       return refuse(ctx, response, *core_, call_name, who.id, no_client_id);
     if (req->metrics_size() == 0)
@@ -534,6 +575,9 @@ public:
                        fedn::Response* response) override {
     const char* call_name = "SendAttributeMessage";
     auto who = identify(req->sender(), ctx);
+    if (auto st = admit_as(*core_, ctx, "/fedn.Combiner/SendAttributeMessage", who);
+        !st.ok())
+      return refuse_unary(ctx, st);
     if (who.id.empty())
       return refuse(ctx, response, *core_, call_name, who.id, no_client_id);
     if (req->attributes_size() == 0)
@@ -563,6 +607,9 @@ public:
                        fedn::Response* response) override {
     const char* call_name = "SendTelemetryMessage";
     auto who = identify(req->sender(), ctx);
+    if (auto st = admit_as(*core_, ctx, "/fedn.Combiner/SendTelemetryMessage", who);
+        !st.ok())
+      return refuse_unary(ctx, st);
     if (who.id.empty())
       return refuse(ctx, response, *core_, call_name, who.id, no_client_id);
     if (req->telemetries_size() == 0)
@@ -586,9 +633,11 @@ private:
                                        const fedn::Client& sender,
                                        fedn::Response* response,
                                        const char* call_name,
-                                       const char* what,
+                                       const char* method, const char* what,
                                        model_validation v) {
     auto who = identify(sender, ctx);
+    if (auto st = admit_as(*core_, ctx, method, who); !st.ok())
+      return refuse_unary(ctx, st);
     if (who.id.empty())
       return refuse(ctx, response, *core_, call_name, who.id, no_client_id);
     if (v.model_id.empty())

@@ -26,6 +26,7 @@
 // parameter dropped=<n>. SetAggregator: "error: ..." (the aggregator is a
 // round config key). SetServerFunctions: "not supported: ...". Both OK.
 
+#include "gateway/auth.hpp"
 #include "gateway/edge_core.hpp"
 #include "messages/error.hpp"
 
@@ -127,6 +128,8 @@ public:
   grpc::ServerUnaryReactor* Start(grpc::CallbackServerContext* ctx,
                                   const fedn::ControlRequest* req,
                                   fedn::ControlResponse* response) override {
+    if (auto st = admit(*core_, ctx, "/fedn.Control/Start"); !st.ok())
+      return refuse_unary(ctx, st);
     std::map<std::string, std::string> kv;
     bool wait = false;
     for (auto& p : req->parameter()) {
@@ -171,22 +174,29 @@ public:
     return reactor;
   }
 
-  grpc::ServerUnaryReactor* Stop(grpc::CallbackServerContext*,
+  grpc::ServerUnaryReactor* Stop(grpc::CallbackServerContext* ctx,
                                  const fedn::ControlRequest*,
                                  fedn::ControlResponse* response) override {
+    if (auto st = admit(*core_, ctx, "/fedn.Control/Stop"); !st.ok())
+      return refuse_unary(ctx, st);
     return flush(response);
   }
 
   grpc::ServerUnaryReactor*
-  FlushAggregationQueue(grpc::CallbackServerContext*,
+  FlushAggregationQueue(grpc::CallbackServerContext* ctx,
                         const fedn::ControlRequest*,
                         fedn::ControlResponse* response) override {
+    if (auto st = admit(*core_, ctx, "/fedn.Control/FlushAggregationQueue");
+        !st.ok())
+      return refuse_unary(ctx, st);
     return flush(response);
   }
 
   grpc::ServerUnaryReactor*
   SetAggregator(grpc::CallbackServerContext* ctx, const fedn::ControlRequest*,
                 fedn::ControlResponse* response) override {
+    if (auto st = admit(*core_, ctx, "/fedn.Control/SetAggregator"); !st.ok())
+      return refuse_unary(ctx, st);
     response->set_message("error: combiner " + core_->cfg.combiner_id
                           + " takes the aggregator from each round config "
                             "(key 'aggregator'), not from SetAggregator");
@@ -197,6 +207,9 @@ public:
   SetServerFunctions(grpc::CallbackServerContext* ctx,
                      const fedn::ControlRequest*,
                      fedn::ControlResponse* response) override {
+    if (auto st = admit(*core_, ctx, "/fedn.Control/SetServerFunctions");
+        !st.ok())
+      return refuse_unary(ctx, st);
     response->set_message("not supported: combiner " + core_->cfg.combiner_id
                           + " does not run server functions");
     return finish_now(ctx, grpc::Status::OK);

@@ -1,5 +1,6 @@
 #include "gateway/edge.hpp"
 
+#include "gateway/auth.hpp"
 #include "gateway/edge_core.hpp"
 #include "messages/error.hpp"
 
@@ -55,7 +56,27 @@ edge_core::edge_core(caf::actor_system& sys, combiner_actor combiner,
     combiner(std::move(combiner)),
     models(std::move(models)),
     state(std::move(state)),
-    cfg(std::move(cfg)) {
+    cfg(std::move(cfg)),
+    auth(std::make_shared<authenticator>(
+      this->cfg.auth_secret, this->cfg.auth_scheme,
+      this->cfg.require_client_identity, this->cfg.token_cache_ttl)) {
+}
+
+void edge_core::sent_global_model(const std::string& model_id) {
+  constexpr size_t max_remembered = 4096;
+  std::lock_guard<std::mutex> guard{globals_mtx_};
+  if (!globals_.insert(model_id).second)
+    return;
+  globals_order_.push_back(model_id);
+  if (globals_order_.size() > max_remembered) {
+    globals_.erase(globals_order_.front());
+    globals_order_.pop_front();
+  }
+}
+
+bool edge_core::is_global_model(const std::string& model_id) {
+  std::lock_guard<std::mutex> guard{globals_mtx_};
+  return globals_.count(model_id) > 0;
 }
 
 bool edge_core::enroll(const std::shared_ptr<pending>& x) {
@@ -254,6 +275,24 @@ caf::error validate(const edge_config& cfg) {
     return bad("max_receive_message_bytes must exceed chunk_bytes plus 1 KiB "
                "of overhead, got "
                + std::to_string(cfg.max_receive_message_bytes));
+  if (cfg.max_upload_chunk_bytes == 0
+      || static_cast<uint64_t>(cfg.max_receive_message_bytes)
+           < uint64_t{cfg.max_upload_chunk_bytes} + 1024)
+    return bad("max_upload_chunk_bytes must be > 0 and leave 1 KiB of "
+               "max_receive_message_bytes for protobuf overhead, got "
+               + std::to_string(cfg.max_upload_chunk_bytes));
+  if (cfg.tls_cert_pem.empty() != cfg.tls_key_pem.empty())
+    return bad("TLS needs both a certificate and its key (--cert and --key)");
+  if (!cfg.tls_ca_pem.empty() && cfg.tls_cert_pem.empty())
+    return bad("a client CA (--ca) needs TLS (--cert and --key)");
+  if (cfg.require_client_cert && cfg.tls_ca_pem.empty())
+    return bad("--require-client-cert needs the CA that signs client "
+               "certificates (--ca)");
+  if (cfg.auth_scheme.empty()
+      || cfg.auth_scheme.find(' ') != std::string::npos)
+    return bad("auth_scheme must be one word, got '" + cfg.auth_scheme + "'");
+  if (cfg.token_cache_ttl.count() < 0)
+    return bad("token_cache_ttl must be >= 0");
   if (cfg.min_recv_ping_interval.count() < 0)
     return bad("min_recv_ping_interval must be >= 0");
   if (cfg.max_ping_strikes < 0)
@@ -314,8 +353,20 @@ caf::expected<uint16_t> combiner_edge::start(const std::string& host,
                    ? "[" + host + "]:" + std::to_string(port)
                    : host + ":" + std::to_string(port);
   int bound = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
-                           &bound);
+  auto tls = !cfg.tls_cert_pem.empty();
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (tls) {
+    grpc::SslServerCredentialsOptions opts{
+      cfg.require_client_cert
+        ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+        : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE};
+    opts.pem_root_certs = cfg.tls_ca_pem;
+    opts.pem_key_cert_pairs.push_back({cfg.tls_key_pem, cfg.tls_cert_pem});
+    creds = grpc::SslServerCredentials(opts);
+  } else {
+    creds = grpc::InsecureServerCredentials();
+  }
+  builder.AddListeningPort(address, creds, &bound);
   builder.SetMaxReceiveMessageSize(cfg.max_receive_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
                              cfg.keepalive_permit_without_calls ? 1 : 0);
@@ -344,13 +395,22 @@ caf::expected<uint16_t> combiner_edge::start(const std::string& host,
   if (!impl_->server || bound == 0) {
     impl_->server.reset();
     impl_->services.clear();
-    return caf::make_error(ec::invalid_config,
-                           "cannot listen on " + address
-                             + " (address in use or not local?)");
+    return caf::make_error(
+      ec::invalid_config,
+      "cannot listen on " + address
+        + (tls ? " (address in use or not local, or gRPC refused the TLS "
+                 "certificate or key: see its log above)"
+               : " (address in use or not local?)"));
   }
   impl_->port = static_cast<uint16_t>(bound);
-  spdlog::info("edge: combiner {} serving FEDn gRPC on {}:{}",
-               cfg.combiner_id, host, impl_->port);
+  spdlog::info("edge: combiner {} serving FEDn gRPC on {}:{} ({}{})",
+               cfg.combiner_id, host, impl_->port,
+               !tls                     ? "plaintext"
+               : cfg.require_client_cert ? "mutual TLS"
+                                         : "TLS",
+               cfg.auth_secret.empty()
+                 ? ", no token check"
+                 : ", tokens required (scheme " + cfg.auth_scheme + ")");
   return impl_->port;
 }
 

@@ -54,10 +54,48 @@ struct edge_config {
   /// Largest `data` of one Download message, in bytes (> 0). Default 1 MiB,
   /// FEDn's chunk size.
   uint32_t chunk_bytes = 1u << 20;
-  /// Largest message the server accepts, in bytes. Default 8 MiB: above a
-  /// 1 MiB chunk plus protobuf overhead with room for clients that send
-  /// bigger chunks, while gRPC's own default (4 MiB) would refuse some.
-  int max_receive_message_bytes = 8 << 20;
+  /// Largest message the server accepts (unary requests and each Upload
+  /// message), in bytes; gRPC refuses a larger one with RESOURCE_EXHAUSTED
+  /// before any handler runs. Default 4 MiB + 64 KiB: a 4 MiB upload chunk
+  /// (`max_upload_chunk_bytes`) plus protobuf overhead; FEDn's unary
+  /// messages are a few KiB.
+  int max_receive_message_bytes = (4 << 20) + (64 << 10);
+
+  /// Largest data of one Upload message (one chunk), in bytes; a larger
+  /// chunk fails the upload with RESOURCE_EXHAUSTED. Default 4 MiB (FEDn
+  /// sends 1 MiB). Every message, unary or streamed, is also bounded by
+  /// `max_receive_message_bytes`, which gRPC enforces before the handler
+  /// runs, so a peer cannot make the edge hold more than that per message.
+  uint32_t max_upload_chunk_bytes = 4u << 20;
+
+  // -- security (all off by default: loopback tests and the quickstart) -------
+
+  /// PEM of this combiner's certificate (chain) and private key: with both,
+  /// the edge serves gRPC over TLS only (a plaintext client's handshake
+  /// fails at once). Empty: plaintext.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
+  /// PEM of the CA that client certificates must chain to; with
+  /// `require_client_cert`, mutual TLS: a client without such a
+  /// certificate fails the handshake. The certificate authenticates the
+  /// connection only; who a caller is and may do comes from its token.
+  std::string tls_ca_pem;
+  bool require_client_cert = false;
+  /// The HS256 secret of clients' tokens; empty: no token check (every
+  /// caller may call every method). Non-empty: every method but gRPC
+  /// health needs `authorization: <auth_scheme> <JWT>`; see gateway/auth.hpp
+  /// for the rights per method and the identity binding.
+  std::string auth_secret;
+  /// The authorization scheme (FEDn's FEDN_AUTH_SCHEME). Default "Bearer".
+  std::string auth_scheme = "Bearer";
+  /// Refuse client-role tokens that name no client (FEDn-minted tokens
+  /// carry a role only) on the methods a client calls as itself. Default
+  /// false: such a token may act as any client (FEDn compatibility).
+  bool require_client_identity = false;
+  /// How long a verified token is remembered (its `exp` is still checked
+  /// at every call), saving the HMAC and JSON work on each heartbeat.
+  /// Default 60 s; 0 disables the cache.
+  std::chrono::seconds token_cache_ttl{60};
 
   // -- keepalive (TOOLCHAIN_NOTES, "gRPC and RocksDB") ------------------------
 
@@ -128,6 +166,11 @@ caf::error validate(const edge_config& cfg);
 ///   errors are gRPC statuses (see model_service.cpp).
 /// - Control.Start submits a round; with parameter `wait=true` it answers
 ///   when the round ended, with the round record as parameters.
+/// - Security (off by default): TLS or mutual TLS with `tls_*`; with
+///   `auth_secret`, every method but gRPC health needs a bearer token, whose
+///   role and client decide what it may call and as whom (gateway/auth.hpp):
+///   UNAUTHENTICATED / PERMISSION_DENIED otherwise, as gRPC statuses even
+///   on the Send* calls.
 ///
 /// Thread-safe. The actor system, combiner and stores must outlive the edge.
 class combiner_edge {
@@ -148,7 +191,8 @@ public:
   combiner_edge(const combiner_edge&) = delete;
   combiner_edge& operator=(const combiner_edge&) = delete;
 
-  /// Starts listening on `host:port` (plaintext). Port 0 picks a free port.
+  /// Starts listening on `host:port`: over TLS when the configuration has
+  /// a certificate and key, else plaintext. Port 0 picks a free port.
   /// @returns the bound port; `ec::invalid_config` for a bad configuration
   ///          or when the address cannot be bound (in use, bad host);
   ///          `ec::invalid_state` when already started.

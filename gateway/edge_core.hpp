@@ -37,6 +37,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -49,6 +50,8 @@ public:
   /// Ends the call with `why` unless it has ended. Thread-safe; idempotent.
   virtual void cancel(const grpc::Status& why) = 0;
 };
+
+class authenticator;
 
 /// Who a FEDn client is: `id` keys its session; `name` is for display.
 struct client_identity {
@@ -77,6 +80,16 @@ public:
   const std::shared_ptr<storage::model_store> models;
   const std::shared_ptr<storage::state_store> state;
   const edge_config cfg;
+  /// Token and rights checks (gateway/auth.hpp); never null.
+  const std::shared_ptr<authenticator> auth;
+
+  /// Remembers that `model_id` went to a client as a task's global model:
+  /// a client-role caller may download it. Keeps the newest 4096 ids.
+  /// Thread-safe.
+  void sent_global_model(const std::string& model_id);
+
+  /// Whether `model_id` went to a client in a task (see above).
+  bool is_global_model(const std::string& model_id);
 
   /// Registers a call to end on shutdown. @returns false (registering
   /// nothing) once the edge is stopping.
@@ -138,6 +151,9 @@ public:
   fedn::Client me() const;
 
 private:
+  std::mutex globals_mtx_;
+  std::unordered_set<std::string> globals_;
+  std::deque<std::string> globals_order_;
   std::mutex uploads_mtx_;
   /// Model id -> the client that uploaded it, until a round takes it or its
   /// ModelUpdate is rejected.

@@ -12,8 +12,14 @@
 //                      model id, the stream ended without a terminator, a
 //                      message that is not a ModelRequest ("malformed
 //                      ModelRequest: " and the fault);
-//   RESOURCE_EXHAUSTED the model exceeds max_model_bytes;
-//   ALREADY_EXISTS     a model with that id exists or is being uploaded;
+//   RESOURCE_EXHAUSTED the model exceeds max_model_bytes, or one message's
+//                      data exceeds max_upload_chunk_bytes (gRPC itself
+//                      refuses any message over max_receive_message_bytes);
+//   ALREADY_EXISTS     a model with that id exists or is being uploaded
+//                      (an upload never overwrites a model);
+//   UNAUTHENTICATED / PERMISSION_DENIED  see gateway/auth.hpp (with a
+//                      token naming a client, the `client` metadata must
+//                      name the same client);
 //   ABORTED            the client sent status FAILED;
 //   INTERNAL           the store failed.
 // Success: ModelResponse{id, status=OK, message="stored <n> bytes"}.
@@ -26,10 +32,14 @@
 // status OK. An unknown (or unreadable) model: exactly one
 // ModelResponse{id, status=FAILED, message} and the stream ends (status
 // OK, as FEDn's clients expect). A model found corrupt mid-stream: one
-// FAILED message after the chunks sent so far, then the end.
+// FAILED message after the chunks sent so far, then the end. With tokens,
+// a client-role caller may download only global models (those the
+// combiner sent to clients in tasks, see edge_core::sent_global_model),
+// never another client's model update: PERMISSION_DENIED naming the model.
 // Download is a raw (ByteBuffer) method: each chunk is handed to gRPC as a
 // slice of its own, not copied by protobuf's serializer.
 
+#include "gateway/auth.hpp"
 #include "gateway/edge_core.hpp"
 #include "gateway/wire.hpp"
 #include "messages/error.hpp"
@@ -149,6 +159,13 @@ public:
     switch (req.status) {
       case fedn::IN_PROGRESS: {
         auto size = req.data_size;
+        if (size > core_->cfg.max_upload_chunk_bytes)
+          return fail(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                      "upload of model " + id_ + ": a chunk of "
+                        + std::to_string(size)
+                        + " bytes exceeds max_upload_chunk_bytes ("
+                        + std::to_string(core_->cfg.max_upload_chunk_bytes)
+                        + ")");
         auto limit = core_->cfg.max_model_bytes;
         if (size > limit || writer_->size() > limit - size)
           return fail(grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -283,7 +300,9 @@ bool parse_request(const grpc::ByteBuffer& raw, fedn::ModelRequest& req) {
 /// to gRPC without protobuf serializing (copying) it.
 class download final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 public:
-  download(std::shared_ptr<edge_core> core, const grpc::ByteBuffer* raw)
+  /// `caller`: who asks (as `admit` found it).
+  download(std::shared_ptr<edge_core> core, const grpc::ByteBuffer* raw,
+           const caller& who)
     : core_(std::move(core)) {
     fedn::ModelRequest req;
     if (!parse_request(*raw, req)) {
@@ -293,6 +312,17 @@ public:
     id_ = req.id();
     if (id_.empty()) {
       fail("download: the request has no id");
+      return;
+    }
+    if (who.checked && who.role == security::role::client
+        && !core_->is_global_model(id_)) {
+      auto reason = "download of model " + id_
+                    + " refused: a client may download only global models "
+                      "(those the combiner sent in tasks), and "
+                    + id_ + " is not one (e.g. another client's update)";
+      spdlog::warn("edge: {} (client '{}')", reason, who.client);
+      last_ = true;
+      Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, reason));
       return;
     }
     auto r = core_->models->open_read(id_);
@@ -393,13 +423,21 @@ public:
   grpc::ServerReadReactor<grpc::ByteBuffer>*
   Upload(grpc::CallbackServerContext* ctx,
          grpc::ByteBuffer* response) override {
-    return new upload(core_, response, identify(fedn::Client{}, ctx).id);
+    auto who = identify(fedn::Client{}, ctx);
+    if (auto st = admit_as(*core_, ctx, "/fedn.ModelService/Upload", who);
+        !st.ok())
+      return new refused_upload<grpc::ByteBuffer>(st);
+    return new upload(core_, response, who.id);
   }
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>*
-  Download(grpc::CallbackServerContext*,
+  Download(grpc::CallbackServerContext* ctx,
            const grpc::ByteBuffer* req) override {
-    return new download(core_, req);
+    caller who;
+    if (auto st = admit(*core_, ctx, "/fedn.ModelService/Download", &who);
+        !st.ok())
+      return new refused_stream<grpc::ByteBuffer>(st);
+    return new download(core_, req, who);
   }
 
 private:

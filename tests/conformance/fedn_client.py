@@ -71,13 +71,24 @@ class FednClient:
     """
 
     def __init__(self, address, name, client_id=None, data="",
-                 heartbeat_interval=2.0):
+                 heartbeat_interval=2.0, credentials=None, token=None,
+                 scheme="Bearer"):
+        """`credentials`: grpc channel credentials for TLS (FEDn: port 443
+        with FEDN_GRPC_ROOT_CERT_PATH); `token`: sent as metadata
+        `authorization: <scheme> <token>` on every call."""
         self.name = name
         self.client_id = client_id or name
         self.data = data
         self.heartbeat_interval = heartbeat_interval
-        self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        if credentials is not None:
+            self.channel = grpc.secure_channel(address, credentials,
+                                               options=CHANNEL_OPTIONS)
+        else:
+            self.channel = grpc.insecure_channel(address,
+                                                 options=CHANNEL_OPTIONS)
         self.metadata = [("client", self.client_id)]
+        if token is not None:
+            self.metadata.append(("authorization", f"{scheme} {token}"))
         self.connector = rpc.ConnectorStub(self.channel)
         self.combiner = rpc.CombinerStub(self.channel)
         self.models = rpc.ModelServiceStub(self.channel)

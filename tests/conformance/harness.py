@@ -203,24 +203,35 @@ class RondoClient:
         return self.proc.returncode
 
 
-def control_stub(address):
-    """A Control stub on a fresh channel to `address`."""
+def control_stub(address, credentials=None):
+    """A Control stub on a fresh channel to `address` (TLS with
+    `credentials`)."""
     import grpc
     import fedn_pb2_grpc as rpc
-    channel = grpc.insecure_channel(address)
+    if credentials is not None:
+        channel = grpc.secure_channel(address, credentials)
+    else:
+        channel = grpc.insecure_channel(address)
     grpc.channel_ready_future(channel).result(timeout=30)
     return rpc.ControlStub(channel)
 
 
-def run_round(address, config, timeout=120):
+def auth_metadata(token, scheme="Bearer"):
+    """gRPC metadata carrying `token` (none when it is None)."""
+    return [] if token is None else [("authorization", f"{scheme} {token}")]
+
+
+def run_round(address, config, timeout=120, credentials=None, token=None):
     """Control.Start with `wait=true`: runs one round on the combiner and
-    returns its record as a dict of parameters (JSON lists decoded)."""
+    returns its record as a dict of parameters (JSON lists decoded).
+    `credentials` (TLS) and `token` (an admin token) for a secured
+    combiner."""
     import fedn_pb2 as fedn
     params = [fedn.Parameter(key=k, value=str(v)) for k, v in config.items()]
     params.append(fedn.Parameter(key="wait", value="true"))
-    reply = control_stub(address).Start(
+    reply = control_stub(address, credentials).Start(
         fedn.ControlRequest(command=fedn.START, parameter=params),
-        timeout=timeout)
+        timeout=timeout, metadata=auth_metadata(token))
     rec = {p.key: p.value for p in reply.parameter}
     for key in ("clients_selected", "clients_accepted", "clients_silent",
                 "clients_rejected", "validations"):
@@ -233,15 +244,17 @@ class RoundThread:
     """`run_round` on its own thread; `result(timeout)` returns the record
     or raises what the call raised."""
 
-    def __init__(self, address, config, timeout=120):
+    def __init__(self, address, config, timeout=120, **kwargs):
         self._out = {}
         self._thread = threading.Thread(target=self._run, daemon=True,
-                                        args=(address, config, timeout))
+                                        args=(address, config, timeout,
+                                              kwargs))
         self._thread.start()
 
-    def _run(self, address, config, timeout):
+    def _run(self, address, config, timeout, kwargs):
         try:
-            self._out["record"] = run_round(address, config, timeout)
+            self._out["record"] = run_round(address, config, timeout,
+                                            **kwargs)
         except Exception as e:  # re-raised by result()
             self._out["error"] = e
 
@@ -253,6 +266,91 @@ class RoundThread:
         if "error" in self._out:
             raise self._out["error"]
         return self._out["record"]
+
+
+class Security:
+    """Test fixtures of a secured combiner, in `workdir`: a CA, a server
+    certificate for 127.0.0.1 and a client certificate, made with the
+    `openssl` CLI (fixtures only: the product never shells out), an HS256
+    secret file, and tokens minted with `rondo token create`."""
+
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, "sec")
+        os.makedirs(self.dir, exist_ok=True)
+        self.secret_file = self.path("secret")
+        with open(self.secret_file, "w") as f:
+            f.write("s3cr3t-for-tests-" + "x" * 40 + "\n")
+        self.ca, self.ca_key = self.path("ca.crt"), self.path("ca.key")
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+                      "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                      "-subj", "/CN=rondo test CA", "-keyout", self.ca_key,
+                      "-out", self.ca, "-addext",
+                      "basicConstraints=critical,CA:TRUE", "-addext",
+                      "keyUsage=critical,keyCertSign,cRLSign")
+        self.cert, self.key = self._issue("combiner", "IP:127.0.0.1",
+                                          "serverAuth")
+        self.client_cert, self.client_key = self._issue("client-c0",
+                                                        "DNS:c0",
+                                                        "clientAuth")
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _openssl(self, *args):
+        r = subprocess.run(["openssl"] + list(args), capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            raise AssertionError(f"openssl {' '.join(args)}: {r.stderr}")
+
+    def _issue(self, name, san, usage):
+        key, csr, crt = (self.path(name + ext)
+                         for ext in (".key", ".csr", ".crt"))
+        self._openssl("req", "-newkey", "ec", "-pkeyopt",
+                      "ec_paramgen_curve:P-256", "-nodes", "-subj",
+                      f"/CN={name}", "-keyout", key, "-out", csr)
+        ext = self.path(name + ".ext")
+        with open(ext, "w") as f:
+            f.write(f"subjectAltName={san}\nextendedKeyUsage={usage}\n")
+        self._openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey",
+                      self.ca_key, "-CAcreateserial", "-days", "2", "-out",
+                      crt, "-extfile", ext)
+        return crt, key
+
+    def read(self, path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    def credentials(self, client_cert=False):
+        """grpc channel credentials trusting the test CA (with the client
+        certificate when `client_cert`)."""
+        import grpc
+        if client_cert:
+            return grpc.ssl_channel_credentials(
+                self.read(self.ca), self.read(self.client_key),
+                self.read(self.client_cert))
+        return grpc.ssl_channel_credentials(self.read(self.ca))
+
+    def token(self, role="client", client=None, ttl="1h", secret_file=None):
+        """A token from `rondo token create`."""
+        args = [rondo_binary(), "token", "create", "--secret-file",
+                secret_file or self.secret_file, "--role", role, "--ttl", ttl]
+        if client:
+            args += ["--client", client]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise AssertionError(f"rondo token create: {r.stderr}")
+        return r.stdout.strip()
+
+    def combiner_args(self, tls=True, mutual=False, auth=True):
+        """The `rondo combiner` flags of this fixture."""
+        args = []
+        if tls:
+            args += ["--cert", self.cert, "--key", self.key]
+        if mutual:
+            args += ["--ca", self.ca, "--require-client-cert"]
+        if auth:
+            args += ["--auth-secret-file", self.secret_file]
+        return args
 
 
 def check(cond, what):

@@ -12,6 +12,10 @@ Cases (one ctest entry each, `--case NAME`):
   entry point's stderr and closes the round with the other's update without
   waiting for the timeout; the failing client keeps serving (it validates).
 - validator_only: a `--no-trainer` client is never asked to train.
+- tls_token: `rondo client --ca --token-file` trains and validates against
+  a combiner serving TLS and requiring tokens; a client whose token names
+  another client exits 1 at once naming the refusal; a plaintext client on
+  the TLS port says to pass --ca.
 
 Skipped (ctest SKIP_RETURN_CODE) when Python's gRPC or the package's numpy
 is missing.
@@ -26,8 +30,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "conformance"))
 import harness  # noqa: E402
-from harness import (Combiner, RondoClient, RoundThread, TempDir,  # noqa: E402
-                     check, run_round)
+from harness import (Combiner, RondoClient, RoundThread, Security,  # noqa: E402
+                     TempDir, check, run_round, wait_until)
 
 harness.load_stubs()
 
@@ -70,9 +74,10 @@ def near(xs, y):
     return all(abs(x - y) <= 1e-5 * (1 + abs(y)) for x in xs)
 
 
-def seed(address, value=0.0):
-    """Uploads a one-tensor seed model of N × value; returns its id."""
-    admin = FednClient(address, "admin")
+def seed(address, value=0.0, **secured):
+    """Uploads a one-tensor seed model of N × value; returns its id.
+    `secured`: FednClient's credentials and token, for a secured combiner."""
+    admin = FednClient(address, "admin", **secured)
     try:
         model_id = f"seed-{value}"
         admin.upload(model_id, npz_bytes({"0": [value] * N}))
@@ -81,9 +86,9 @@ def seed(address, value=0.0):
         admin.close()
 
 
-def weights(address, model_id):
+def weights(address, model_id, **secured):
     """The values of tensor "0" of model `model_id` on the combiner."""
-    admin = FednClient(address, "admin")
+    admin = FednClient(address, "admin", **secured)
     try:
         data = admin.download(model_id)
         check(data is not None, f"model {model_id} cannot be downloaded")
@@ -236,7 +241,58 @@ def case_validator_only():
             check_running(trainer, validator)
 
 
+def case_tls_token():
+    with TempDir("rondo-int-") as d:
+        sec = Security(d)
+        with Combiner(d, args=sec.combiner_args()) as comb:
+            creds = sec.credentials()
+            admin_token = sec.token("admin")
+            secured = {"credentials": creds, "token": admin_token}
+            m0 = seed(comb.address, **secured)
+            token_file = os.path.join(d, "c1.token")
+            with open(token_file, "w") as f:
+                f.write(sec.token("client", "c1") + "\n")
+            c1 = RondoClient(d, comb.address, "c1", PACKAGE,
+                             args=["--ca", sec.ca, "--token-file", token_file],
+                             env={"TESTPKG_DELTA": "2"})
+            with running(c1):
+                rec = run_round(comb.address, training("1", m0, 1),
+                                timeout=120, credentials=creds,
+                                token=admin_token)
+                check(rec["status"] == "success", f"round 1: {rec}")
+                check(rec["clients_accepted"] == ["c1"], f"round 1: {rec}")
+                m1 = rec["model_id"]
+                check(near(weights(comb.address, m1, **secured), 2.0),
+                      "round 1 aggregate")
+                rec = run_round(comb.address, validation("1-val", m1, 1),
+                                credentials=creds, token=admin_token)
+                check(rec["status"] == "success", f"validation: {rec}")
+                check("TLS, with a token" in c1.log(200),
+                      f"the client does not say it uses TLS:\n{c1.log()}")
+                check_running(c1)
+            # A token naming another client: refused, and the client exits
+            # instead of retrying forever.
+            wrong = RondoClient(d, comb.address, "c2", PACKAGE,
+                                args=["--ca", sec.ca, "--token",
+                                      sec.token("client", "c1")])
+            with running(wrong):
+                wait_until(lambda: not wrong.running(), 30,
+                           "the client with another client's token to exit")
+                check(wrong.proc.returncode == 1,
+                      f"exit {wrong.proc.returncode}")
+                check("PERMISSION_DENIED" in wrong.log(200)
+                      and "'c1' may not act as client 'c2'" in wrong.log(200),
+                      f"unclear refusal:\n{wrong.log()}")
+            # Plaintext on the TLS port: a clear hint at once.
+            plain = RondoClient(d, comb.address, "c3", PACKAGE,
+                                args=["--token", sec.token("client", "c3")])
+            with running(plain):
+                wait_until(lambda: "pass --ca" in plain.log(200), 15,
+                           "the plaintext client to suggest --ca")
+
+
 CASES = {
+    "tls_token": case_tls_token,
     "train_and_validate": case_train_and_validate,
     "failing_entry_point": case_failing_entry_point,
     "validator_only": case_validator_only,
