@@ -103,6 +103,13 @@ std::string load_edge_security(const combiner_args& a,
     out = std::move(*bytes);
     return {};
   };
+  // The edge's certificate need not come from the cluster CA (clients may
+  // trust a public CA), so --cert/--key and --ca are checked apart here;
+  // the controller link checks all three together.
+  for (auto files : {security::tls_files{a.tls.cert, a.tls.key, {}},
+                     security::tls_files{{}, {}, a.tls.ca}})
+    if (auto err = security::check_tls_files(files, false))
+      return error_detail(err);
   for (auto problem : {load(a.tls.cert, "--cert", ecfg.tls_cert_pem),
                        load(a.tls.key, "--key", ecfg.tls_key_pem),
                        load(a.tls.ca, "--ca", ecfg.tls_ca_pem)})
