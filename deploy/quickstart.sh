@@ -5,9 +5,13 @@
 # controller, a combiner joined to it over the CAF middleman and N
 # `rondo client` processes running examples/fashion-mnist (each on its own
 # IID partition), seeds the global model, and runs a session of R rounds of
-# FedAvg training with a validation round after each. Progress is printed
-# per round; metrics.csv, session.json and final_model.npz land in the
-# output folder. Exits 0 when the session finished.
+# FedAvg training with a validation round after each. Everything runs
+# secured, as a federation across hosts must: a throwaway cluster CA and
+# certificates (mutual TLS between controller, combiner and operator), TLS
+# on the combiner's client port and one token per client, all in the
+# output folder's certs/. Progress is printed per round; metrics.csv,
+# session.json and final_model.npz land in the output folder. Exits 0 when
+# the session finished.
 #
 # Options: --rounds R (10)  --clients N (5)  --model softmax|mlp (softmax)
 #          --out DIR (out/quickstart-<time>)
@@ -18,7 +22,7 @@ rounds=10
 clients=5
 model=softmax
 out=""
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
@@ -56,6 +60,28 @@ rondo="$root/build/apps/rondo"
 package="$root/examples/fashion-mnist"
 python=/usr/bin/python3
 
+# A throwaway cluster CA, one certificate per process (the loopback
+# address and localhost as subjectAltNames), the tokens' secret and one
+# token per client, each naming its client.
+certs="$out/certs"
+"$rondo" certs init "$certs" > /dev/null
+for name in controller combiner-1 operator; do
+  "$rondo" certs issue "$certs" "$name" --host 127.0.0.1 --host localhost \
+    > /dev/null
+done
+(umask 077 && head -c 48 /dev/urandom | base64 > "$certs/token-secret")
+for ((i = 0; i < clients; i++)); do
+  (umask 077 && "$rondo" token create --secret-file "$certs/token-secret" \
+    --role client --client "client-$i" --ttl 1d > "$certs/client-$i.token")
+done
+# The mutual-TLS flags of each cluster member.
+controller_tls=(--cert "$certs/controller.crt" --key "$certs/controller.key"
+  --ca "$certs/ca.crt")
+combiner_tls=(--cert "$certs/combiner-1.crt" --key "$certs/combiner-1.key"
+  --ca "$certs/ca.crt")
+operator_tls=(--cert "$certs/operator.crt" --key "$certs/operator.key"
+  --ca "$certs/ca.crt")
+
 pids=()        # every process started here
 client_pids=() # the clients among them
 interrupted=0
@@ -89,45 +115,48 @@ wait_port() { # FILE: the port a process writes once listening (bounded)
 }
 
 "$rondo" controller --host 127.0.0.1 --port 0 --port-file "$out/controller.port" \
-  --db "$out/controller-db" > "$out/controller.log" 2>&1 &
+  --db "$out/controller-db" "${controller_tls[@]}" > "$out/controller.log" 2>&1 &
 pids+=($!)
 cport=$(wait_port "$out/controller.port")
 controller="127.0.0.1:$cport"
 "$rondo" combiner --host 127.0.0.1 --port 0 --port-file "$out/combiner.port" \
   --db "$out/combiner-db" --name combiner-1 --controller "$controller" \
+  "${combiner_tls[@]}" --auth-secret-file "$certs/token-secret" \
   > "$out/combiner.log" 2>&1 &
 pids+=($!)
 port=$(wait_port "$out/combiner.port")
 echo "quickstart: output in $out; controller on $controller, combiner on" \
-  "127.0.0.1:$port"
+  "127.0.0.1:$port (TLS, tokens; certificates in $certs)"
 
 (cd "$package" && sh ./run.sh seed.py "$out/seed.npz" --model "$model")
 for ((i = 0; i < clients; i++)); do
   FMNIST_CLIENT_INDEX=$i FMNIST_NUM_CLIENTS=$clients \
     "$rondo" client --host 127.0.0.1 --port "$port" --name "client-$i" \
-    --package "$package" > "$out/client-$i.log" 2>&1 &
+    --package "$package" --ca "$certs/ca.crt" \
+    --token-file "$certs/client-$i.token" > "$out/client-$i.log" 2>&1 &
   pids+=($!)
   client_pids+=($!)
 done
 
 start=$(date +%s)
-seed_id=$("$rondo" seed --controller "$controller" "$out/seed.npz")
+operator=(--controller "$controller" "${operator_tls[@]}")
+seed_id=$("$rondo" seed "${operator[@]}" "$out/seed.npz")
 session="quickstart-$(date +%H%M%S)"
 echo "quickstart: seed model $seed_id; session $session: $clients clients," \
   "$rounds rounds"
 status=0
-"$rondo" session start --controller "$controller" --session-id "$session" \
+"$rondo" session start "${operator[@]}" --session-id "$session" \
   --rounds "$rounds" --clients-required "$clients" \
   --clients-requested "$clients" --round-timeout 180 --validate true \
   --model-id "$seed_id" --follow --metrics-csv "$out/metrics.csv" || status=$?
-"$rondo" session status --controller "$controller" "$session" --json \
+"$rondo" session status "${operator[@]}" "$session" --json \
   > "$out/session.json"
 final=$($python -c 'import json, sys
 rounds = json.load(open(sys.argv[1]))["rounds"]
 ok = [r["model_id"] for r in rounds if r["status"] == "success"]
 print(ok[-1] if ok else "")' "$out/session.json")
 if [[ -n "$final" ]]; then
-  "$rondo" models export --controller "$controller" "$final" \
+  "$rondo" models export "${operator[@]}" "$final" \
     "$out/final_model.npz"
 fi
 echo "quickstart: metrics -> $out/metrics.csv; report -> $out/session.json"

@@ -293,9 +293,11 @@ def case_stranger(rondo, work, procs, plaintext):
         env = dict(os.environ, RONDO_TEST_NAME="c%d" % i,
                    RONDO_TEST_DELTA=str(delta), RONDO_TEST_EXAMPLES=str(n),
                    RONDO_TEST_MARKS=marks)
+        # The combiner's --cert/--key also serve its client edge over TLS.
+        client_tls = [] if plaintext else ["--ca", ca]
         procs.spawn("c%d" % i, ["client", "--host", "127.0.0.1", "--port",
                                 str(comb_port), "--name", "c%d" % i,
-                                "--package", PACKAGE], env=env)
+                                "--package", PACKAGE] + client_tls, env=env)
     op = ["--controller", "127.0.0.1:%d" % port] + flags("op")
     seed = os.path.join(work, "seed.npz")
     from array import array
