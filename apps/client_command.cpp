@@ -52,13 +52,8 @@ std::string load_security(client_args& a) {
   auto& cfg = a.cfg;
   auto load = [](const std::string& path, const char* flag,
                  std::string& out) -> std::string {
-    if (path.empty())
-      return {};
-    auto bytes = security::read_small_file(path, flag);
-    if (!bytes)
-      return error_detail(bytes.error());
-    out = std::move(*bytes);
-    return {};
+    auto err = security::read_small_file_into(path, flag, out);
+    return err ? error_detail(err) : std::string{};
   };
   for (auto problem : {load(a.ca_file, "--ca", cfg.tls_ca_pem),
                        load(a.cert_file, "--cert", cfg.tls_cert_pem),

@@ -32,6 +32,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <tuple>
 
 namespace rondo::apps {
 
@@ -93,16 +94,6 @@ std::string missing_edge_security(const combiner_args& a) {
 /// @returns the problem, naming the flag and file, or an empty string.
 std::string load_edge_security(const combiner_args& a,
                                gateway::edge_config& ecfg) {
-  auto load = [](const std::string& path, const char* flag,
-                 std::string& out) -> std::string {
-    if (path.empty())
-      return {};
-    auto bytes = security::read_small_file(path, flag);
-    if (!bytes)
-      return error_detail(bytes.error());
-    out = std::move(*bytes);
-    return {};
-  };
   // The edge's certificate need not come from the cluster CA (clients may
   // trust a public CA), so --cert/--key and --ca are checked apart here;
   // the controller link checks all three together.
@@ -110,11 +101,12 @@ std::string load_edge_security(const combiner_args& a,
                      security::tls_files{{}, {}, a.tls.ca}})
     if (auto err = security::check_tls_files(files, false))
       return error_detail(err);
-  for (auto problem : {load(a.tls.cert, "--cert", ecfg.tls_cert_pem),
-                       load(a.tls.key, "--key", ecfg.tls_key_pem),
-                       load(a.tls.ca, "--ca", ecfg.tls_ca_pem)})
-    if (!problem.empty())
-      return problem;
+  for (auto [path, flag, out] :
+       {std::tuple{&a.tls.cert, "--cert", &ecfg.tls_cert_pem},
+        std::tuple{&a.tls.key, "--key", &ecfg.tls_key_pem},
+        std::tuple{&a.tls.ca, "--ca", &ecfg.tls_ca_pem}})
+    if (auto err = security::read_small_file_into(*path, flag, *out))
+      return error_detail(err);
   ecfg.require_client_cert = a.require_client_cert;
   if (!a.auth_secret_file.empty()) {
     auto secret = security::read_secret_file(a.auth_secret_file);

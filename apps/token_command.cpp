@@ -50,14 +50,6 @@ bool parse_ttl(const std::string& text, std::chrono::seconds& out) {
   return true;
 }
 
-std::string utc(int64_t t) {
-  auto secs = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buf;
-}
 
 struct token_args {
   std::string secret_file;
@@ -132,9 +124,9 @@ int verify(const token_args& a) {
                                        : claims->client)
             << "\n";
   if (claims->issued)
-    std::cout << "issued: " << utc(*claims->issued) << "\n";
+    std::cout << "issued: " << security::utc_text(*claims->issued) << "\n";
   if (claims->expires)
-    std::cout << "expires: " << utc(*claims->expires) << " (in "
+    std::cout << "expires: " << security::utc_text(*claims->expires) << " (in "
               << (*claims->expires - now) << " s)\n";
   else
     std::cout << "expires: never\n";

@@ -327,13 +327,23 @@ caf::error config_error(const std::string& flag, const std::string& path,
                          (flag.empty() ? "" : flag + " ") + path + ": " + why);
 }
 
-/// Every PEM certificate in `path`, in file order.
-caf::expected<x509_stack_ptr> load_certs(const std::string& flag,
-                                         const std::string& path) {
+/// The bytes of a PEM (or other small) file given by `flag`, at most
+/// max_pem_bytes. @returns them, or ec::invalid_config naming flag and file.
+caf::expected<std::string> read_flag_file(const std::string& flag,
+                                          const std::string& path) {
   std::string why;
   auto bytes = read_file(path, max_pem_bytes, why);
   if (!bytes)
     return config_error(flag, path, "cannot read it: " + why);
+  return bytes;
+}
+
+/// Every PEM certificate in `path`, in file order.
+caf::expected<x509_stack_ptr> load_certs(const std::string& flag,
+                                         const std::string& path) {
+  auto bytes = read_flag_file(flag, path);
+  if (!bytes)
+    return std::move(bytes.error());
   bio_ptr bio{BIO_new_mem_buf(bytes->data(), static_cast<int>(bytes->size()))};
   x509_stack_ptr certs{sk_X509_new_null()};
   if (!bio || !certs)
@@ -354,10 +364,9 @@ caf::expected<x509_stack_ptr> load_certs(const std::string& flag,
 
 caf::expected<pkey_ptr> load_key(const std::string& flag,
                                  const std::string& path) {
-  std::string why;
-  auto bytes = read_file(path, max_pem_bytes, why);
+  auto bytes = read_flag_file(flag, path);
   if (!bytes)
-    return config_error(flag, path, "cannot read it: " + why);
+    return std::move(bytes.error());
   bio_ptr bio{BIO_new_mem_buf(bytes->data(), static_cast<int>(bytes->size()))};
   pkey_ptr key{
     PEM_read_bio_PrivateKey(bio.get(), nullptr, no_password, nullptr)};
@@ -603,11 +612,18 @@ caf::expected<std::string> read_small_file(const std::string& path,
     return caf::make_error(ec::invalid_config,
                            (flag.empty() ? std::string{"a file"} : flag)
                              + " needs a file name");
-  std::string why;
-  auto bytes = read_file(path, max_pem_bytes, why);
+  return read_flag_file(flag, path);
+}
+
+caf::error read_small_file_into(const std::string& path,
+                                const std::string& flag, std::string& out) {
+  if (path.empty())
+    return caf::none;
+  auto bytes = read_small_file(path, flag);
   if (!bytes)
-    return config_error(flag, path, "cannot read it: " + why);
-  return bytes;
+    return std::move(bytes.error());
+  out = std::move(*bytes);
+  return caf::none;
 }
 
 namespace {

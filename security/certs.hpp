@@ -89,6 +89,12 @@ caf::error check_tls_files(const tls_files& files, bool require_all);
 caf::expected<std::string> read_small_file(const std::string& path,
                                            const std::string& flag);
 
+/// `read_small_file` for an optional flag: does nothing when `path` is
+/// empty, else reads the file into `out`.
+/// @returns the error of read_small_file, or none.
+caf::error read_small_file_into(const std::string& path,
+                                const std::string& flag, std::string& out);
+
 /// Runs a TLS client handshake on the connected socket `fd` with `files`
 /// (all three set; checked by check_tls_files) as CAF's OpenSSL module
 /// would: the peer's certificate must verify against `files.ca` (no host

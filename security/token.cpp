@@ -46,15 +46,6 @@ std::optional<int64_t> int_claim(jwt_t* jwt, const char* name) {
   return static_cast<int64_t>(value);
 }
 
-/// "2026-12-06 12:00:00 UTC".
-std::string utc_text(int64_t t) {
-  auto secs = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buf;
-}
 
 } // namespace
 
@@ -204,6 +195,15 @@ token_from_authorization(std::string_view value, std::string_view scheme) {
 
 int64_t unix_now() {
   return static_cast<int64_t>(std::time(nullptr));
+}
+
+std::string utc_text(int64_t t) {
+  auto secs = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
 }
 
 } // namespace rondo::security

@@ -76,4 +76,7 @@ token_from_authorization(std::string_view value, std::string_view scheme);
 /// Seconds since the epoch, now.
 int64_t unix_now();
 
+/// `t` (seconds since the epoch) as "2026-12-06 12:00:00 UTC".
+std::string utc_text(int64_t t);
+
 } // namespace rondo::security
