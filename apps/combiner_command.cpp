@@ -142,7 +142,7 @@ std::string check(const combiner_args& a) {
       return "--controller: " + problem;
     // The link to the controller: mutual TLS with all three, or plaintext.
     if (problem = check_middleman_tls(a.tls); !problem.empty())
-      return "--controller: " + problem;
+      return problem;
   }
   if (auto problem = check_middleman_options(a.heartbeat_interval,
                                              a.connection_timeout);

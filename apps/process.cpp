@@ -244,10 +244,11 @@ std::string probe_caf_endpoint(const endpoint& at, double timeout_s,
       case endpoint_kind::silent:
         break;
     }
-    return where + " is not a Rondo controller: it sent no CAF handshake "
-                   "within " + std::to_string(static_cast<int>(timeout_s))
-           + " s (a controller with TLS waits for the client: give --cert, "
-             "--key and --ca)";
+    return where + " sent no CAF handshake within "
+           + std::to_string(static_cast<int>(timeout_s))
+           + " s: a Rondo controller with TLS waits for the client to "
+             "start, so give --cert, --key and --ca (the cluster CA and a "
+             "certificate it signed); else it is not a Rondo controller";
   }
   int fd = connect_bounded(at, timeout_s);
   if (fd < 0)
@@ -277,6 +278,11 @@ std::string probe_caf_endpoint(const endpoint& at, double timeout_s,
     }
   } else if (auto why = security::probe_tls(fd, tls); !why.empty()) {
     problem = where + ": mutual TLS failed: " + why;
+    // A gRPC server with TLS (a combiner's client port) ends a handshake
+    // that offers no HTTP/2 (ALPN) without a word.
+    if (why.find("unexpected eof") != std::string::npos)
+      problem += " (is it a combiner's client port? those end a TLS "
+                 "handshake without HTTP/2 like this)";
   }
   close(fd);
   return problem;

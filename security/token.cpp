@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iterator>
@@ -57,7 +58,8 @@ caf::expected<std::string> read_secret_file(const std::string& path) {
   std::ifstream in{path, std::ios::binary};
   if (!in)
     return caf::make_error(ec::invalid_config,
-                           "cannot read the secret file " + path);
+                           "cannot read the secret file " + path + ": "
+                             + std::strerror(errno));
   std::string bytes{std::istreambuf_iterator<char>{in},
                     std::istreambuf_iterator<char>{}};
   if (in.bad())
