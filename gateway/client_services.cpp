@@ -206,7 +206,20 @@ public:
     auto me = core_->me();
     std::weak_ptr<edge_core> weak_core = core_;
     sink_ = core_->sys.spawn(
-      [ch, who, me, weak_core]() -> task_sink_actor::behavior_type {
+      [ch, who, me,
+       weak_core](task_sink_actor::pointer self) -> task_sink_actor::behavior_type {
+        // The sink stops when the stream ended (then this is a no-op) or
+        // when the session ends the stream, e.g. because a newer TaskStream
+        // of the same client replaced it: finish the gRPC stream then, or
+        // its client would wait forever on a stream nothing writes to.
+        self->attach_functor([ch, who](const caf::error& reason) {
+          if (!reason || reason == caf::exit_reason::user_shutdown)
+            return;
+          auto why = error_detail(reason);
+          if (ch->end(grpc::Status(grpc::StatusCode::UNAVAILABLE, why)))
+            spdlog::warn("edge: ended the task stream of client '{}' ({}): {}",
+                         who.id, who.name, why);
+        });
         return {
           [ch, who, me, weak_core](const client_task& task) {
             // A client-role caller may download the models of its tasks.
