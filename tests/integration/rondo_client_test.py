@@ -16,6 +16,8 @@ Cases (one ctest entry each, `--case NAME`):
   a combiner serving TLS and requiring tokens; a client whose token names
   another client exits 1 at once naming the refusal; a plaintext client on
   the TLS port says to pass --ca.
+- token_expires: a token that expires while connected makes the client
+  exit 1 naming the refusal, never "unreachable".
 
 Skipped (ctest SKIP_RETURN_CODE) when Python's gRPC or the package's numpy
 is missing.
@@ -291,8 +293,32 @@ def case_tls_token():
                            "the plaintext client to suggest --ca")
 
 
+def case_token_expires():
+    """A token that expires while the client is connected: the next
+    heartbeat is refused and `rondo client` exits 1 saying the combiner
+    refused its token (never "unreachable"), instead of staying a zombie."""
+    with TempDir("rondo-int-") as d:
+        sec = Security(d)
+        with Combiner(d, args=sec.combiner_args()) as comb:
+            c1 = RondoClient(d, comb.address, "c1", PACKAGE,
+                             args=["--ca", sec.ca, "--token",
+                                   sec.token("client", "c1", ttl="4s")])
+            with running(c1):
+                wait_until(lambda: "connected to combiner" in c1.log(200),
+                           15, "the client to connect")
+                wait_until(lambda: not c1.running(), 30,
+                           "the client with an expired token to exit")
+                log = c1.log(200)
+                check(c1.proc.returncode == 1, f"exit {c1.proc.returncode}")
+                check("refused this client's token" in log
+                      and "expired" in log and "get a new token" in log,
+                      f"unclear refusal:\n{log}")
+                check("unreachable" not in log, f"says unreachable:\n{log}")
+
+
 CASES = {
     "tls_token": case_tls_token,
+    "token_expires": case_token_expires,
     "train_and_validate": case_train_and_validate,
     "failing_entry_point": case_failing_entry_point,
     "validator_only": case_validator_only,
