@@ -18,6 +18,7 @@ Cases (one ctest entry each, `--case NAME`):
   the TLS port says to pass --ca.
 - token_expires: a token that expires while connected makes the client
   exit 1 naming the refusal, never "unreachable".
+- bad_ca_file: `--ca` with no certificate in it exits 2 at once.
 
 Skipped (ctest SKIP_RETURN_CODE) when Python's gRPC or the package's numpy
 is missing.
@@ -316,9 +317,27 @@ def case_token_expires():
                 check("unreachable" not in log, f"says unreachable:\n{log}")
 
 
+def case_bad_ca_file():
+    """`--ca` naming a file with no certificate exits 2 at once, naming the
+    flag and the file, rather than retrying with gRPC's raw error."""
+    with TempDir("rondo-int-") as d:
+        garbage = os.path.join(d, "garbage.crt")
+        with open(garbage, "w") as f:
+            f.write("not a certificate\n")
+        c1 = RondoClient(d, "127.0.0.1:1", "c1", PACKAGE,
+                         args=["--ca", garbage])
+        with running(c1):
+            wait_until(lambda: not c1.running(), 15, "the client to exit")
+            log = c1.log(50)
+            check(c1.proc.returncode == 2, f"exit {c1.proc.returncode}")
+            check("--ca" in log and garbage in log
+                  and "no PEM certificate" in log, f"unclear error:\n{log}")
+
+
 CASES = {
     "tls_token": case_tls_token,
     "token_expires": case_token_expires,
+    "bad_ca_file": case_bad_ca_file,
     "train_and_validate": case_train_and_validate,
     "failing_entry_point": case_failing_entry_point,
     "validator_only": case_validator_only,
