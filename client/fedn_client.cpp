@@ -229,10 +229,17 @@ struct fedn_client::impl {
   /// `describe(st)` and, for failures a setting explains, what to check.
   std::string explain(const grpc::Status& st) const {
     auto text = describe(st);
+    auto says = [&st](const char* what) {
+      return st.error_message().find(what) != std::string::npos;
+    };
     switch (st.error_code()) {
       case grpc::StatusCode::UNAVAILABLE:
-        if (st.error_message().find("Connection refused") != std::string::npos)
+        if (says("Connection refused"))
           text += "; is the combiner running and listening on this port?";
+        else if (says("replaced by a newer task stream"))
+          text += "; another process is connected with this client id "
+                  "(--client-id, or --name with a token naming a client): "
+                  "each running client needs its own id";
         else if (!uses_tls())
           text += "; if the combiner serves TLS, this plaintext client is "
                   "refused at the handshake: pass --ca FILE";

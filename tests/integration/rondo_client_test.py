@@ -19,6 +19,8 @@ Cases (one ctest entry each, `--case NAME`):
 - token_expires: a token that expires while connected makes the client
   exit 1 naming the refusal, never "unreachable".
 - bad_ca_file: `--ca` with no certificate in it exits 2 at once.
+- duplicate_client: a second client with the same name and token ends the
+  first one's stream (it reconnects); the next round includes the first.
 
 Skipped (ctest SKIP_RETURN_CODE) when Python's gRPC or the package's numpy
 is missing.
@@ -334,10 +336,50 @@ def case_bad_ca_file():
                   and "no PEM certificate" in log, f"unclear error:\n{log}")
 
 
+def case_duplicate_client():
+    """A second `rondo client` with the same name and token ends the first
+    one's task stream (the first reconnects) instead of leaving it a zombie;
+    once the duplicate is gone, the first client is served again."""
+    with TempDir("rondo-int-") as d:
+        sec = Security(d)
+        with Combiner(d, args=sec.combiner_args()) as comb:
+            creds = sec.credentials()
+            admin_token = sec.token("admin")
+            secured = {"credentials": creds, "token": admin_token}
+            m0 = seed(comb.address, **secured)
+            token = sec.token("client", "c1")
+            args = ["--ca", sec.ca, "--token", token]
+            c1 = RondoClient(d, comb.address, "c1", PACKAGE, args=args,
+                             env={"TESTPKG_DELTA": "2"})
+            with running(c1):
+                wait_until(lambda: "task stream of client 'c1' (c1) opened"
+                           in comb.log(200), 15, "c1's task stream")
+                dup = RondoClient(os.path.join(d, "dup"), comb.address, "c1",
+                                  PACKAGE, args=args)
+                with running(dup):
+                    wait_until(lambda: "replaced by a newer task stream"
+                               in c1.log(200), 30,
+                               "c1 to see its stream replaced")
+                    check("another process is connected with this client id"
+                          in c1.log(200), f"no hint:\n{c1.log()}")
+                    check("ended the task stream of client 'c1'"
+                          in comb.log(400), f"no warning:\n{comb.log()}")
+                check_running(c1)
+                # Once the duplicate is gone, c1's reconnect is the stream.
+                rec = run_round(comb.address, training("1", m0, 1),
+                                timeout=120, credentials=creds,
+                                token=admin_token)
+                check(rec["status"] == "success", f"round 1: {rec}")
+                check(rec["clients_accepted"] == ["c1"], f"round 1: {rec}")
+                check(near(weights(comb.address, rec["model_id"], **secured),
+                           2.0), "round 1 aggregate")
+
+
 CASES = {
     "tls_token": case_tls_token,
     "token_expires": case_token_expires,
     "bad_ca_file": case_bad_ca_file,
+    "duplicate_client": case_duplicate_client,
     "train_and_validate": case_train_and_validate,
     "failing_entry_point": case_failing_entry_point,
     "validator_only": case_validator_only,
