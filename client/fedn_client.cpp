@@ -240,6 +240,11 @@ struct fedn_client::impl {
           text += "; another process is connected with this client id "
                   "(--client-id, or --name with a token naming a client): "
                   "each running client needs its own id";
+        else if (says("is not in peer certificate"))
+          text += "; the combiner's certificate does not name the host this "
+                  "client connects to (--host " + cfg.host + "): it must "
+                  "list that host (rondo certs issue DIR NAME --host "
+                  + cfg.host + ")";
         else if (!uses_tls())
           text += "; if the combiner serves TLS, this plaintext client is "
                   "refused at the handshake: pass --ca FILE";

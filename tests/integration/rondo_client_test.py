@@ -15,7 +15,8 @@ Cases (one ctest entry each, `--case NAME`):
 - tls_token: `rondo client --ca --token-file` trains and validates against
   a combiner serving TLS and requiring tokens; a client whose token names
   another client exits 1 at once naming the refusal; a plaintext client on
-  the TLS port says to pass --ca.
+  the TLS port says to pass --ca; one dialling a host the certificate does
+  not name says how to issue one that does.
 - token_expires: a token that expires while connected makes the client
   exit 1 naming the refusal, never "unreachable".
 - bad_ca_file: `--ca` with no certificate in it exits 2 at once.
@@ -294,6 +295,17 @@ def case_tls_token():
             with running(plain):
                 wait_until(lambda: "pass --ca" in plain.log(200), 15,
                            "the plaintext client to suggest --ca")
+            # A host the combiner's certificate (IP:127.0.0.1) does not
+            # name: the hint says how to issue one that does.
+            port = comb.address.rsplit(":", 1)[1]
+            other = RondoClient(d, f"localhost:{port}", "c4", PACKAGE,
+                                args=["--ca", sec.ca, "--token",
+                                      sec.token("client", "c4")])
+            with running(other):
+                wait_until(lambda: "rondo certs issue DIR NAME --host "
+                           "localhost" in other.log(200), 20,
+                           "the client to say the certificate must list "
+                           "localhost")
 
 
 def case_token_expires():
