@@ -112,8 +112,9 @@ public:
   /// (missing, invalid, expired, or naming another client), at start or
   /// later, e.g. when the token expires while connected: retrying with the
   /// same token would not help, so the client stops (a running entry point
-  /// too) and the error says so and what to do. Task failures are not errors of `run`:
-  /// they are reported to the combiner (SendStatus ERROR) and logged.
+  /// too) and the error says so and what to do. Task failures are not
+  /// errors of `run`: they are reported to the combiner (SendStatus ERROR)
+  /// and logged.
   caf::error run();
 
   /// Tasks handled so far (any kind, including rejected and failed ones).
