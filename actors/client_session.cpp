@@ -28,9 +28,18 @@ void client_session_state::heartbeat() {
 }
 
 void client_session_state::open(task_sink_actor sink) {
-  if (sink_)
+  if (sink_) {
+    // Another TaskStream of this client id (a reconnect after a half-open
+    // connection, or a second process with the same id): the newer one
+    // wins. The old sink must stop, or its gRPC stream stays open as a
+    // zombie whose client waits for tasks that never come; its edge then
+    // finishes that stream with the exit reason.
+    auto old = sink_;
     end_stream_("client " + info.client_id
-                + " opened a new task stream; the old one is dead");
+                + " opened a new task stream; the old one was ended");
+    self->send_exit(old, caf::make_error(ec::terminated,
+                                         std::string{replaced_reason}));
+  }
   sink_ = std::move(sink);
   if (sink_)
     self->monitor(sink_);

@@ -50,6 +50,11 @@ struct client_session_state {
   /// The `what` of this actor's liveness timer ticks.
   static inline constexpr const char* liveness_timer = "liveness";
 
+  /// The text of the exit reason (`ec::terminated`) a replaced stream's
+  /// sink gets; the edge ends that gRPC stream with it.
+  static inline constexpr const char* replaced_reason
+    = "replaced by a newer task stream of the same client";
+
   // -- handlers ---------------------------------------------------------------
 
   /// The client was seen now (a heartbeat): it becomes active if it was
@@ -59,8 +64,11 @@ struct client_session_state {
 
   /// The client's task stream opened; later tasks go to `sink`. An open
   /// stream keeps the client active without heartbeats. If a stream was
-  /// already open it is replaced: the old one is dead, so its outstanding
-  /// tasks are cancelled (their rounds get `task_cancelled`) first. An
+  /// already open it is replaced: its outstanding tasks are cancelled
+  /// (their rounds get `task_cancelled`) and its sink is sent an exit with
+  /// `ec::terminated` and `replaced_reason`, so that the edge finishes the
+  /// old gRPC stream (its client, if still there, sees the stream end and
+  /// reconnects) instead of leaving it open with no tasks ever coming. An
   /// invalid `sink` means "no stream": an open stream ends as on replacement
   /// and the call counts as a heartbeat. The sink is monitored; its
   /// termination counts as `close`.

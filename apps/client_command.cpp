@@ -142,10 +142,29 @@ private:
   std::thread thread_;
 };
 
+/// Checks --ca, --cert and --key before gRPC loads them: gRPC takes a file
+/// with no certificate and then fails every handshake ("Could not load any
+/// root certificate"), forever. The combiner's certificate need not come
+/// from the CA of this client's own certificate, so --ca is checked alone
+/// and --cert/--key together.
+/// @returns the problem naming the flag, file and reason, or an empty
+///          string.
+std::string check_tls_flags(const client_args& a) {
+  for (auto files : {security::tls_files{{}, {}, a.ca_file},
+                     security::tls_files{a.cert_file, a.key_file, {}}})
+    if (auto err = security::check_tls_files(files, false))
+      return error_detail(err);
+  return {};
+}
+
 int run_client(client_args& a) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("rondo-client"));
   spdlog::set_level(a.verbose ? spdlog::level::debug : spdlog::level::info);
   auto& cfg = a.cfg;
+  if (auto problem = check_tls_flags(a); !problem.empty()) {
+    spdlog::error("{}", problem);
+    return 2;
+  }
   cfg.roles.trainer = a.trainer;
   cfg.roles.validator = a.validator;
   if (auto problem = load_security(a); !problem.empty()) {

@@ -189,6 +189,12 @@ int run(const combiner_args& a) {
   setup_logger("rondo-combiner", a.log_level);
   if (!missing.empty() && !security::is_loopback_host(a.host))
     spdlog::warn("{}", security::insecure_warning("rondo combiner", a.host));
+  // Clients check that the edge's certificate names the host they dial; a
+  // specific --host is what they will most likely use.
+  if (!a.tls.cert.empty())
+    if (auto problem = security::cert_host_problem(a.tls.cert, a.host);
+        !problem.empty())
+      spdlog::warn("{}", problem);
   keep_freed_memory();
   // Before the database is opened (or created): a taken port is the
   // usual mistake, and it should leave nothing behind.

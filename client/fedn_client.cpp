@@ -175,6 +175,10 @@ struct fedn_client::impl {
   /// Calls in flight, cancelled when `halt` is requested.
   std::mutex calls_mtx;
   std::set<grpc::ClientContext*> calls;
+  /// The first call the combiner refused for the token (UNAUTHENTICATED or
+  /// PERMISSION_DENIED): `run` stops and returns it.
+  std::mutex refusal_mtx;
+  std::optional<std::pair<std::string, grpc::Status>> refusal;
 
   impl(client_config c, compute_package p, stop_source& stop)
     : cfg(std::move(c)), pkg(std::move(p)), external_stop(stop) {
@@ -225,10 +229,22 @@ struct fedn_client::impl {
   /// `describe(st)` and, for failures a setting explains, what to check.
   std::string explain(const grpc::Status& st) const {
     auto text = describe(st);
+    auto says = [&st](const char* what) {
+      return st.error_message().find(what) != std::string::npos;
+    };
     switch (st.error_code()) {
       case grpc::StatusCode::UNAVAILABLE:
-        if (st.error_message().find("Connection refused") != std::string::npos)
+        if (says("Connection refused"))
           text += "; is the combiner running and listening on this port?";
+        else if (says("replaced by a newer task stream"))
+          text += "; another process is connected with this client id "
+                  "(--client-id, or --name with a token naming a client): "
+                  "each running client needs its own id";
+        else if (says("is not in peer certificate"))
+          text += "; the combiner's certificate does not name the host this "
+                  "client connects to (--host " + cfg.host + "): it must "
+                  "list that host (rondo certs issue DIR NAME --host "
+                  + cfg.host + ")";
         else if (!uses_tls())
           text += "; if the combiner serves TLS, this plaintext client is "
                   "refused at the handshake: pass --ca FILE";
@@ -252,6 +268,47 @@ struct fedn_client::impl {
       default: break;
     }
     return text;
+  }
+
+  /// When `st` refuses the token (UNAUTHENTICATED or PERMISSION_DENIED, on
+  /// any call and at any time, e.g. a token that expired while connected):
+  /// remembers the first such refusal and stops the client, since retrying
+  /// with the same token cannot help. @returns whether `st` was one.
+  bool refused(const grpc::Status& st, const std::string& what) {
+    auto code = st.error_code();
+    if (code != grpc::StatusCode::UNAUTHENTICATED
+        && code != grpc::StatusCode::PERMISSION_DENIED)
+      return false;
+    {
+      std::lock_guard<std::mutex> guard{refusal_mtx};
+      if (!refusal)
+        refusal.emplace(what, st);
+    }
+    halt.request_stop();
+    return true;
+  }
+
+  /// The error `run` returns for `refusal`; none when there was none.
+  caf::error refusal_error() {
+    std::lock_guard<std::mutex> guard{refusal_mtx};
+    if (!refusal)
+      return caf::none;
+    auto& [what, st] = *refusal;
+    auto denied = st.error_code() == grpc::StatusCode::PERMISSION_DENIED;
+    std::string text = "the combiner " + target + " refused this client's "
+                       + "token (" + what + "): " + describe(st);
+    if (denied)
+      text += "; the token's role or client does not allow this (a token "
+              "naming a client acts only as that client id: --client-id)";
+    else if (cfg.token.empty())
+      text += "; the combiner requires a token: pass --token or "
+              "--token-file";
+    else
+      text += "; get a new token (rondo token create; check it with rondo "
+              "token verify) and check --auth-scheme";
+    return caf::make_error(denied ? ec::permission_denied
+                                  : ec::unauthenticated,
+                           std::move(text));
   }
 
   void cancel_calls() {
@@ -304,7 +361,7 @@ struct fedn_client::impl {
                                std::max(cfg.heartbeat_interval_s, 5.0))};
         st = connector->SendHeartbeat(&c.ctx, hb, &resp);
       }
-      if (halt.stop_requested())
+      if (halt.stop_requested() || refused(st, "heartbeat"))
         break;
       if (st.ok() && reachable != true)
         spdlog::info("connected to combiner {} as '{}' (client id {})",
@@ -332,7 +389,7 @@ struct fedn_client::impl {
     fedn::Response resp;
     call c{*this, cfg.rpc_timeout_s};
     auto st = connector->SendStatus(&c.ctx, s, &resp);
-    if (!st.ok() && !halt.stop_requested())
+    if (!st.ok() && !refused(st, "status") && !halt.stop_requested())
       spdlog::warn("SendStatus for task {} failed: {}", task.correlation_id(),
                    describe(st));
   }
@@ -383,6 +440,7 @@ struct fedn_client::impl {
     if (complete || !failure.empty())
       c.ctx.TryCancel(); // we stop reading; do not wait for the stream end
     auto st = reader->Finish();
+    refused(st, "download");
     if (!failure.empty())
       return caf::make_error(ec::not_found, failure);
     if (!complete) {
@@ -439,7 +497,7 @@ struct fedn_client::impl {
       writer->WritesDone();
     auto st = writer->Finish();
     if (!st.ok()) {
-      if (halt.stop_requested())
+      if (refused(st, "upload") || halt.stop_requested())
         return caf::make_error(ec::terminated, "upload cancelled");
       return caf::make_error(ec::unspecified, "upload of model update " + id +
                                                 " failed: " + describe(st));
@@ -519,6 +577,7 @@ struct fedn_client::impl {
     fedn::Response resp;
     call c{*this, cfg.rpc_timeout_s};
     auto st = combiner->SendModelUpdate(&c.ctx, update, &resp);
+    refused(st, "model update");
     if (!st.ok())
       return caf::make_error(ec::unspecified,
                              "SendModelUpdate failed: " + describe(st));
@@ -574,6 +633,7 @@ struct fedn_client::impl {
     fedn::Response resp;
     call c{*this, cfg.rpc_timeout_s};
     auto st = combiner->SendModelValidation(&c.ctx, v, &resp);
+    refused(st, "validation");
     if (!st.ok())
       return caf::make_error(ec::unspecified,
                              "SendModelValidation failed: " + describe(st));
@@ -604,6 +664,7 @@ struct fedn_client::impl {
     fedn::Response resp;
     call c{*this, cfg.rpc_timeout_s};
     auto st = combiner->SendModelPrediction(&c.ctx, p, &resp);
+    refused(st, "prediction");
     if (!st.ok())
       return caf::make_error(ec::unspecified,
                              "SendModelPrediction failed: " + describe(st));
@@ -715,19 +776,8 @@ struct fedn_client::impl {
       auto outcome = serve_stream();
       if (outcome.done || halt.stop_requested())
         break;
-      auto code = outcome.status.error_code();
-      if (code == grpc::StatusCode::UNAUTHENTICATED
-          || code == grpc::StatusCode::PERMISSION_DENIED) {
-        // The token will not change by retrying.
-        halt.request_stop();
-        heartbeats.join();
-        return caf::make_error(code == grpc::StatusCode::UNAUTHENTICATED
-                                 ? ec::unauthenticated
-                                 : ec::permission_denied,
-                               "combiner " + target
-                                 + " refused the task stream: "
-                                 + explain(outcome.status));
-      }
+      if (refused(outcome.status, "task stream"))
+        break;
       if (outcome.progress)
         backoff = cfg.backoff_initial_s;
       spdlog::warn("task stream to {} ended: {}; reconnecting in {:.1f} s",
@@ -738,6 +788,8 @@ struct fedn_client::impl {
     }
     halt.request_stop();
     heartbeats.join();
+    if (auto err = refusal_error())
+      return err;
     spdlog::info("client '{}' stopped after {} task(s)", cfg.name,
                  tasks.load());
     return caf::none;

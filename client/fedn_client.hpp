@@ -107,10 +107,14 @@ public:
   /// handled, reconnecting with back-off whenever the TaskStream breaks or
   /// the combiner is unreachable. Returns none then. Errors: an invalid
   /// configuration (see `validate`); `ec::unauthenticated` or
-  /// `ec::permission_denied` when the combiner refuses the TaskStream for
-  /// the token (missing, invalid, expired, or naming another client):
-  /// retrying would not help. Task failures are not errors of `run`:
-  /// they are reported to the combiner (SendStatus ERROR) and logged.
+  /// `ec::permission_denied` as soon as the combiner refuses any call
+  /// (TaskStream, heartbeat, status, model transfer, update) for the token
+  /// (missing, invalid, expired, or naming another client), at start or
+  /// later, e.g. when the token expires while connected: retrying with the
+  /// same token would not help, so the client stops (a running entry point
+  /// too) and the error says so and what to do. Task failures are not
+  /// errors of `run`: they are reported to the combiner (SendStatus ERROR)
+  /// and logged.
   caf::error run();
 
   /// Tasks handled so far (any kind, including rejected and failed ones).

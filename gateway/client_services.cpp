@@ -189,7 +189,10 @@ bool parse_number(const std::string& text, double& out) {
 /// gone, cancelled, shutdown) stops the sink, and the session, which
 /// monitors the sink, treats that as the stream's close. (An explicit
 /// close_atom could close a newer stream of the same client that opened in
-/// between; the sink's down message names the stream that ended.)
+/// between; the sink's down message names the stream that ended.) The other
+/// way round, a sink stopped by someone else (the session, when a newer
+/// stream of the same client replaces this one) finishes the stream with
+/// UNAVAILABLE and the exit reason, so the client sees it end.
 class task_stream final : public stream_reactor<fedn::TaskRequest> {
 public:
   /// @param roles what the client announced (ClientAvailableMessage.data).
@@ -206,7 +209,20 @@ public:
     auto me = core_->me();
     std::weak_ptr<edge_core> weak_core = core_;
     sink_ = core_->sys.spawn(
-      [ch, who, me, weak_core]() -> task_sink_actor::behavior_type {
+      [ch, who, me, weak_core](
+        task_sink_actor::pointer self) -> task_sink_actor::behavior_type {
+        // The sink stops when the stream ended (then this is a no-op) or
+        // when the session ends the stream, e.g. because a newer TaskStream
+        // of the same client replaced it: finish the gRPC stream then, or
+        // its client would wait forever on a stream nothing writes to.
+        self->attach_functor([ch, who](const caf::error& reason) {
+          if (!reason || reason == caf::exit_reason::user_shutdown)
+            return;
+          auto why = error_detail(reason);
+          if (ch->end(grpc::Status(grpc::StatusCode::UNAVAILABLE, why)))
+            spdlog::warn("edge: ended the task stream of client '{}' ({}): {}",
+                         who.id, who.name, why);
+        });
         return {
           [ch, who, me, weak_core](const client_task& task) {
             // A client-role caller may download the models of its tasks.

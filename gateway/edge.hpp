@@ -156,7 +156,9 @@ caf::error validate(const edge_config& cfg);
 /// - TaskStream: bridged to the client's session through a task-sink actor;
 ///   tasks are written with one write in flight; the stream's end stops the
 ///   sink, which the session sees (it monitors the sink) as the stream's
-///   close.
+///   close. A newer TaskStream of the same client replaces the open one,
+///   which then ends with UNAVAILABLE ("replaced by a newer task stream of
+///   the same client"); the edge logs a warning naming the client.
 /// - Send* calls of the Combiner service always finish with gRPC status OK
 ///   (FEDn clients drop their connection on an error status); the
 ///   `response` text says what happened: "accepted", "rejected: <reason>"

@@ -399,11 +399,17 @@ public:
   /// Ends the stream with `why` after the write in flight (queued messages
   /// are dropped).
   void cancel(const grpc::Status& why) override {
+    static_cast<void>(end(why));
+  }
+
+  /// `cancel`. @returns whether this call ended the stream (false when it
+  /// was already ending).
+  bool end(const grpc::Status& why) {
     bool finish_now = false;
     {
       std::lock_guard<std::mutex> guard{mtx_};
       if (ending_)
-        return;
+        return false;
       ending_ = true;
       status_ = why;
       queue_.clear();
@@ -412,6 +418,7 @@ public:
     }
     if (finish_now)
       owner_->Finish(status_);
+    return true;
   }
 
   /// The reactor's OnWriteDone.

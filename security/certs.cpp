@@ -606,6 +606,59 @@ caf::error check_tls_files(const tls_files& files, bool require_all) {
   return caf::none;
 }
 
+std::string cert_host_problem(const std::string& cert_file,
+                              const std::string& host) {
+  auto bare = host;
+  if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']')
+    bare = bare.substr(1, bare.size() - 2);
+  if (bare.empty() || bare == "0.0.0.0" || bare == "::")
+    return {};
+  auto certs = load_certs("--cert", cert_file);
+  if (!certs)
+    return error_detail(certs.error());
+  auto* cert = sk_X509_value(certs->get(), 0);
+  auto ip = !ip_bytes(bare).empty();
+  auto ok = ip ? X509_check_ip_asc(cert, bare.c_str(), 0)
+               : X509_check_host(cert, bare.data(), bare.size(), 0, nullptr);
+  ERR_clear_error();
+  if (ok == 1)
+    return {};
+  // What it names instead, for the message.
+  std::string names;
+  auto* sans = static_cast<GENERAL_NAMES*>(
+    X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  names_ptr owned{sans};
+  for (int i = 0; sans != nullptr && i < sk_GENERAL_NAME_num(sans); ++i) {
+    auto* gen = sk_GENERAL_NAME_value(sans, i);
+    std::string entry;
+    if (gen->type == GEN_DNS) {
+      auto* s = gen->d.dNSName;
+      entry = "DNS:" + std::string{reinterpret_cast<const char*>(
+                                     ASN1_STRING_get0_data(s)),
+                                   static_cast<size_t>(ASN1_STRING_length(s))};
+    } else if (gen->type == GEN_IPADD) {
+      auto* s = gen->d.iPAddress;
+      char text[INET6_ADDRSTRLEN] = {};
+      auto len = ASN1_STRING_length(s);
+      if ((len == 4 || len == 16)
+          && inet_ntop(len == 4 ? AF_INET : AF_INET6,
+                       ASN1_STRING_get0_data(s), text, sizeof(text))
+               != nullptr)
+        entry = std::string{"IP:"} + text;
+    }
+    if (!entry.empty())
+      names += (names.empty() ? "" : ", ") + entry;
+  }
+  return "--cert " + cert_file + " does not name " + bare
+         + " (its subjectAltNames: "
+         + (names.empty() ? std::string{"none"} : names)
+         + "): TLS clients connecting to " + bare
+         + " will fail the handshake (\"Peer name " + bare
+         + " is not in peer certificate\"); issue a certificate that lists "
+           "it: rondo certs issue DIR NAME --host "
+         + bare;
+}
+
 caf::expected<std::string> read_small_file(const std::string& path,
                                            const std::string& flag) {
   if (path.empty())

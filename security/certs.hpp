@@ -84,6 +84,20 @@ struct tls_files {
 ///          file and the reason, or none.
 caf::error check_tls_files(const tls_files& files, bool require_all);
 
+/// Checks that the certificate in `cert_file` (the first of the file, as
+/// given by --cert) names `host`, the address or name TLS clients use, as
+/// gRPC checks it: an IP literal (also "[::1]") against its IP
+/// subjectAltNames (X509_check_ip_asc), a name against its DNS ones
+/// (X509_check_host, wildcards included; the subject CN only when it has
+/// no DNS names). A wildcard listen address ("0.0.0.0", "::", "[::]") or
+/// an empty host names no particular address and always passes.
+/// @returns an empty string when the certificate names `host`, else the
+///          problem for a warning (what the certificate names instead, the
+///          error clients will see, and the `rondo certs issue` command
+///          that fixes it), or why the file could not be read.
+std::string cert_host_problem(const std::string& cert_file,
+                              const std::string& host);
+
 /// Reads a whole PEM (or other small) file for gRPC's credential options.
 /// @returns its bytes, or ec::invalid_config naming the file and why.
 caf::expected<std::string> read_small_file(const std::string& path,

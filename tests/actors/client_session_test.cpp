@@ -4,6 +4,7 @@
 
 #include <optional>
 #include "actors/client_session.hpp"
+#include "messages/error.hpp"
 #include "messages/ids.hpp"
 #include "tests/caf_fixture.hpp"
 
@@ -37,6 +38,15 @@ task_sink_actor::behavior_type mock_sink(log_ptr<client_task> log) {
   return {
     [log](const client_task& x) { log->push_back(x); },
   };
+}
+
+/// A sink that also records why it stopped (the edge finishes its gRPC
+/// stream with that reason).
+task_sink_actor::behavior_type
+mock_sink_noting_exit(task_sink_actor::pointer self, log_ptr<client_task> log,
+                      std::shared_ptr<std::optional<caf::error>> exit) {
+  self->attach_functor([exit](const caf::error& why) { *exit = why; });
+  return mock_sink(std::move(log));
 }
 
 round_actor::behavior_type mock_round(log_ptr<task_cancelled> log) {
@@ -336,7 +346,7 @@ TEST_CASE_FIXTURE(session_fixture,
   REQUIRE(cancelled->size() == 2);
   CHECK(cancelled->at(1).correlation_id == "cid-2");
   CHECK(cancelled->at(1).reason
-        == "client client-1 opened a new task stream; the old one is dead");
+        == "client client-1 opened a new task stream; the old one was ended");
   CHECK(tasks3->empty());
   CHECK(assign(s, make_task("cid-3"), round));
   REQUIRE(tasks3->size() == 1);
@@ -478,4 +488,38 @@ TEST_CASE_FIXTURE(session_fixture,
   REQUIRE(cancelled->size() == 2);
   CHECK(cancelled->back().correlation_id == "cid-2");
   CHECK_FALSE(cancelled->back().failed);
+}
+
+TEST_CASE_FIXTURE(session_fixture,
+                  "client session: a newer stream of the same client ends "
+                  "the old stream's sink with the reason") {
+  // A second process with the same client id (or a reconnect) opens a
+  // TaskStream while one is open: the old sink must stop, so that the edge
+  // finishes the old gRPC stream and its client reconnects, rather than
+  // waiting for tasks on a stream nothing writes to any more.
+  auto s = spawn_session();
+  auto old_tasks = std::make_shared<std::vector<client_task>>();
+  auto old_exit = std::make_shared<std::optional<caf::error>>();
+  auto old_sink = keep(sys.spawn(mock_sink_noting_exit, old_tasks, old_exit));
+  auto [new_sink, new_tasks] = make_sink();
+  auto [round, cancelled] = make_round();
+  open(s, old_sink);
+  CHECK(assign(s, make_task("cid-1"), round));
+  open(s, new_sink);
+  REQUIRE(old_exit->has_value());
+  CHECK(render(**old_exit).find(client_session_state::replaced_reason)
+        != std::string::npos);
+  CHECK(error_detail(**old_exit) == client_session_state::replaced_reason);
+  REQUIRE(cancelled->size() == 1);
+  CHECK(cancelled->front().correlation_id == "cid-1");
+  // The new stream is the session's stream: tasks go there, and the old
+  // sink's down message does not close it.
+  CHECK(assign(s, make_task("cid-2"), round));
+  REQUIRE(new_tasks->size() == 1);
+  CHECK(new_tasks->front().correlation_id == "cid-2");
+  CHECK(get(s).status == "online");
+  advance(60s);
+  CHECK(activity_values() == bools{true});
+  CHECK(cancelled->size() == 1);
+  CHECK(old_tasks->size() == 1);
 }

@@ -435,7 +435,8 @@ def case_model_access():
 def case_listen_policy():
     """A non-loopback --host without --cert, --key and --auth-secret-file is
     refused (exit 2, naming the missing flags); with them it serves, and
-    --insecure starts with a warning."""
+    --insecure starts with a warning; a --host that --cert does not name
+    starts with a warning saying how to issue one that does."""
     rondo = harness.rondo_binary()
     with TempDir("rondo-sec-") as d:
         sec = Security(d)
@@ -493,6 +494,33 @@ def case_listen_policy():
                           if "warn" in line and "0.0.0.0" in line]
                 check(warned, f"no warning naming the address: {out}")
             check(p.returncode == 0, f"{extra}: exit {p.returncode}: {out}")
+            if extra != ["--insecure"]:
+                check("does not name" not in out,
+                      f"0.0.0.0 is no particular host, yet: {out}")
+        # A --host the certificate (IP:127.0.0.1) does not name: clients
+        # dialling it would fail the handshake, so the combiner warns at
+        # start with the command that fixes it.
+        for host, warns in (("localhost", True), ("127.0.0.1", False)):
+            port_file = os.path.join(d, "port")
+            if os.path.exists(port_file):
+                os.remove(port_file)
+            p = subprocess.Popen(
+                [rondo, "combiner", "--host", host, "--port", "0", "--db",
+                 os.path.join(d, f"db-{time.monotonic_ns()}"), "--port-file",
+                 port_file] + sec.combiner_args(),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            try:
+                wait_until(lambda: os.path.exists(port_file)
+                           or p.poll() is not None, 30, "the port file")
+                check(p.poll() is None, f"{host}: exited {p.returncode}")
+            finally:
+                p.terminate()
+                out, _ = p.communicate(timeout=30)
+            warned = [line for line in out.splitlines()
+                      if "warn" in line and f"does not name {host}" in line
+                      and "IP:127.0.0.1" in line
+                      and f"rondo certs issue DIR NAME --host {host}" in line]
+            check(bool(warned) == warns, f"--host {host}: {out}")
 
 
 def case_token_cli():

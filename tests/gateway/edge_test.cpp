@@ -132,8 +132,19 @@ public:
 
   ~task_listener() {
     ctx_.TryCancel();
-    thread_.join();
-    static_cast<void>(reader_->Finish());
+    if (thread_.joinable())
+      thread_.join();
+    if (!status_)
+      static_cast<void>(reader_->Finish());
+  }
+
+  /// The stream's final status; call once `ended` is true.
+  grpc::Status status() {
+    if (!status_) {
+      thread_.join();
+      status_ = reader_->Finish();
+    }
+    return *status_;
   }
 
   /// The next task, or nothing when none came within `timeout` or the
@@ -167,6 +178,7 @@ private:
   std::condition_variable cv_;
   std::deque<fedn::TaskRequest> tasks_;
   bool ended_ = false;
+  std::optional<grpc::Status> status_;
 };
 
 gateway::edge_config default_edge_config() {
@@ -573,6 +585,40 @@ TEST_CASE("edge: a task stream that ends mid-round cancels the client's "
   CHECK(p["status"] == "failed");
   CHECK(p["clients_silent"] == R"(["a"])");
   CHECK(p["nr_aggregated_models"] == "0");
+}
+
+TEST_CASE("edge: a newer task stream of the same client ends the old one "
+          "with UNAVAILABLE and gets the tasks") {
+  // A second process with the same client id and token: the first one's
+  // stream must end (its client reconnects) rather than stay open as a
+  // zombie that never gets a task again.
+  edge_fixture f;
+  REQUIRE(f.upload("m0", npz(4, 0.0)).ok());
+  auto first = std::make_unique<task_listener>(*f.combiner_stub, "a");
+  auto second = std::make_unique<task_listener>(*f.combiner_stub, "a");
+  // Each stream reaches the session through its own bridge, so which one
+  // the session sees second (the newer) is not fixed: exactly one ends.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!first->ended(0s) && !second->ended(0s)
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  REQUIRE((first->ended(0s) || second->ended(0s)));
+  if (second->ended(0s))
+    std::swap(first, second);
+  auto st = first->status();
+  CHECK(st.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(st.error_message()
+        == "replaced by a newer task stream of the same client");
+  first.reset();
+  auto started = f.start_round({{"round_id", "1"},
+                                {"session_id", "s1"},
+                                {"model_id", "m0"},
+                                {"round_timeout", "300"},
+                                {"clients_required", "1"}});
+  f.expect_training_task(*second, "a", "m0");
+  CHECK_FALSE(second->ended(0s));
+  second->cancel(); // the round ends at once (its task is cancelled)
+  REQUIRE(started.wait_for(30s) == std::future_status::ready);
 }
 
 TEST_CASE("edge: download of an unknown model sends one FAILED then ends") {

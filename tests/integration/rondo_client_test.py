@@ -15,7 +15,13 @@ Cases (one ctest entry each, `--case NAME`):
 - tls_token: `rondo client --ca --token-file` trains and validates against
   a combiner serving TLS and requiring tokens; a client whose token names
   another client exits 1 at once naming the refusal; a plaintext client on
-  the TLS port says to pass --ca.
+  the TLS port says to pass --ca; one dialling a host the certificate does
+  not name says how to issue one that does.
+- token_expires: a token that expires while connected makes the client
+  exit 1 naming the refusal, never "unreachable".
+- bad_ca_file: `--ca` with no certificate in it exits 2 at once.
+- duplicate_client: a second client with the same name and token ends the
+  first one's stream (it reconnects); the next round includes the first.
 
 Skipped (ctest SKIP_RETURN_CODE) when Python's gRPC or the package's numpy
 is missing.
@@ -289,10 +295,103 @@ def case_tls_token():
             with running(plain):
                 wait_until(lambda: "pass --ca" in plain.log(200), 15,
                            "the plaintext client to suggest --ca")
+            # A host the combiner's certificate (IP:127.0.0.1) does not
+            # name: the hint says how to issue one that does.
+            port = comb.address.rsplit(":", 1)[1]
+            other = RondoClient(d, f"localhost:{port}", "c4", PACKAGE,
+                                args=["--ca", sec.ca, "--token",
+                                      sec.token("client", "c4")])
+            with running(other):
+                wait_until(lambda: "rondo certs issue DIR NAME --host "
+                           "localhost" in other.log(200), 20,
+                           "the client to say the certificate must list "
+                           "localhost")
+
+
+def case_token_expires():
+    """A token that expires while the client is connected: the next
+    heartbeat is refused and `rondo client` exits 1 saying the combiner
+    refused its token (never "unreachable"), instead of staying a zombie."""
+    with TempDir("rondo-int-") as d:
+        sec = Security(d)
+        with Combiner(d, args=sec.combiner_args()) as comb:
+            c1 = RondoClient(d, comb.address, "c1", PACKAGE,
+                             args=["--ca", sec.ca, "--token",
+                                   sec.token("client", "c1", ttl="4s")])
+            with running(c1):
+                wait_until(lambda: "connected to combiner" in c1.log(200),
+                           15, "the client to connect")
+                wait_until(lambda: not c1.running(), 30,
+                           "the client with an expired token to exit")
+                log = c1.log(200)
+                check(c1.proc.returncode == 1, f"exit {c1.proc.returncode}")
+                check("refused this client's token" in log
+                      and "expired" in log and "get a new token" in log,
+                      f"unclear refusal:\n{log}")
+                check("unreachable" not in log, f"says unreachable:\n{log}")
+
+
+def case_bad_ca_file():
+    """`--ca` naming a file with no certificate exits 2 at once, naming the
+    flag and the file, rather than retrying with gRPC's raw error."""
+    with TempDir("rondo-int-") as d:
+        garbage = os.path.join(d, "garbage.crt")
+        with open(garbage, "w") as f:
+            f.write("not a certificate\n")
+        c1 = RondoClient(d, "127.0.0.1:1", "c1", PACKAGE,
+                         args=["--ca", garbage])
+        with running(c1):
+            wait_until(lambda: not c1.running(), 15, "the client to exit")
+            log = c1.log(50)
+            check(c1.proc.returncode == 2, f"exit {c1.proc.returncode}")
+            check("--ca" in log and garbage in log
+                  and "no PEM certificate" in log, f"unclear error:\n{log}")
+
+
+def case_duplicate_client():
+    """A second `rondo client` with the same name and token ends the first
+    one's task stream (the first reconnects) instead of leaving it a zombie;
+    once the duplicate is gone, the first client is served again."""
+    with TempDir("rondo-int-") as d:
+        sec = Security(d)
+        with Combiner(d, args=sec.combiner_args()) as comb:
+            creds = sec.credentials()
+            admin_token = sec.token("admin")
+            secured = {"credentials": creds, "token": admin_token}
+            m0 = seed(comb.address, **secured)
+            token = sec.token("client", "c1")
+            args = ["--ca", sec.ca, "--token", token]
+            c1 = RondoClient(d, comb.address, "c1", PACKAGE, args=args,
+                             env={"TESTPKG_DELTA": "2"})
+            with running(c1):
+                wait_until(lambda: "task stream of client 'c1' (c1) opened"
+                           in comb.log(200), 15, "c1's task stream")
+                dup = RondoClient(os.path.join(d, "dup"), comb.address, "c1",
+                                  PACKAGE, args=args)
+                with running(dup):
+                    wait_until(lambda: "replaced by a newer task stream"
+                               in c1.log(200), 30,
+                               "c1 to see its stream replaced")
+                    check("another process is connected with this client id"
+                          in c1.log(200), f"no hint:\n{c1.log()}")
+                    check("ended the task stream of client 'c1'"
+                          in comb.log(400), f"no warning:\n{comb.log()}")
+                check_running(c1)
+                # Once the duplicate is gone, c1's reconnect is the stream.
+                rec = run_round(comb.address, training("1", m0, 1),
+                                timeout=120, credentials=creds,
+                                token=admin_token)
+                check(rec["status"] == "success", f"round 1: {rec}")
+                check(rec["clients_accepted"] == ["c1"], f"round 1: {rec}")
+                check(near(weights(comb.address, rec["model_id"], **secured),
+                           2.0), "round 1 aggregate")
 
 
 CASES = {
     "tls_token": case_tls_token,
+    "token_expires": case_token_expires,
+    "bad_ca_file": case_bad_ca_file,
+    "duplicate_client": case_duplicate_client,
     "train_and_validate": case_train_and_validate,
     "failing_entry_point": case_failing_entry_point,
     "validator_only": case_validator_only,

@@ -192,3 +192,38 @@ TEST_CASE("read_small_file: reads a PEM file or names flag and file") {
   REQUIRE_FALSE(missing);
   CHECK(has(missing.error(), "--ca " + (c.tmp / "none.pem")));
 }
+
+TEST_CASE("certs: cert_host_problem checks the host clients use against the "
+          "subjectAltNames") {
+  cluster c; // node: 127.0.0.1 and localhost
+  auto cert = c.node().cert;
+  CHECK(security::cert_host_problem(cert, "127.0.0.1").empty());
+  CHECK(security::cert_host_problem(cert, "localhost").empty());
+  CHECK(security::cert_host_problem(cert, "LOCALHOST").empty());
+  // Wildcard listen addresses name no particular address.
+  for (auto any : {"0.0.0.0", "::", "[::]", ""})
+    CHECK(security::cert_host_problem(cert, any).empty());
+  auto problem = security::cert_host_problem(cert, "10.1.2.3");
+  CHECK(problem.find("--cert " + cert + " does not name 10.1.2.3")
+        != std::string::npos);
+  CHECK(problem.find("IP:127.0.0.1") != std::string::npos);
+  CHECK(problem.find("DNS:localhost") != std::string::npos);
+  CHECK(problem.find("rondo certs issue DIR NAME --host 10.1.2.3")
+        != std::string::npos);
+  CHECK_FALSE(security::cert_host_problem(cert, "combiner.example").empty());
+  CHECK_FALSE(security::cert_host_problem(cert, "::1").empty());
+  CHECK_FALSE(security::cert_host_problem(cert, "[::1]").empty());
+  // A certificate issued for IPv6 and a wildcard DNS name.
+  REQUIRE_FALSE(security::issue_cert(c.dir, "v6", {"::1", "*.example.org"},
+                                     30));
+  auto v6 = security::node_paths(c.dir, "v6").cert;
+  CHECK(security::cert_host_problem(v6, "[::1]").empty());
+  CHECK(security::cert_host_problem(v6, "::1").empty());
+  CHECK(security::cert_host_problem(v6, "a.example.org").empty());
+  CHECK(security::cert_host_problem(v6, "v6").find("IP:::1, DNS:*.example.org")
+        != std::string::npos);
+  // An unreadable file is a problem too, named.
+  CHECK(security::cert_host_problem(c.tmp / "none.crt", "10.1.2.3")
+          .find("none.crt")
+        != std::string::npos);
+}
