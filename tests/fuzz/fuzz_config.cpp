@@ -29,15 +29,29 @@ using rondo::fuzz::check;
 
 namespace {
 
-/// True if `s` is valid UTF-8 (protobuf rejects a proto3 string that is
-/// not, so Control.Start's parameters always are).
+/// True if `s` is valid UTF-8: shortest forms, no surrogates, at most
+/// U+10FFFF (protobuf rejects a proto3 string that is not, so
+/// Control.Start's parameters always are).
 bool utf8(const std::string& s) {
-  try {
-    (void) nlohmann::json(s).dump();
-    return true;
-  } catch (const nlohmann::json::exception&) {
-    return false;
+  for (size_t i = 0; i < s.size();) {
+    auto b = static_cast<unsigned char>(s[i]);
+    size_t n = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3
+                              : (b >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size())
+      return false;
+    uint32_t cp = n == 1 ? b : b & (0x7f >> n);
+    for (size_t k = 1; k < n; ++k) {
+      auto c = static_cast<unsigned char>(s[i + k]);
+      if ((c >> 6) != 2)
+        return false;
+      cp = (cp << 6) | (c & 0x3f);
+    }
+    static constexpr uint32_t min_of[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_of[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += n;
   }
+  return true;
 }
 
 void check_round_config(const round_config& cfg) {

@@ -1,7 +1,8 @@
 // libFuzzer target: the JSON a peer sends around a task.
 // - Combiner side (gateway/wire.*): a ModelUpdate's `meta`
 //   (parse_num_examples) and a ModelValidation's / ModelPrediction's
-//   `data` (check_json_object).
+//   `data` (check_json_object); a ClientAvailableMessage's `data`, the
+//   client's roles (messages/combiner_messages.*: parse_roles_json).
 // - Client side (client/task_meta.*): a TaskRequest's `data`
 //   (parse_task_data), the training code's metadata
 //   (parse_training_metadata), validation metrics and prediction output.
@@ -18,6 +19,7 @@
 
 #include "client/task_meta.hpp"
 #include "gateway/wire.hpp"
+#include "messages/combiner_messages.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -36,6 +38,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::check_error(n.error(), ec::invalid_argument, "malformed meta: ");
   if (auto err = gateway::check_json_object(text, "data"))
     fuzz::check_error(err, ec::invalid_argument, "malformed data: ");
+  auto roles = parse_roles_json(text);
+  auto again = parse_roles_json(make_roles_json(roles));
+  check(again.trainer == roles.trainer && again.validator == roles.validator,
+        "roles survive make_roles_json");
   // The client.
   for (bool require : {false, true}) {
     if (auto td = client::parse_task_data(text, require)) {
