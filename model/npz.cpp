@@ -224,9 +224,34 @@ struct cd_entry {
   uint64_t local_offset = 0;
 };
 
+// True if the end record at `pos` (a candidate found in `tail`, which
+// starts at file offset `tail_pos`) points to a central directory that
+// could be real: it ends before the record and starts with a directory
+// entry (or is empty), or it is a ZIP64 record with its locator.
+bool plausible_end_record(const byte_source& src,
+                          const std::vector<unsigned char>& tail,
+                          uint64_t tail_pos, size_t pos) {
+  if (pos + 22 > tail.size())
+    return false;
+  uint64_t at = tail_pos + pos;
+  uint64_t cd_size = le32(&tail[pos + 12]), cd_offset = le32(&tail[pos + 16]);
+  unsigned char sig[4];
+  if (cd_size == 0xffffffff || cd_offset == 0xffffffff)
+    return at >= 20 && src.read_at(at - 20, sig, 4) && le32(sig) == 0x07064b50;
+  if (cd_offset + cd_size > at)
+    return false;
+  return cd_size == 0
+         || (src.read_at(cd_offset, sig, 4) && le32(sig) == 0x02014b50);
+}
+
 // Returns the directory entries or an empty optional reason via `why`.
+// Sets `ambiguous` when the archive holds two plausible end records:
+// readers disagree on which one counts (libzip takes another than
+// Python's zipfile, which numpy uses), so its members are not well defined.
 std::vector<cd_entry> read_central_directory(const byte_source& src,
-                                             std::string& why) {
+                                             std::string& why,
+                                             bool& ambiguous) {
+  ambiguous = false;
   std::vector<cd_entry> out;
   auto tail_len = std::min<uint64_t>(src.size, 65557);
   std::vector<unsigned char> tail(tail_len);
@@ -244,6 +269,14 @@ std::vector<cd_entry> read_central_directory(const byte_source& src,
     why = "no ZIP end-of-central-directory record";
     return out;
   }
+  auto tail_pos = src.size - tail_len;
+  for (size_t i = eocd; i-- > 0;)
+    if (le32(&tail[i]) == 0x06054b50
+        && plausible_end_record(src, tail, tail_pos, i)) {
+      why = "more than one ZIP end record";
+      ambiguous = true;
+      return out;
+    }
   uint64_t entries = le16(&tail[eocd + 10]);
   uint64_t cd_size = le32(&tail[eocd + 12]);
   uint64_t cd_offset = le32(&tail[eocd + 16]);
@@ -388,7 +421,13 @@ caf::error npz_reader::impl::open(zip_source_t* zsrc) {
   zip_error_fini(&ze);
   auto n = zip_get_num_entries(za.get(), 0);
   std::string why;
-  auto cd = read_central_directory(src, why);
+  bool ambiguous = false;
+  auto cd = read_central_directory(src, why, ambiguous);
+  if (ambiguous)
+    return caf::make_error(ec::malformed_model,
+                           "the archive holds more than one ZIP end record "
+                           "(e.g. another archive appended): ZIP readers "
+                           "disagree on its members");
   bool cd_ok = cd.size() == static_cast<uint64_t>(n);
   std::set<std::string> keys;
   uint64_t declared = 0;

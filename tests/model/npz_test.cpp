@@ -309,8 +309,9 @@ TEST_CASE("npz: a model without tensors is refused by the writers") {
 // Rondo reads the last end record's central directory itself (for the
 // STORED fast path), which need not be the one libzip accepted; a ZIP64
 // extra field longer than its block made it read past the directory.
-// Such a directory is now ignored and libzip reads every member.
-TEST_CASE("npz: a stale central directory after the archive is ignored") {
+// Such a directory is now refused (and an archive with two end records
+// is refused as a whole, next case).
+TEST_CASE("npz: a stale central directory after the archive is refused") {
   auto archive = stored_zip(
     {{"0.npy", npy_bytes("<f4", false, "(2,)", f32_bytes({1.5, -2}))}});
   auto le = [](std::string& out, uint64_t v, int bytes) {
@@ -339,10 +340,48 @@ TEST_CASE("npz: a stale central directory after the archive is ignored") {
   le(bytes, archive.size(), 4);
   le(bytes, 0, 2);
   auto m = read_npz_bytes(bytes);
-  REQUIRE_MESSAGE(m, render(m.error()));
-  REQUIRE(m->size() == 1);
-  CHECK((*m)[0].at(0) == 1.5);
-  CHECK((*m)[0].at(1) == -2);
+  REQUIRE(!m);
+  CHECK(m.error() == ec::malformed_model);
+  RONDO_CHECK_SAYS(m.error(), "more than one ZIP end record");
+}
+
+// Found by fuzz_npz's property that libzip's reading (verify_stored_crc)
+// and Rondo's STORED fast path agree: with a second archive appended,
+// libzip read the first archive's member and the fast path (like numpy)
+// the second's, so one upload held two different models.
+TEST_CASE("npz: an archive with two end records is refused, not read two "
+          "ways") {
+  auto first = stored_zip(
+    {{"0.npy", npy_bytes("<f4", false, "(2,)", f32_bytes({1, 2}))}});
+  auto second = stored_zip(
+    {{"0.npy", npy_bytes("<f4", false, "(2,)", f32_bytes({7, 8}))}});
+  // The second archive's offsets count from the start of the file.
+  auto shifted = second;
+  auto cd_offset = shifted.size() - 22 + 16;
+  uint32_t off = 0;
+  for (int i = 0; i < 4; ++i)
+    off |= uint32_t{static_cast<unsigned char>(shifted[cd_offset + i])}
+           << (8 * i);
+  off += static_cast<uint32_t>(first.size());
+  for (int i = 0; i < 4; ++i)
+    shifted[cd_offset + i] = static_cast<char>((off >> (8 * i)) & 0xff);
+  auto local_offset = off + 42; // the directory entry's local offset
+  uint32_t lo = static_cast<uint32_t>(first.size());
+  for (int i = 0; i < 4; ++i)
+    shifted[local_offset - first.size() + i]
+      = static_cast<char>((lo >> (8 * i)) & 0xff);
+  auto bytes = first + shifted;
+  for (bool crc : {false, true}) {
+    npz_options opts;
+    opts.verify_stored_crc = crc;
+    auto m = read_npz_bytes(bytes, opts);
+    REQUIRE(!m);
+    CHECK(m.error() == ec::malformed_model);
+    RONDO_CHECK_SAYS(m.error(), "more than one ZIP end record");
+  }
+  // Either archive alone reads.
+  CHECK(read_npz_bytes(first));
+  CHECK(read_npz_bytes(second));
 }
 
 // Found by review of fuzz_npz's reach, confirmed in the fuzz build
