@@ -1,5 +1,6 @@
 #include "client/task_meta.hpp"
 
+#include "messages/config_values.hpp"
 #include "messages/error.hpp"
 
 #include <nlohmann/json.hpp>
@@ -21,6 +22,8 @@ caf::error invalid(std::string what) {
 
 caf::expected<task_data> parse_task_data(const std::string& data,
                                          bool require_round_id) {
+  if (auto why = json_nesting_problem(data); !why.empty())
+    return invalid("task data is " + why);
   auto j = json::parse(data, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return invalid("task data is not a JSON object: '" +
@@ -52,6 +55,8 @@ parse_training_metadata(const std::string& text, const std::string& source) {
     return invalid("train wrote no valid num_examples in " + source + ": " +
                    reason);
   };
+  if (auto why = json_nesting_problem(text); !why.empty())
+    return fail(why);
   auto j = json::parse(text, nullptr, false);
   if (j.is_discarded())
     return fail("not JSON");
@@ -91,6 +96,8 @@ std::string make_model_update_meta(const training_metadata& md,
 
 caf::expected<std::string> parse_metrics(const std::string& text,
                                          const std::string& source) {
+  if (auto why = json_nesting_problem(text); !why.empty())
+    return invalid("validate wrote metrics " + why + " in " + source);
   auto j = json::parse(text, nullptr, false);
   if (j.is_discarded())
     return invalid("validate wrote no JSON metrics in " + source);
@@ -102,6 +109,8 @@ caf::expected<std::string> parse_metrics(const std::string& text,
 
 caf::expected<std::string> parse_prediction(const std::string& text,
                                             const std::string& source) {
+  if (auto why = json_nesting_problem(text); !why.empty())
+    return invalid("predict wrote JSON " + why + " in " + source);
   auto j = json::parse(text, nullptr, false);
   if (j.is_discarded())
     return invalid("predict wrote no JSON in " + source);

@@ -24,7 +24,8 @@ struct task_data {
 
 /// Parses a TaskRequest's `data`. With `require_round_id` (training tasks:
 /// FEDn clients do `json.loads(data)["round_id"]`) a missing round_id is an
-/// error. Errors (`ec::invalid_argument`): not JSON, not an object,
+/// error. Errors (`ec::invalid_argument`): nested deeper than
+/// max_json_depth (messages/config_values.hpp), not JSON, not an object,
 /// round_id missing when required or not a string/number, client_settings
 /// not an object.
 caf::expected<task_data> parse_task_data(const std::string& data,

@@ -1,5 +1,6 @@
 #include "gateway/wire.hpp"
 
+#include "messages/config_values.hpp"
 #include "messages/error.hpp"
 
 #include "fedn.pb.h"
@@ -152,6 +153,8 @@ for_each_data_span(google::protobuf::io::ZeroCopyInputStream& in,
 }
 
 caf::expected<double> parse_num_examples(const std::string& meta) {
+  if (auto why = json_nesting_problem(meta); !why.empty())
+    return malformed("meta", why);
   auto j = nlohmann::json::parse(meta, nullptr, false);
   if (j.is_discarded())
     return malformed("meta", "not JSON");
@@ -179,6 +182,8 @@ caf::expected<double> parse_num_examples(const std::string& meta) {
 
 caf::error check_json_object(const std::string& text,
                              const std::string& what) {
+  if (auto why = json_nesting_problem(text); !why.empty())
+    return malformed(what, why);
   auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded())
     return malformed(what, "not JSON");

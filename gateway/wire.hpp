@@ -24,12 +24,13 @@ namespace rondo::gateway {
 /// @returns N, a finite number > 0; or `ec::invalid_argument` with a text
 ///          starting "malformed meta: " that names what is wrong (not JSON,
 ///          not an object, missing training_metadata or num_examples, not a
-///          number, not finite, not > 0).
+///          number, not finite, not > 0, nested deeper than max_json_depth).
 caf::expected<double> parse_num_examples(const std::string& meta);
 
 /// Checks that `text` is a JSON object (a validation's metrics, a
-/// prediction's output). @returns `ec::invalid_argument` with a text
-/// starting "malformed <what>: ", or none.
+/// prediction's output) nested at most max_json_depth levels.
+/// @returns `ec::invalid_argument` with a text starting
+/// "malformed <what>: ", or none.
 caf::error check_json_object(const std::string& text, const std::string& what);
 
 /// The current local time as Python's `str(datetime.now())` prints it

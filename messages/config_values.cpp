@@ -72,9 +72,35 @@ caf::expected<bool> parse_config_bool(const std::string& key,
              + quoted(raw));
 }
 
+std::string json_nesting_problem(std::string_view text) {
+  size_t depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_json_depth)
+        return "nested deeper than " + std::to_string(max_json_depth)
+               + " levels";
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return {};
+}
+
 caf::expected<nlohmann::json> parse_config_json(const std::string& key,
                                                const std::string& raw,
                                                bool want_object) {
+  if (auto why = json_nesting_problem(raw); !why.empty())
+    return bad(key + " is " + why);
   auto parsed = json::parse(raw, nullptr, false);
   const char* kind = want_object ? "a JSON object" : "a JSON list";
   if (parsed.is_discarded())

@@ -8,8 +8,10 @@
 #include <caf/expected.hpp>
 #include <nlohmann/json_fwd.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace rondo {
 
@@ -34,7 +36,21 @@ caf::expected<int64_t> parse_config_int(const std::string& key,
 caf::expected<bool> parse_config_bool(const std::string& key,
                                       const std::string& raw);
 
-/// A JSON object (want_object) or list; never a Python repr.
+/// The deepest nesting of arrays and objects Rondo accepts in JSON from
+/// outside (configs, a ModelUpdate's meta, metrics, task data). nlohmann's
+/// parser is iterative but its dump() recurses once per level, so a few
+/// hundred KB of `[` would overflow the stack; FEDn's JSON nests 2 or 3
+/// levels.
+inline constexpr size_t max_json_depth = 64;
+
+/// Checks in one pass, without parsing, that `text` nests arrays and
+/// objects at most max_json_depth levels deep (brackets in strings do not
+/// count); whether it is JSON at all is the parser's business.
+/// @returns "" if so, else the reason: "nested deeper than 64 levels".
+std::string json_nesting_problem(std::string_view text);
+
+/// A JSON object (want_object) or list; never a Python repr; nested at
+/// most max_json_depth levels.
 caf::expected<nlohmann::json> parse_config_json(const std::string& key,
                                                 const std::string& raw,
                                                 bool want_object);

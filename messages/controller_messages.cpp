@@ -96,6 +96,8 @@ caf::error validate(const session_config& c) {
 
 caf::expected<session_config>
 parse_session_config_json(const std::string& text) {
+  if (auto why = json_nesting_problem(text); !why.empty())
+    return config_error("session config is " + why);
   auto doc = json::parse(text, nullptr, false);
   if (doc.is_discarded() || !doc.is_object())
     return config_error("session config must be a JSON object");

@@ -168,6 +168,8 @@ parse_round_config(const std::map<std::string, std::string>& kv) {
 }
 
 caf::expected<round_config> parse_round_config_json(const std::string& text) {
+  if (auto why = json_nesting_problem(text); !why.empty())
+    return bad("round config is " + why);
   auto doc = json::parse(text, nullptr, false);
   if (doc.is_discarded())
     return bad("round config is not valid JSON");

@@ -21,6 +21,11 @@ constexpr char npy_magic[] = "\x93NUMPY";
 constexpr size_t npy_prefix = 10;           // magic, version, 2-byte length
 constexpr uint64_t read_chunk = 512u << 10; // pread size for visits
 constexpr uint64_t inflate_chunk = 1u << 20;
+// The longest npy header read. numpy writes ~128 bytes (format 1.0 allows
+// 65535) and np.load refuses more than 10000 by default; without a limit a
+// DEFLATE member that declares gigabytes could make the reader allocate
+// its declared header length before reading a byte of it.
+constexpr uint64_t max_npy_header = 1u << 16;
 
 caf::error member_error(ec code, const std::string& member,
                         const std::string& why) {
@@ -192,6 +197,8 @@ public:
   bool read_at(uint64_t offset, void* dst, uint64_t n) const {
     if (offset > size || n > size - offset)
       return false;
+    if (n == 0) // an empty archive: `bytes` and `dst` may be null
+      return true;
     if (fd < 0) {
       std::memcpy(dst, bytes.data() + offset, n);
       return true;
@@ -217,9 +224,34 @@ struct cd_entry {
   uint64_t local_offset = 0;
 };
 
+// True if the end record at `pos` (a candidate found in `tail`, which
+// starts at file offset `tail_pos`) points to a central directory that
+// could be real: it ends before the record and starts with a directory
+// entry (or is empty), or it is a ZIP64 record with its locator.
+bool plausible_end_record(const byte_source& src,
+                          const std::vector<unsigned char>& tail,
+                          uint64_t tail_pos, size_t pos) {
+  if (pos + 22 > tail.size())
+    return false;
+  uint64_t at = tail_pos + pos;
+  uint64_t cd_size = le32(&tail[pos + 12]), cd_offset = le32(&tail[pos + 16]);
+  unsigned char sig[4];
+  if (cd_size == 0xffffffff || cd_offset == 0xffffffff)
+    return at >= 20 && src.read_at(at - 20, sig, 4) && le32(sig) == 0x07064b50;
+  if (cd_offset + cd_size > at)
+    return false;
+  return cd_size == 0
+         || (src.read_at(cd_offset, sig, 4) && le32(sig) == 0x02014b50);
+}
+
 // Returns the directory entries or an empty optional reason via `why`.
+// Sets `ambiguous` when the archive holds two plausible end records:
+// readers disagree on which one counts (libzip takes another than
+// Python's zipfile, which numpy uses), so its members are not well defined.
 std::vector<cd_entry> read_central_directory(const byte_source& src,
-                                             std::string& why) {
+                                             std::string& why,
+                                             bool& ambiguous) {
+  ambiguous = false;
   std::vector<cd_entry> out;
   auto tail_len = std::min<uint64_t>(src.size, 65557);
   std::vector<unsigned char> tail(tail_len);
@@ -237,6 +269,14 @@ std::vector<cd_entry> read_central_directory(const byte_source& src,
     why = "no ZIP end-of-central-directory record";
     return out;
   }
+  auto tail_pos = src.size - tail_len;
+  for (size_t i = eocd; i-- > 0;)
+    if (le32(&tail[i]) == 0x06054b50
+        && plausible_end_record(src, tail, tail_pos, i)) {
+      why = "more than one ZIP end record";
+      ambiguous = true;
+      return out;
+    }
   uint64_t entries = le16(&tail[eocd + 10]);
   uint64_t cd_size = le32(&tail[eocd + 12]);
   uint64_t cd_offset = le32(&tail[eocd + 16]);
@@ -279,6 +319,14 @@ std::vector<cd_entry> read_central_directory(const byte_source& src,
     const unsigned char* x = p + 46 + name_len;
     for (size_t xp = 0; xp + 4 <= extra_len;) {
       size_t id = le16(x + xp), len = le16(x + xp + 2);
+      if (xp + 4 + len > extra_len) {
+        // libzip refuses such a directory, so it is not the one libzip
+        // read (e.g. a stale one after the archive): use none.
+        why = "ZIP central directory has an extra field longer than its "
+              "entry's extra block";
+        out.clear();
+        return out;
+      }
       if (id == 1) {
         size_t field = xp + 4;
         for (size_t off : {24u, 20u}) // uncompressed, compressed size
@@ -350,6 +398,13 @@ struct npz_reader::impl {
 };
 
 caf::error npz_reader::impl::open(zip_source_t* zsrc) {
+  // libzip opens zero bytes as an archive without members; numpy (and
+  // libzip reading a file) refuse them.
+  if (src.size == 0) {
+    zip_source_free(zsrc);
+    return caf::make_error(ec::malformed_model,
+                           "not a ZIP archive (npz): the input is empty");
+  }
   zip_error_t ze;
   zip_error_init(&ze);
   za.reset(zip_open_from_source(zsrc, ZIP_RDONLY, &ze));
@@ -366,7 +421,13 @@ caf::error npz_reader::impl::open(zip_source_t* zsrc) {
   zip_error_fini(&ze);
   auto n = zip_get_num_entries(za.get(), 0);
   std::string why;
-  auto cd = read_central_directory(src, why);
+  bool ambiguous = false;
+  auto cd = read_central_directory(src, why, ambiguous);
+  if (ambiguous)
+    return caf::make_error(ec::malformed_model,
+                           "the archive holds more than one ZIP end record "
+                           "(e.g. another archive appended): ZIP readers "
+                           "disagree on its members");
   bool cd_ok = cd.size() == static_cast<uint64_t>(n);
   std::set<std::string> keys;
   uint64_t declared = 0;
@@ -444,6 +505,12 @@ caf::error npz_reader::impl::add_member(uint64_t index,
   if (lead + hlen > st.size)
     return member_error(ec::malformed_model, name,
                         "npy header is longer than the member");
+  if (hlen > max_npy_header)
+    return member_error(ec::malformed_model, name,
+                        "npy header is " + std::to_string(hlen)
+                          + " bytes long; at most "
+                          + std::to_string(max_npy_header)
+                          + " are accepted");
   std::string header(hlen, '\0');
   if (auto err = read_exact(zf.get(), m, header.data(), hlen))
     return err;
@@ -521,7 +588,12 @@ caf::error npz_reader::impl::visit_stored(const member& m,
                                           const chunk_visitor& fn) const {
   auto esize = size_of(m.info.type);
   auto total = m.info.nbytes();
-  if (src.fd < 0 || total == 0)
+  if (total == 0) {
+    // No data: a file-backed reader has no bytes to point into.
+    static const std::byte no_data{};
+    return fn(&no_data, 0, 0);
+  }
+  if (src.fd < 0)
     return fn(reinterpret_cast<const std::byte*>(src.bytes.data())
                 + m.data_offset,
               0, m.info.count());
@@ -733,6 +805,11 @@ std::string npy_header(const tensor_info& info) {
   return out + dict;
 }
 
+caf::error empty_model_error() {
+  return caf::make_error(ec::invalid_argument,
+                         "cannot write an npz of a model without tensors");
+}
+
 caf::error write_error(const std::string& what, zip_t* za) {
   return caf::make_error(ec::storage_error,
                          what + ": " + (za ? zip_strerror(za) : "libzip"));
@@ -775,6 +852,8 @@ caf::error add_members(zip_t* za, const model& m, const npz_options& opts,
 
 caf::error write_npz_file(const model& m, const std::string& path,
                           const npz_options& opts) {
+  if (m.empty())
+    return empty_model_error();
   int code = 0;
   auto* za = zip_open(path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &code);
   if (za == nullptr)
@@ -795,6 +874,8 @@ caf::error write_npz_file(const model& m, const std::string& path,
 
 caf::expected<std::string> write_npz_bytes(const model& m,
                                            const npz_options& opts) {
+  if (m.empty())
+    return empty_model_error();
   zip_error_t ze;
   zip_error_init(&ze);
   auto* src = zip_source_buffer_create(nullptr, 0, 0, &ze);

@@ -57,7 +57,9 @@ caf::expected<model> read_npz_bytes(std::string_view bytes,
 
 /// Writes `m` as an npz file that numpy.load reads back bit-exactly.
 /// libzip writes to a temporary file and renames it at the end, so a
-/// failed write leaves no partial file. Errors: ec::storage_error.
+/// failed write leaves no partial file. Errors: ec::storage_error;
+/// ec::invalid_argument for a model without tensors (libzip writes no file
+/// for an archive without members).
 caf::error write_npz_file(const model& m, const std::string& path,
                           const npz_options& opts = {});
 

@@ -5,6 +5,7 @@
 #include "tests/model/helpers.hpp"
 
 #include <cstring>
+#include <fstream>
 
 using namespace rondo;
 using namespace rondo::test;
@@ -237,4 +238,167 @@ TEST_CASE("npz: rejects malformed archives, naming the member") {
     REQUIRE(!m);
     CHECK(m.error() == ec::not_found);
   }
+}
+
+// Found by tests/fuzz (fuzz_npz): libzip opened zero bytes as an archive
+// without members, so an empty upload read as an empty model in memory
+// (and memcpy got null pointers) while the same bytes as a file were "not
+// a ZIP archive".
+TEST_CASE("npz: zero bytes are not an npz, in memory or as a file") {
+  auto m = read_npz_bytes(std::string_view{});
+  REQUIRE(!m);
+  CHECK(m.error() == ec::malformed_model);
+  RONDO_CHECK_SAYS(m.error(), "not a ZIP archive (npz): the input is empty");
+  temp_dir dir;
+  auto path = dir / "empty.npz";
+  { std::ofstream{path}; }
+  auto f = read_npz_file(path);
+  REQUIRE(!f);
+  CHECK(f.error() == ec::malformed_model);
+  RONDO_CHECK_SAYS(f.error(), "not a ZIP archive");
+}
+
+// Found by tests/fuzz (fuzz_npz): visiting a zero-size member of a file
+// handed the visitor a pointer computed from the (null) in-memory bytes.
+TEST_CASE("npz: a zero-size member of a file visits as no values") {
+  temp_dir dir;
+  model m;
+  m.push_back(make("0", dtype::f32, {0, 3}, {}));
+  m.push_back(make("1", dtype::f64, {2}, {1, 2}));
+  auto path = dir / "zero.npz";
+  REQUIRE(!write_npz_file(m, path));
+  auto reader = npz_reader::open_file(path);
+  REQUIRE_MESSAGE(reader, render(reader.error()));
+  size_t calls = 0;
+  auto err = (*reader)->visit(0, [&](const std::byte* p, uint64_t first,
+                                     uint64_t n) {
+    ++calls;
+    CHECK(p != nullptr);
+    CHECK(first == 0);
+    CHECK(n == 0);
+    return caf::error{};
+  });
+  CHECK(!err);
+  CHECK(calls == 1);
+  auto back = (*reader)->read_all();
+  REQUIRE(back);
+  CHECK((*back)[0].shape == std::vector<uint64_t>{0, 3});
+  CHECK((*back)[1].at(1) == 2);
+}
+
+// Found by tests/fuzz (fuzz_npz): an archive without members reads as a
+// model without tensors, which libzip cannot write: write_npz_bytes failed
+// with "cannot read back the npz" and write_npz_file wrote no file yet
+// reported success.
+TEST_CASE("npz: a model without tensors is refused by the writers") {
+  auto bytes = write_npz_bytes(model{});
+  REQUIRE(!bytes);
+  CHECK(bytes.error() == ec::invalid_argument);
+  RONDO_CHECK_SAYS(bytes.error(), "a model without tensors");
+  temp_dir dir;
+  auto err = write_npz_file(model{}, dir / "empty.npz");
+  CHECK(err == ec::invalid_argument);
+  RONDO_CHECK_SAYS(err, "a model without tensors");
+  // An archive without members (np.savez() with no arrays) still reads.
+  auto none = read_npz_bytes(stored_zip({}));
+  REQUIRE_MESSAGE(none, render(none.error()));
+  CHECK(none->empty());
+}
+
+// Found by review of fuzz_npz's reach, confirmed by ASan in the fuzz build:
+// Rondo reads the last end record's central directory itself (for the
+// STORED fast path), which need not be the one libzip accepted; a ZIP64
+// extra field longer than its block made it read past the directory.
+// Such a directory is now refused (and an archive with two end records
+// is refused as a whole, next case).
+TEST_CASE("npz: a stale central directory after the archive is refused") {
+  auto archive = stored_zip(
+    {{"0.npy", npy_bytes("<f4", false, "(2,)", f32_bytes({1.5, -2}))}});
+  auto le = [](std::string& out, uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i)
+      out += static_cast<char>((v >> (8 * i)) & 0xff);
+  };
+  std::string cd;
+  le(cd, 0x02014b50, 4);
+  for (int i = 0; i < 6; ++i)
+    le(cd, i < 2 ? 20 : 0, 2); // versions, flags, method, time, date
+  le(cd, 0, 12);               // crc, sizes
+  le(cd, 5, 2);                // name length
+  le(cd, 4, 2);                // extra length: one field header only
+  le(cd, 0, 8);                // comment, disk, attributes
+  le(cd, 0, 2);
+  le(cd, 0xffffffff, 4);       // local offset: in the ZIP64 extra
+  cd += "0.npy";
+  le(cd, 1, 2);                // ZIP64 extra field...
+  le(cd, 0xffff, 2);           // ...claiming 65535 bytes
+  auto bytes = archive + cd;
+  le(bytes, 0x06054b50, 4);
+  le(bytes, 0, 4);
+  le(bytes, 1, 2);
+  le(bytes, 1, 2);
+  le(bytes, cd.size(), 4);
+  le(bytes, archive.size(), 4);
+  le(bytes, 0, 2);
+  auto m = read_npz_bytes(bytes);
+  REQUIRE(!m);
+  CHECK(m.error() == ec::malformed_model);
+  RONDO_CHECK_SAYS(m.error(), "more than one ZIP end record");
+}
+
+// Found by fuzz_npz's property that libzip's reading (verify_stored_crc)
+// and Rondo's STORED fast path agree: with a second archive appended,
+// libzip read the first archive's member and the fast path (like numpy)
+// the second's, so one upload held two different models.
+TEST_CASE("npz: an archive with two end records is refused, not read two "
+          "ways") {
+  auto first = stored_zip(
+    {{"0.npy", npy_bytes("<f4", false, "(2,)", f32_bytes({1, 2}))}});
+  auto second = stored_zip(
+    {{"0.npy", npy_bytes("<f4", false, "(2,)", f32_bytes({7, 8}))}});
+  // The second archive's offsets count from the start of the file.
+  auto shifted = second;
+  auto cd_offset = shifted.size() - 22 + 16;
+  uint32_t off = 0;
+  for (int i = 0; i < 4; ++i)
+    off |= uint32_t{static_cast<unsigned char>(shifted[cd_offset + i])}
+           << (8 * i);
+  off += static_cast<uint32_t>(first.size());
+  for (int i = 0; i < 4; ++i)
+    shifted[cd_offset + i] = static_cast<char>((off >> (8 * i)) & 0xff);
+  auto local_offset = off + 42; // the directory entry's local offset
+  uint32_t lo = static_cast<uint32_t>(first.size());
+  for (int i = 0; i < 4; ++i)
+    shifted[local_offset - first.size() + i]
+      = static_cast<char>((lo >> (8 * i)) & 0xff);
+  auto bytes = first + shifted;
+  for (bool crc : {false, true}) {
+    npz_options opts;
+    opts.verify_stored_crc = crc;
+    auto m = read_npz_bytes(bytes, opts);
+    REQUIRE(!m);
+    CHECK(m.error() == ec::malformed_model);
+    RONDO_CHECK_SAYS(m.error(), "more than one ZIP end record");
+  }
+  // Either archive alone reads.
+  CHECK(read_npz_bytes(first));
+  CHECK(read_npz_bytes(second));
+}
+
+// Found by review of fuzz_npz's reach, confirmed in the fuzz build
+// (libFuzzer: out-of-memory, malloc(3221225445)): a 137-byte DEFLATE
+// member declaring 3 GiB made the reader allocate and zero its npy
+// header's declared length before reading it.
+TEST_CASE("npz: an npy header longer than 64 KiB is refused before reading") {
+  std::string member = "\x93NUMPY\x02";
+  member += '\0';
+  uint32_t hlen = 70000;
+  for (int i = 0; i < 4; ++i)
+    member += static_cast<char>((hlen >> (8 * i)) & 0xff);
+  member += "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }";
+  member.resize(12 + hlen + 4, ' ');
+  auto m = read_npz_bytes(stored_zip({{"0.npy", member}}));
+  REQUIRE(!m);
+  CHECK(m.error() == ec::malformed_model);
+  RONDO_CHECK_SAYS(m.error(), "member '0.npy': npy header is 70000 bytes "
+                              "long; at most 65536 are accepted");
 }
