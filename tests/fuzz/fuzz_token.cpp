@@ -2,9 +2,6 @@
 // `authorization` metadata value of every gRPC call a peer makes
 // (token_from_authorization), and the JWT inside it (verify_token).
 //
-// Built only with -DRONDO_FUZZ_TOKEN=ON (tests/fuzz/CMakeLists.txt): on the
-// fuzz branch security/token.cpp is a placeholder.
-//
 // Properties beyond "no crash, leak, UB or uncaught exception":
 // - a rejection is ec::unauthenticated with a non-empty text;
 // - a token taken from the header is a part of the header value;
