@@ -126,6 +126,7 @@ grpc::Status authenticator::admit_value(std::string_view authorization,
                   "invalid token: " + error_detail(claims.error()));
   out.role = claims->role;
   out.client = claims->client;
+  out.expires = claims->expires;
   if (required_right(method) == right::admin
       && claims->role != security::role::admin)
     return refuse(grpc::StatusCode::PERMISSION_DENIED,
@@ -183,11 +184,15 @@ grpc::Status admit(edge_core& core, const grpc::CallbackServerContext* ctx,
 }
 
 grpc::Status admit_as(edge_core& core, const grpc::CallbackServerContext* ctx,
-                      std::string_view method, client_identity& who) {
+                      std::string_view method, client_identity& who,
+                      caller* out) {
   caller c;
   if (auto st = core.auth->admit(ctx, method, c); !st.ok())
     return st;
-  return core.auth->bind(c, method, who);
+  auto st = core.auth->bind(c, method, who);
+  if (out != nullptr)
+    *out = std::move(c);
+  return st;
 }
 
 grpc::ServerUnaryReactor* refuse_unary(grpc::CallbackServerContext* ctx,

@@ -38,6 +38,7 @@
 
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -64,6 +65,10 @@ struct caller {
   security::role role = security::role::admin;
   /// The only client the caller may act as; empty: any.
   std::string client;
+  /// When the caller's token expires (seconds since the epoch); none when
+  /// it has no `exp` or tokens are not checked. A TaskStream outlives the
+  /// call that opened it, so it ends itself then (task_stream).
+  std::optional<int64_t> expires;
 };
 
 /// Checks tokens and rights (thread-safe).
@@ -121,9 +126,11 @@ grpc::Status admit(edge_core& core, const grpc::CallbackServerContext* ctx,
                    std::string_view method, caller* out = nullptr);
 
 /// `admit`, then `bind` of `who`: for the methods where a client acts as
-/// itself (heartbeat, status, TaskStream, Send*, Upload).
+/// itself (heartbeat, status, TaskStream, Send*, Upload). `out`, when not
+/// null, receives the caller.
 grpc::Status admit_as(edge_core& core, const grpc::CallbackServerContext* ctx,
-                      std::string_view method, client_identity& who);
+                      std::string_view method, client_identity& who,
+                      caller* out = nullptr);
 
 /// Finishes a unary call at once with `st` (a refusal).
 grpc::ServerUnaryReactor* refuse_unary(grpc::CallbackServerContext* ctx,

@@ -22,12 +22,17 @@
 #include "storage/state_store.hpp"
 #include "storage/model_store.hpp"
 
+#include <caf/actor_cast.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/send.hpp>
+#include <caf/system_messages.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <optional>
 
 namespace rondo::gateway::detail {
 
@@ -196,9 +201,15 @@ bool parse_number(const std::string& text, double& out) {
 class task_stream final : public stream_reactor<fedn::TaskRequest> {
 public:
   /// @param roles what the client announced (ClientAvailableMessage.data).
+  /// @param expires when the token that opened the stream expires
+  ///        (seconds since the epoch); none: never. The stream then ends
+  ///        with UNAUTHENTICATED, as a new call with that token would.
   task_stream(std::shared_ptr<edge_core> core, client_identity who,
-              client_roles roles)
-    : stream_reactor(std::move(core)), who_(std::move(who)), roles_(roles) {
+              client_roles roles, std::optional<int64_t> expires)
+    : stream_reactor(std::move(core)),
+      who_(std::move(who)),
+      roles_(roles),
+      expires_(expires) {
   }
 
   void begin() {
@@ -207,10 +218,26 @@ public:
     auto ch = channel_;
     auto who = who_;
     auto me = core_->me();
+    auto expires = expires_;
     std::weak_ptr<edge_core> weak_core = core_;
     sink_ = core_->sys.spawn(
-      [ch, who, me, weak_core](
+      [ch, who, me, weak_core, expires](
         task_sink_actor::pointer self) -> task_sink_actor::behavior_type {
+        // The token that opened the stream expires: the sink exits with
+        // ec::unauthenticated (a delayed exit to itself, a timer), which
+        // ends the stream below and closes it for the session.
+        if (expires) {
+          auto left = std::max<int64_t>(*expires - security::unix_now(), 0);
+          // An exit is a system message, outside the typed interface.
+          caf::delayed_anon_send(
+            caf::actor_cast<caf::actor>(self), std::chrono::seconds{left},
+            caf::exit_msg{self->address(),
+                          caf::make_error(ec::unauthenticated,
+                                          "the token of this task stream "
+                                          "expired at "
+                                            + security::utc_text(*expires)
+                                            + "; get a new token")});
+        }
         // The sink stops when the stream ended (then this is a no-op) or
         // when the session ends the stream, e.g. because a newer TaskStream
         // of the same client replaced it: finish the gRPC stream then, or
@@ -219,7 +246,10 @@ public:
           if (!reason || reason == caf::exit_reason::user_shutdown)
             return;
           auto why = error_detail(reason);
-          if (ch->end(grpc::Status(grpc::StatusCode::UNAVAILABLE, why)))
+          auto code = reason == ec::unauthenticated
+                        ? grpc::StatusCode::UNAUTHENTICATED
+                        : grpc::StatusCode::UNAVAILABLE;
+          if (ch->end(grpc::Status(code, why)))
             spdlog::warn("edge: ended the task stream of client '{}' ({}): {}",
                          who.id, who.name, why);
         });
@@ -267,6 +297,7 @@ protected:
 private:
   client_identity who_;
   client_roles roles_;
+  std::optional<int64_t> expires_;
   task_sink_actor sink_;
 };
 
@@ -434,10 +465,12 @@ public:
   TaskStream(grpc::CallbackServerContext* ctx,
              const fedn::ClientAvailableMessage* req) override {
     auto who = identify(req->sender(), ctx);
-    if (auto st = admit_as(*core_, ctx, "/fedn.Combiner/TaskStream", who);
+    caller c;
+    if (auto st = admit_as(*core_, ctx, "/fedn.Combiner/TaskStream", who, &c);
         !st.ok())
       return new refused_stream<fedn::TaskRequest>(st);
-    auto* s = new task_stream(core_, who, parse_roles_json(req->data()));
+    auto* s = new task_stream(core_, who, parse_roles_json(req->data()),
+                              c.expires);
     if (who.id.empty()) {
       spdlog::warn("edge: refused TaskStream: {}", no_client_id);
       s->channel()->cancel(

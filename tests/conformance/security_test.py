@@ -606,6 +606,42 @@ def case_message_limits():
             c.close()
 
 
+def case_stream_token_expires():
+    """A TaskStream outlives the call that opened it: when its token
+    expires the combiner ends it with UNAUTHENTICATED (a FEDn client that
+    only keeps its stream open would otherwise keep receiving tasks on an
+    expired token); a stream opened with a token without exp stays open."""
+    with TempDir("rondo-sec-") as d:
+        sec = Security(d)
+        with Combiner(d, args=sec.combiner_args(tls=False)) as comb:
+            short = FednClient(comb.address, "c0",
+                               token=sec.token("client", "c0", ttl="3s"))
+            lasting = FednClient(comb.address, "c1",
+                                 token=sec.token("client", "c1", ttl="0"))
+            try:
+                opened = time.time()
+                short.start()
+                lasting.start()
+                check(short.stream_ended.wait(20),
+                      "c0's task stream did not end within 20 s of opening "
+                      "with a 3 s token")
+                took = time.time() - opened
+                e = short.stream_error
+                check(e is not None
+                      and e.code() == grpc.StatusCode.UNAUTHENTICATED
+                      and "expired" in e.details(),
+                      f"c0's stream ended with {e}")
+                check(took >= 1.5, f"c0's stream ended after {took:.1f} s, "
+                                   "before its token expired")
+                check(not lasting.stream_ended.is_set(),
+                      "c1's stream (no exp) ended too")
+                check("expired" in comb.log(400),
+                      "the combiner logs the expired stream")
+            finally:
+                short.close()
+                lasting.close()
+
+
 CASES = {
     "message_limits": case_message_limits,
     "tls_token_round": case_tls_token_round,
@@ -616,6 +652,7 @@ CASES = {
     "model_access": case_model_access,
     "listen_policy": case_listen_policy,
     "token_cli": case_token_cli,
+    "stream_token_expires": case_stream_token_expires,
 }
 
 if __name__ == "__main__":
