@@ -187,7 +187,7 @@ int run(const combiner_args& a) {
   }
 
   setup_logger("rondo-combiner", a.log_level);
-  if (!missing.empty() && !security::is_loopback_host(a.host))
+  if (security::exposed_unsecured(a.host, missing))
     spdlog::warn("{}", security::insecure_warning("rondo combiner", a.host));
   // Clients check that the edge's certificate names the host they dial; a
   // specific --host is what they will most likely use.

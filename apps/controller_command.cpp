@@ -52,10 +52,10 @@ struct controller_args {
 
 constexpr const char* server_name = "rondo controller";
 
-/// Whether the controller listens without authentication where other hosts
-/// can reach it (allowed only with --insecure).
-bool open_to_network(const controller_args& a) {
-  return !a.tls.any() && !security::is_loopback_host(a.host);
+/// The flags that would secure the middleman port and are missing; empty
+/// with mutual TLS.
+std::string missing_tls(const controller_args& a) {
+  return a.tls.any() ? "" : "--cert, --key, --ca";
 }
 
 /// Checks the options; @returns the first problem, or an empty string.
@@ -66,9 +66,8 @@ std::string check(const controller_args& a) {
     return "--host must not be empty";
   if (auto problem = check_middleman_tls(a.tls); !problem.empty())
     return problem;
-  if (auto refused = security::check_listen_policy(
-        server_name, a.host, a.tls.any() ? "" : "--cert, --key, --ca",
-        a.insecure);
+  if (auto refused = security::check_listen_policy(server_name, a.host,
+                                                   missing_tls(a), a.insecure);
       !refused.empty())
     return refused;
   if (a.port < 0 || a.port > 65535)
@@ -90,7 +89,7 @@ int run(const controller_args& a) {
     return 2;
   }
   setup_logger("rondo-controller", a.log_level);
-  if (open_to_network(a))
+  if (security::exposed_unsecured(a.host, missing_tls(a)))
     spdlog::warn(security::insecure_warning(server_name, a.host));
   keep_freed_memory();
   // Before the database is opened (or created): a taken port is the

@@ -1,6 +1,7 @@
 #include "security/certs.hpp"
 
 #include "messages/error.hpp"
+#include "security/listen_policy.hpp"
 
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
@@ -222,9 +223,7 @@ x509_ptr new_cert(EVP_PKEY* key, const std::string& cn, int days) {
 
 /// An IPv4/IPv6 literal ("::1" or "[::1]") as its bytes, else empty.
 std::string ip_bytes(const std::string& host) {
-  auto h = host;
-  if (h.size() > 2 && h.front() == '[' && h.back() == ']')
-    h = h.substr(1, h.size() - 2);
+  auto h = unbracketed(host);
   unsigned char buf[16];
   if (inet_pton(AF_INET, h.c_str(), buf) == 1)
     return std::string{reinterpret_cast<char*>(buf), 4};
@@ -289,36 +288,6 @@ int no_password(char*, int, int, void*) {
   return -1;
 }
 
-/// Reads a whole file (at most `limit` bytes). @returns its bytes, or the
-/// reason it cannot be read.
-caf::expected<std::string> read_file(const std::string& path, size_t limit,
-                                     std::string& why) {
-  std::error_code err;
-  if (std::filesystem::is_directory(path, err)) {
-    why = "is a directory";
-    return caf::make_error(ec::invalid_config);
-  }
-  std::ifstream in{path, std::ios::binary};
-  if (!in) {
-    why = std::strerror(errno);
-    return caf::make_error(ec::invalid_config);
-  }
-  std::string bytes;
-  char buf[4096];
-  while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
-    bytes.append(buf, static_cast<size_t>(in.gcount()));
-    if (bytes.size() > limit) {
-      why = "is larger than " + std::to_string(limit >> 10) + " KiB";
-      return caf::make_error(ec::invalid_config);
-    }
-  }
-  if (in.bad()) {
-    why = "read error";
-    return caf::make_error(ec::invalid_config);
-  }
-  return bytes;
-}
-
 constexpr size_t max_pem_bytes = size_t{1} << 20;
 
 caf::error config_error(const std::string& flag, const std::string& path,
@@ -331,10 +300,25 @@ caf::error config_error(const std::string& flag, const std::string& path,
 /// max_pem_bytes. @returns them, or ec::invalid_config naming flag and file.
 caf::expected<std::string> read_flag_file(const std::string& flag,
                                           const std::string& path) {
-  std::string why;
-  auto bytes = read_file(path, max_pem_bytes, why);
-  if (!bytes)
+  auto cannot = [&](const std::string& why) {
     return config_error(flag, path, "cannot read it: " + why);
+  };
+  std::error_code err;
+  if (std::filesystem::is_directory(path, err))
+    return cannot("is a directory");
+  std::ifstream in{path, std::ios::binary};
+  if (!in)
+    return cannot(std::strerror(errno));
+  std::string bytes;
+  char buf[4096];
+  while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
+    bytes.append(buf, static_cast<size_t>(in.gcount()));
+    if (bytes.size() > max_pem_bytes)
+      return cannot("is larger than " + std::to_string(max_pem_bytes >> 10)
+                    + " KiB");
+  }
+  if (in.bad())
+    return cannot("read error");
   return bytes;
 }
 
@@ -608,9 +592,7 @@ caf::error check_tls_files(const tls_files& files, bool require_all) {
 
 std::string cert_host_problem(const std::string& cert_file,
                               const std::string& host) {
-  auto bare = host;
-  if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']')
-    bare = bare.substr(1, bare.size() - 2);
+  auto bare = unbracketed(host);
   if (bare.empty() || bare == "0.0.0.0" || bare == "::")
     return {};
   auto certs = load_certs("--cert", cert_file);
@@ -744,12 +726,11 @@ std::string probe_tls(int fd, const tls_files& files) {
   // answers a rejected one with an alert; an accepted peer (a CAF node)
   // then talks first.
   char buf[8];
-  auto n = SSL_read(ssl.get(), buf, sizeof(buf));
-  auto why = n > 0 ? std::string{} : openssl_errors();
-  if (n > 0)
+  if (SSL_read(ssl.get(), buf, sizeof(buf)) > 0) {
     SSL_shutdown(ssl.get());
-  if (n > 0)
     return {};
+  }
+  auto why = openssl_errors();
   if (!why.empty())
     return "it refused this certificate (--cert " + files.cert + "): " + why;
   return "it completed the TLS handshake but sent nothing (not a Rondo "

@@ -7,12 +7,16 @@
 
 namespace rondo::security {
 
+std::string unbracketed(const std::string& host) {
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    return host.substr(1, host.size() - 2);
+  return host;
+}
+
 bool is_loopback_host(const std::string& host) {
   if (host == "localhost")
     return true;
-  auto h = host;
-  if (h.size() > 2 && h.front() == '[' && h.back() == ']')
-    h = h.substr(1, h.size() - 2);
+  auto h = unbracketed(host);
   in_addr v4{};
   if (inet_pton(AF_INET, h.c_str(), &v4) == 1)
     return (ntohl(v4.s_addr) >> 24) == 127;
@@ -23,10 +27,14 @@ bool is_loopback_host(const std::string& host) {
   return false;
 }
 
+bool exposed_unsecured(const std::string& host, const std::string& missing) {
+  return !missing.empty() && !is_loopback_host(host);
+}
+
 std::string check_listen_policy(const std::string& what,
                                 const std::string& host,
                                 const std::string& missing, bool insecure) {
-  if (missing.empty() || insecure || is_loopback_host(host))
+  if (insecure || !exposed_unsecured(host, missing))
     return {};
   return what + " refuses to listen on " + host
          + " without " + missing

@@ -14,6 +14,18 @@ namespace rondo::security {
 ///          not loopback. Pure string/inet_pton check, no DNS.
 bool is_loopback_host(const std::string& host);
 
+/// `host` without the brackets of an IPv6 literal ("[::1]" -> "::1");
+/// any other host as it is.
+std::string unbracketed(const std::string& host);
+
+/// @returns whether a server on `host` lacking the security flags
+///          `missing` (e.g. "--cert, --key, --ca"; empty: secured) can be
+///          reached by peers on other hosts without them: `missing` is not
+///          empty and `host` is not loopback. `check_listen_policy` refuses
+///          that unless --insecure; with --insecure the server logs
+///          `insecure_warning` at start.
+bool exposed_unsecured(const std::string& host, const std::string& missing);
+
 /// Decides whether a server may listen on `host`.
 /// @param what the server, e.g. "rondo controller".
 /// @param missing the flags that would secure it and are not given, e.g.
