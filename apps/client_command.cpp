@@ -60,7 +60,6 @@ std::string load_security(client_args& a) {
                        load(a.key_file, "--key", cfg.tls_key_pem)})
     if (!problem.empty())
       return problem;
-  cfg.tls = cfg.tls || !a.ca_file.empty() || !a.cert_file.empty();
   if (!a.token_file.empty()) {
     if (!cfg.token.empty())
       return "give --token or --token-file, not both";
@@ -175,7 +174,8 @@ int run_client(client_args& a) {
   // defaults to the name, so `rondo token create --client NAME` fits.
   if (cfg.client_id.empty())
     cfg.client_id = cfg.token.empty() ? new_id() : cfg.name;
-  if (!cfg.token.empty() && !cfg.tls && !security::is_loopback_host(cfg.host))
+  if (!cfg.token.empty() && !uses_tls(cfg)
+      && !security::is_loopback_host(cfg.host))
     spdlog::warn("sending the token to {} without TLS: anyone on the path "
                  "can read and reuse it (pass --ca)",
                  cfg.host);
@@ -199,7 +199,7 @@ int run_client(client_args& a) {
   }
   // A controller's port would only ever fail the gRPC handshake; say so
   // (a combiner that is not up yet is fine: the client retries).
-  if (!cfg.tls && classify_endpoint(endpoint{cfg.host, cfg.port}, 2)
+  if (!uses_tls(cfg) && classify_endpoint(endpoint{cfg.host, cfg.port}, 2)
       == endpoint_kind::caf_node) {
     spdlog::error("{}:{} answers like a Rondo controller (CAF middleman), "
                   "not a combiner: give the combiner's client port "

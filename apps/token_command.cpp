@@ -8,7 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cctype>
-#include <ctime>
+#include <chrono>
 #include <iostream>
 #include <string>
 
@@ -49,7 +49,6 @@ bool parse_ttl(const std::string& text, std::chrono::seconds& out) {
   out = std::chrono::seconds{n * unit};
   return true;
 }
-
 
 struct token_args {
   std::string secret_file;

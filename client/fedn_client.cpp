@@ -123,6 +123,10 @@ private:
 
 } // namespace
 
+bool uses_tls(const client_config& cfg) {
+  return cfg.tls || !cfg.tls_ca_pem.empty() || !cfg.tls_cert_pem.empty();
+}
+
 caf::error validate(const client_config& cfg) {
   auto bad = [](const std::string& what) {
     return caf::make_error(ec::invalid_config, what);
@@ -222,51 +226,34 @@ struct fedn_client::impl {
     impl& owner_;
   };
 
-  bool uses_tls() const {
-    return cfg.tls || !cfg.tls_ca_pem.empty() || !cfg.tls_cert_pem.empty();
-  }
-
   /// `describe(st)` and, for failures a setting explains, what to check.
   std::string explain(const grpc::Status& st) const {
     auto text = describe(st);
     auto says = [&st](const char* what) {
       return st.error_message().find(what) != std::string::npos;
     };
-    switch (st.error_code()) {
-      case grpc::StatusCode::UNAVAILABLE:
-        if (says("Connection refused"))
-          text += "; is the combiner running and listening on this port?";
-        else if (says("replaced by a newer task stream"))
-          text += "; another process is connected with this client id "
-                  "(--client-id, or --name with a token naming a client): "
-                  "each running client needs its own id";
-        else if (says("is not in peer certificate"))
-          text += "; the combiner's certificate does not name the host this "
-                  "client connects to (--host " + cfg.host + "): it must "
-                  "list that host (rondo certs issue DIR NAME --host "
-                  + cfg.host + ")";
-        else if (!uses_tls())
-          text += "; if the combiner serves TLS, this plaintext client is "
-                  "refused at the handshake: pass --ca FILE";
-        else
-          text += "; if the TLS handshake failed: --ca must be the CA that "
-                  "signed the combiner's certificate (for --host), and a "
-                  "combiner requiring client certificates needs --cert and "
-                  "--key";
-        break;
-      case grpc::StatusCode::UNAUTHENTICATED:
-        text += cfg.token.empty()
-                  ? "; the combiner requires a token: pass --token or "
-                    "--token-file"
-                  : "; check the token (rondo token verify) and "
-                    "--auth-scheme";
-        break;
-      case grpc::StatusCode::PERMISSION_DENIED:
-        text += "; the token's role or client does not allow this (a token "
-                "naming a client acts only as that client id: --client-id)";
-        break;
-      default: break;
-    }
+    // Refused tokens (UNAUTHENTICATED, PERMISSION_DENIED) never get here:
+    // `refused` stops the client with refusal_error's explanation.
+    if (st.error_code() != grpc::StatusCode::UNAVAILABLE)
+      return text;
+    if (says("Connection refused"))
+      text += "; is the combiner running and listening on this port?";
+    else if (says("replaced by a newer task stream"))
+      text += "; another process is connected with this client id "
+              "(--client-id, or --name with a token naming a client): each "
+              "running client needs its own id";
+    else if (says("is not in peer certificate"))
+      text += "; the combiner's certificate does not name the host this "
+              "client connects to (--host " + cfg.host + "): it must list "
+              "that host (rondo certs issue DIR NAME --host " + cfg.host + ")";
+    else if (!uses_tls(cfg))
+      text += "; if the combiner serves TLS, this plaintext client is "
+              "refused at the handshake: pass --ca FILE";
+    else
+      text += "; if the TLS handshake failed: --ca must be the CA that "
+              "signed the combiner's certificate (for --host), and a "
+              "combiner requiring client certificates needs --cert and "
+              "--key";
     return text;
   }
 
@@ -332,7 +319,7 @@ struct fedn_client::impl {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
                 static_cast<int>(cfg.backoff_max_s * 1000));
     std::shared_ptr<grpc::ChannelCredentials> creds;
-    if (uses_tls()) {
+    if (uses_tls(cfg)) {
       grpc::SslCredentialsOptions opts;
       opts.pem_root_certs = cfg.tls_ca_pem;
       opts.pem_private_key = cfg.tls_key_pem;
@@ -766,7 +753,7 @@ struct fedn_client::impl {
                  "package {}",
                  cfg.name, cfg.client_id, cfg.roles.trainer ? "training " : "",
                  cfg.roles.validator ? "validation" : "", target,
-                 uses_tls() ? (cfg.tls_cert_pem.empty() ? "TLS" : "mutual TLS")
+                 uses_tls(cfg) ? (cfg.tls_cert_pem.empty() ? "TLS" : "mutual TLS")
                             : "plaintext",
                  cfg.token.empty() ? "" : ", with a token", pkg.dir.string());
     std::thread heartbeats{[this] { heartbeat_loop(); }};

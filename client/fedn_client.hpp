@@ -88,6 +88,9 @@ struct client_config {
   std::string auth_scheme = "Bearer";
 };
 
+/// Whether `cfg` connects over TLS: `tls`, or any of its PEMs given.
+bool uses_tls(const client_config& cfg);
+
 /// Checks a configuration: name and client_id non-empty, positive
 /// timeouts, intervals and chunk size, backoff_initial <= backoff_max.
 /// Errors: `ec::invalid_config` naming the option.
