@@ -12,10 +12,14 @@ packages=(
   protobuf-compiler-grpc librocksdb-dev doctest-dev libzip-dev zlib1g-dev
   libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
   libssl-dev libxxhash-dev uuid-dev libjwt-dev
+  # the operator API: HTTP(S), Prometheus metrics, compute package archives
+  libcpp-httplib-dev prometheus-cpp-dev libarchive-dev
   # security: fuzzing (libFuzzer) and certificate checks in the tests
   clang-14 libfuzzer-14-dev libclang-rt-14-dev openssl
   # Python side: test client, example compute package, numpy comparisons
-  python3 python3-numpy python3-grpcio python3-protobuf
+  python3 python3-numpy python3-grpcio python3-protobuf python3-requests
+  # the dashboard's browser test: headless Chromium driven by selenium
+  chromium chromium-driver python3-selenium
   # real data for the main job
   dataset-fashion-mnist
 )
