@@ -134,6 +134,24 @@ server::server(server_config cfg) : impl_(std::make_unique<impl>()) {
   http.set_read_timeout(c.io_timeout, 0);
   http.set_write_timeout(c.io_timeout, 0);
   http.set_keep_alive_timeout(5);
+  // FEDn's client builds some URLs as "<url>/api/v1/..." from a URL that
+  // already ends in "/" (package_runtime.py); FEDn's server (Werkzeug)
+  // merges the slashes with a 308 redirect, and so does this one.
+  http.set_pre_routing_handler(
+    [](const httplib::Request& req, httplib::Response& res) {
+      if (req.path.find("//") == std::string::npos)
+        return httplib::Server::HandlerResponse::Unhandled;
+      std::string merged;
+      for (auto ch : req.path)
+        if (ch != '/' || merged.empty() || merged.back() != '/')
+          merged += ch;
+      auto query = req.target.find('?');
+      if (query != std::string::npos)
+        merged += req.target.substr(query);
+      res.status = 308;
+      res.set_header("Location", merged);
+      return httplib::Server::HandlerResponse::Handled;
+    });
   auto* self = impl_.get();
   // Reached for a path no route matches, and for errors httplib raises
   // itself (413, 400 on a malformed request): always a JSON body.

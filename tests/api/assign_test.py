@@ -100,13 +100,13 @@ class Cluster:
                               os.path.join(self.work, "http.port"))
         self.url = "http://127.0.0.1:%d" % http
 
-    def start_combiner(self, name):
+    def start_combiner(self, name, extra=()):
         self.spawn(name, ["combiner", "--port", "0", "--port-file",
                           os.path.join(self.work, name + ".port"), "--db",
                           os.path.join(self.work, name + "-db"), "--name",
                           name, "--controller", self.controller,
                           "--heartbeat-interval", "0.2",
-                          "--connection-timeout", "2"])
+                          "--connection-timeout", "2"] + list(extra))
         return self.wait_file(name, os.path.join(self.work, name + ".port"))
 
     def token(self, role, client=None):
@@ -206,7 +206,8 @@ def add(c, client_id, token=None, **extra):
 
 def case_balance(c):
     c.start_controller()
-    ports = {n: c.start_combiner(n) for n in ("A", "B")}
+    ports = {"A": c.start_combiner("A"),
+             "B": c.start_combiner("B", ["--advertise-host", "localhost"])}
     c.wait_alive(["A", "B"])
     by_port = {p: n for n, p in ports.items()}
     got = []
@@ -215,7 +216,8 @@ def case_balance(c):
         check(r.status_code == 200 and r.json()["status"] == "assigned",
               "c%d assigned: %s" % (i, r.text))
         a = r.json()
-        check(a["client_id"] == "c%d" % i and a["host"] == "127.0.0.1"
+        host = "localhost" if a["port"] == ports["B"] else "127.0.0.1"
+        check(a["client_id"] == "c%d" % i and a["host"] == host
               and a["helper_type"] == "numpyhelper"
               and a["package"] == "local",
               "FEDn's answer fields for c%d: %s" % (i, a))
@@ -312,6 +314,11 @@ def case_packages(c):
     r = c.api("GET", "/api/v1/packages/checksum")
     check(r.status_code == 200 and r.json()["checksum"] == sha,
           "packages/checksum is its sha256")
+    # FEDn's client asks for "<url>/" + "/api/v1/..." (package_runtime.py).
+    r = requests.get(c.url + "//api/v1/packages/checksum?x=1", timeout=30)
+    check(r.status_code == 200 and r.json()["checksum"] == sha
+          and r.history and r.history[0].status_code == 308,
+          "a doubled slash is redirected (308), as FEDn's server does")
     r = c.api("GET", "/api/v1/packages/download")
     check(r.status_code == 200 and r.content == data
           and "attachment; filename=" in r.headers["Content-Disposition"],
