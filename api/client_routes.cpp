@@ -127,32 +127,47 @@ reply storage_failure(const caf::error& err) {
   return reply::error(500, render(err));
 }
 
-/// Every client as FEDn lists them, and the request's status.
-caf::expected<nlohmann::json> all_clients(const controller_context& ctx) {
+/// What the listings join: the controller's combiners, the stored
+/// assignments and the combiners' live client status.
+struct federation_view {
+  std::vector<combiner_status> combiners;
+  std::vector<client_assignment_record> assigned;
+  std::map<std::string, client_record> live;
+};
+
+caf::expected<federation_view> load_view(const controller_context& ctx) {
+  federation_view out;
   auto combiners = combiners_of(ctx);
   if (!combiners)
     return combiners.error();
+  out.combiners = std::move(*combiners);
   auto assigned = ctx.state->list<client_assignment_record>();
   if (!assigned)
     return assigned.error();
-  auto live = live_clients(ctx, *combiners);
-  auto out = nlohmann::json::array();
-  for (auto& a : *assigned)
-    out.push_back(client_json(a, live));
+  out.assigned = std::move(*assigned);
+  out.live = live_clients(ctx, out.combiners);
   return out;
 }
 
-caf::expected<nlohmann::json> all_combiners(const controller_context& ctx) {
-  auto combiners = combiners_of(ctx);
-  if (!combiners)
-    return combiners.error();
-  auto assigned = ctx.state->list<client_assignment_record>();
-  if (!assigned)
-    return assigned.error();
-  auto live = live_clients(ctx, *combiners);
+/// Every client as FEDn lists them.
+caf::expected<nlohmann::json> all_clients(const controller_context& ctx) {
+  auto view = load_view(ctx);
+  if (!view)
+    return view.error();
   auto out = nlohmann::json::array();
-  for (auto& c : *combiners)
-    out.push_back(combiner_json(c, live, *assigned));
+  for (auto& a : view->assigned)
+    out.push_back(client_json(a, view->live));
+  return out;
+}
+
+/// Every combiner as FEDn lists them, with Rondo's alive and counts.
+caf::expected<nlohmann::json> all_combiners(const controller_context& ctx) {
+  auto view = load_view(ctx);
+  if (!view)
+    return view.error();
+  auto out = nlohmann::json::array();
+  for (auto& c : view->combiners)
+    out.push_back(combiner_json(c, view->live, view->assigned));
   return out;
 }
 
@@ -264,51 +279,39 @@ reply one_of(const caf::expected<nlohmann::json>& items, const char* key,
   return reply::error(404, std::string{kind} + " " + id + " not found");
 }
 
+/// GET /api/v1/<kind>/ (paged), /<kind>/count and /<kind>/{id} over the
+/// items `fetch` lists (each carries its id under `key`).
+template <class Fetch>
+void add_listing(server& srv, const std::string& kind, const char* key,
+                 const char* singular, Fetch fetch) {
+  auto base = "/api/v1/" + kind + "/";
+  srv.route("GET", base + "?", right::admin, [fetch](const request& req) {
+    auto items = fetch();
+    if (!items)
+      return storage_failure(items.error());
+    return reply::json(list_page(std::move(*items), req, "committed_at"));
+  });
+  srv.route("GET", base + "count", right::admin, [fetch](const request& req) {
+    auto items = fetch();
+    if (!items)
+      return storage_failure(items.error());
+    return reply::json(list_count(*items, req));
+  });
+  srv.route("GET", base + "([^/]+)", right::admin,
+            [fetch, key, singular](const request& req) {
+              return one_of(fetch(), key, req.params.at(0), singular);
+            });
+}
+
 } // namespace
 
 void add_client_routes(server& srv, const controller_context& ctx) {
   srv.route("POST", "/api/v1/clients/add", right::client,
             [ctx](const request& req) { return add_client(ctx, req); });
-  srv.route("GET", "/api/v1/clients/?", right::admin,
-            [ctx](const request& req) {
-              auto items = all_clients(ctx);
-              if (!items)
-                return storage_failure(items.error());
-              return reply::json(list_page(std::move(*items), req,
-                                           "committed_at"));
-            });
-  srv.route("GET", "/api/v1/clients/count", right::admin,
-            [ctx](const request& req) {
-              auto items = all_clients(ctx);
-              if (!items)
-                return storage_failure(items.error());
-              return reply::json(list_count(*items, req));
-            });
-  srv.route("GET", "/api/v1/clients/([^/]+)", right::admin,
-            [ctx](const request& req) {
-              return one_of(all_clients(ctx), "client_id", req.params.at(0),
-                            "client");
-            });
-  srv.route("GET", "/api/v1/combiners/?", right::admin,
-            [ctx](const request& req) {
-              auto items = all_combiners(ctx);
-              if (!items)
-                return storage_failure(items.error());
-              return reply::json(list_page(std::move(*items), req,
-                                           "committed_at"));
-            });
-  srv.route("GET", "/api/v1/combiners/count", right::admin,
-            [ctx](const request& req) {
-              auto items = all_combiners(ctx);
-              if (!items)
-                return storage_failure(items.error());
-              return reply::json(list_count(*items, req));
-            });
-  srv.route("GET", "/api/v1/combiners/([^/]+)", right::admin,
-            [ctx](const request& req) {
-              return one_of(all_combiners(ctx), "combiner_id",
-                            req.params.at(0), "combiner");
-            });
+  add_listing(srv, "clients", "client_id", "client",
+              [ctx] { return all_clients(ctx); });
+  add_listing(srv, "combiners", "combiner_id", "combiner",
+              [ctx] { return all_combiners(ctx); });
 }
 
 } // namespace rondo::api

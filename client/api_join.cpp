@@ -74,6 +74,21 @@ std::string get_string(const nlohmann::json& j, const char* key) {
                                         : std::string{};
 }
 
+/// GETs `path`. @returns the body of a 200 answer; the refusal as
+/// `http_error`; ec::unspecified when the API cannot be reached.
+caf::expected<std::string> get_ok(httplib::Client& cli, const api_config& cfg,
+                                  const std::string& path) {
+  auto url = base_of(cfg.url) + path;
+  auto res = cli.Get(path.c_str(), auth_headers(cfg));
+  if (!res)
+    return caf::make_error(ec::unspecified, "cannot reach " + url + ": "
+                                              + httplib::to_string(
+                                                res.error()));
+  if (res->status != 200)
+    return http_error(url, res->status, res->body);
+  return std::move(res->body);
+}
+
 } // namespace
 
 caf::expected<assignment> join_via_api(const api_config& cfg,
@@ -155,41 +170,31 @@ caf::expected<assignment> join_via_api(const api_config& cfg,
 caf::expected<std::filesystem::path>
 fetch_package(const api_config& cfg, const std::filesystem::path& dest) {
   auto cli = make_client(cfg);
-  auto base = base_of(cfg.url);
-  auto sum = cli->Get("/api/v1/packages/checksum", auth_headers(cfg));
+  auto sum = get_ok(*cli, cfg, "/api/v1/packages/checksum");
   if (!sum)
-    return caf::make_error(ec::unspecified,
-                           "cannot reach " + base + "/api/v1/packages/checksum: "
-                             + httplib::to_string(sum.error()));
-  if (sum->status != 200)
-    return http_error(base + "/api/v1/packages/checksum", sum->status,
-                      sum->body);
-  auto j = nlohmann::json::parse(sum->body, nullptr, false);
+    return sum.error();
+  auto j = nlohmann::json::parse(*sum, nullptr, false);
   auto expected = j.is_object() ? get_string(j, "checksum") : std::string{};
   if (expected.empty())
     return caf::make_error(ec::invalid_argument,
-                           base + "/api/v1/packages/checksum answered no "
-                                  "checksum: "
-                             + sum->body.substr(0, 200));
+                           base_of(cfg.url)
+                             + "/api/v1/packages/checksum answered no "
+                               "checksum: "
+                             + sum->substr(0, 200));
   // A package may be large: a longer bound than one API call.
   cli->set_read_timeout(std::max<time_t>(
     600, static_cast<time_t>(cfg.request_timeout_s)));
-  auto pkg = cli->Get("/api/v1/packages/download", auth_headers(cfg));
+  auto pkg = get_ok(*cli, cfg, "/api/v1/packages/download");
   if (!pkg)
-    return caf::make_error(ec::unspecified,
-                           "cannot reach " + base + "/api/v1/packages/download: "
-                             + httplib::to_string(pkg.error()));
-  if (pkg->status != 200)
-    return http_error(base + "/api/v1/packages/download", pkg->status,
-                      pkg->body);
-  auto got = sha256_hex(pkg->body);
+    return pkg.error();
+  auto got = sha256_hex(*pkg);
   if (got != expected)
     return caf::make_error(ec::corrupt,
                            "the downloaded compute package's sha256 is " + got
                              + ", the controller's checksum is " + expected);
   spdlog::info("downloaded the compute package ({} bytes, sha256 {})",
-               pkg->body.size(), got);
-  return unpack_package_archive(pkg->body, dest);
+               pkg->size(), got);
+  return unpack_package_archive(*pkg, dest);
 }
 
 } // namespace rondo::client

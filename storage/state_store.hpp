@@ -21,10 +21,9 @@ namespace rondo::storage {
 /// metric_record (metric_id), client_assignment_record (client_id).
 ///
 /// Durability: writes of jobs, rounds, sessions, the model trail and client
-/// assignments use a
-/// synced WAL (they survive a power loss once the call returns); clients,
-/// validations and metrics do not (they survive a process crash, and a
-/// power loss may lose the last few).
+/// assignments use a synced WAL (they survive a power loss once the call
+/// returns); clients, validations and metrics do not (they survive a
+/// process crash, and a power loss may lose the last few).
 template <class Record>
 struct record_traits;
 

@@ -47,38 +47,20 @@ except ImportError:
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLUSTER_PACKAGE = os.path.join(HERE, "..", "cluster", "package")
+sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
+import cluster_test  # noqa: E402  (its process handling: spawn, stop, tails)
 
 GOOD_YAML = (b"entry_points:\n  train:\n    command: python3 npz_task.py train\n"
              b"  validate:\n    command: python3 npz_task.py validate\n")
 
 
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print("ok:", what, flush=True)
+check = cluster_test.check
 
 
-class Cluster:
+class Cluster(cluster_test.Cluster):
     def __init__(self, rondo, work):
-        self.rondo, self.work = rondo, work
-        self.procs = {}
+        super().__init__(rondo, work)
         self.secret = None
-
-    def spawn(self, name, args, env=None):
-        log = open(os.path.join(self.work, name + ".log"), "w")
-        self.procs[name] = subprocess.Popen(
-            [self.rondo] + args, stdout=log, stderr=subprocess.STDOUT,
-            env=env)
-
-    def wait_file(self, name, path):
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if os.path.exists(path) and open(path).read().strip():
-                return int(open(path).read())
-            if self.procs[name].poll() is not None:
-                raise RuntimeError(name + " exited early")
-            time.sleep(0.05)
-        raise RuntimeError(name + " wrote no " + path + " within 30 s")
 
     def start_controller(self, auth=False):
         args = ["controller", "--port", "0", "--port-file",
@@ -93,12 +75,12 @@ class Cluster:
                 f.write("s" * 40)
             args += ["--auth-secret-file", self.secret]
         self.spawn("controller", args)
-        port = self.wait_file("controller",
-                              os.path.join(self.work, "controller.port"))
-        self.controller = "127.0.0.1:%d" % port
-        http = self.wait_file("controller",
-                              os.path.join(self.work, "http.port"))
-        self.url = "http://127.0.0.1:%d" % http
+        self.controller = "127.0.0.1:%d" % self.wait_port("controller")
+        # wait_port(name) waits for <work>/<name>.port while procs[name]
+        # lives.
+        self.procs["http"] = self.procs["controller"]
+        self.url = "http://127.0.0.1:%d" % self.wait_port("http")
+        del self.procs["http"]
 
     def start_combiner(self, name, extra=()):
         self.spawn(name, ["combiner", "--port", "0", "--port-file",
@@ -107,7 +89,7 @@ class Cluster:
                           name, "--controller", self.controller,
                           "--heartbeat-interval", "0.2",
                           "--connection-timeout", "2"] + list(extra))
-        return self.wait_file(name, os.path.join(self.work, name + ".port"))
+        return self.wait_port(name)
 
     def token(self, role, client=None):
         args = [self.rondo, "token", "create", "--secret-file", self.secret,
@@ -138,25 +120,6 @@ class Cluster:
                 raise AssertionError("combiners alive %s, wanted %s"
                                      % (alive, names))
             time.sleep(0.1)
-
-    def stop(self):
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=10)
-
-    def tails(self):
-        for name in sorted(os.listdir(self.work)):
-            if name.endswith(".log"):
-                path = os.path.join(self.work, name)
-                lines = open(path, errors="replace").read().splitlines()[-20:]
-                print("---- %s (last %d lines)" % (name, len(lines)))
-                print("\n".join(lines))
 
 
 def tgz(entries):
@@ -361,16 +324,13 @@ def case_api_client_trains(c):
     c.wait_alive(["A"])
     data = cluster_package()
     check(upload(c, data).status_code == 200, "package uploaded")
-    marks = os.path.join(c.work, "marks")
-    os.makedirs(marks)
     env = dict(os.environ, RONDO_TEST_NAME="api1", RONDO_TEST_DELTA="2",
-               RONDO_TEST_EXAMPLES="10", RONDO_TEST_MARKS=marks)
+               RONDO_TEST_EXAMPLES="10", RONDO_TEST_MARKS=c.marks)
     work = os.path.join(c.work, "client-work")
     os.makedirs(work)
     c.spawn("client", ["client", "--api-url", c.url, "--name", "api1",
                        "--work-dir", work], env=env)
-    sys.path.insert(0, CLUSTER_PACKAGE)
-    import npz_task
+    npz_task = cluster_test.npz_task
     from array import array
     seed = os.path.join(c.work, "seed.npz")
     npz_task.write_npz(seed, [("0.npy", "<f4", (3,), array("f", [0, 0, 0]))])

@@ -1,0 +1,96 @@
+// The controller's client assignment (FEDn's clients/add) as a state
+// method: least-loaded alive combiner, preferred one honoured, dead ones
+// never used, assignments durable.
+
+#include "actors/controller.hpp"
+#include "messages/error.hpp"
+#include "storage/database.hpp"
+#include "storage/state_store.hpp"
+#include "tests/test_util.hpp"
+
+#include <doctest/doctest.h>
+
+#include <map>
+
+using namespace rondo;
+
+namespace {
+
+struct assign_fixture {
+  test::temp_dir dir;
+  controller_state st;
+
+  assign_fixture() {
+    auto db = storage::database::open(dir.sub("db"));
+    REQUIRE(db);
+    auto state = storage::state_store::open(*db);
+    REQUIRE(state);
+    st.state = *state;
+  }
+
+  void known(const std::string& id, bool alive, uint16_t port) {
+    combiner_status c;
+    c.info = combiner_info{id, "host-" + id, "", "", port, false};
+    c.alive = alive;
+    st.known_combiners[id] = c;
+  }
+
+  std::string assign(const std::string& client,
+                     const std::string& preferred = {}) {
+    client_assignment_record rec;
+    rec.client_id = client;
+    rec.name = client;
+    rec.combiner_preferred = preferred;
+    auto got = st.assign(rec);
+    REQUIRE(got);
+    return got->info.combiner_id;
+  }
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(assign_fixture,
+                  "assign: six clients over two combiners get three each") {
+  known("A", true, 1);
+  known("B", true, 2);
+  std::map<std::string, int> per;
+  for (int i = 0; i < 6; ++i)
+    ++per[assign("c" + std::to_string(i))];
+  CHECK(per["A"] == 3);
+  CHECK(per["B"] == 3);
+  // Assigning a client again does not count it twice.
+  assign("c0");
+  assign("c1");
+  auto statuses = st.combiner_statuses();
+  REQUIRE(statuses);
+  REQUIRE(statuses->size() == 2);
+  CHECK((*statuses)[0].clients_assigned + (*statuses)[1].clients_assigned
+        == 6);
+  auto stored = st.state->get<client_assignment_record>("c0");
+  REQUIRE(stored);
+  CHECK(stored->assigned_at > 0);
+}
+
+TEST_CASE_FIXTURE(assign_fixture,
+                  "assign: a dead combiner is never chosen; preferred ones") {
+  known("A", true, 1);
+  known("B", false, 2);
+  for (int i = 0; i < 4; ++i)
+    CHECK(assign("c" + std::to_string(i)) == "A");
+  known("C", true, 3);
+  CHECK(assign("p", "C") == "C");
+  client_assignment_record rec;
+  rec.client_id = "q";
+  rec.combiner_preferred = "B";
+  auto dead = st.assign(rec);
+  REQUIRE_FALSE(dead);
+  CHECK(dead.error() == ec::not_found);
+  CHECK(error_detail(dead.error()) == "combiner B not found or unavailable");
+  known("A", false, 1);
+  known("C", false, 3);
+  rec.combiner_preferred.clear();
+  auto none = st.assign(rec);
+  REQUIRE_FALSE(none);
+  CHECK(none.error() == ec::invalid_state);
+  CHECK(error_detail(none.error()) == "no combiner available");
+}
