@@ -21,6 +21,9 @@ Cases (--case):
 - api_client_trains: `rondo client --api-url` without --package downloads
   the uploaded package, verifies its checksum, joins the combiner the
   controller assigned and trains in a session.
+- api_client_tls: the same with every node on TLS (HTTPS API, TLS edge and
+  middleman; the client has only --ca): the answer's "tls" makes the
+  client dial the combiner over TLS.
 
 Usage: assign_test.py --rondo PATH --case NAME. Exit 0 on success, 1 on a
 failed check (with the logs' tails), 77 when python3-requests is missing.
@@ -61,6 +64,33 @@ class Cluster(cluster_test.Cluster):
     def __init__(self, rondo, work):
         super().__init__(rondo, work)
         self.secret = None
+        # With TLS: the certificate folder; every node gets its own
+        # certificate (SAN 127.0.0.1) from one CA.
+        self.certs = None
+
+    def make_certs(self, *nodes):
+        self.certs = os.path.join(self.work, "certs")
+        for args in [["init", self.certs, "--days", "30"]] + [
+                ["issue", self.certs, n, "--host", "127.0.0.1", "--days",
+                 "30"] for n in nodes]:
+            r = subprocess.run([self.rondo, "certs"] + args,
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+
+    def tls_flags(self, name):
+        """--cert/--key/--ca of node `name`; none without TLS."""
+        if not self.certs:
+            return []
+        return ["--cert", os.path.join(self.certs, name + ".crt"),
+                "--key", os.path.join(self.certs, name + ".key"),
+                "--ca", os.path.join(self.certs, "ca.crt")]
+
+    def operator(self, *args, timeout=60):
+        """A `rondo` operator command against the controller."""
+        return subprocess.run(
+            [self.rondo] + list(args) + ["--controller", self.controller]
+            + self.tls_flags("operator"),
+            capture_output=True, text=True, timeout=timeout)
 
     def start_controller(self, auth=False):
         args = ["controller", "--port", "0", "--port-file",
@@ -74,12 +104,13 @@ class Cluster(cluster_test.Cluster):
             with open(self.secret, "w") as f:
                 f.write("s" * 40)
             args += ["--auth-secret-file", self.secret]
-        self.spawn("controller", args)
+        self.spawn("controller", args + self.tls_flags("controller"))
         self.controller = "127.0.0.1:%d" % self.wait_port("controller")
         # wait_port(name) waits for <work>/<name>.port while procs[name]
         # lives.
         self.procs["http"] = self.procs["controller"]
-        self.url = "http://127.0.0.1:%d" % self.wait_port("http")
+        self.url = "%s://127.0.0.1:%d" % ("https" if self.certs else "http",
+                                          self.wait_port("http"))
         del self.procs["http"]
 
     def start_combiner(self, name, extra=()):
@@ -88,7 +119,8 @@ class Cluster(cluster_test.Cluster):
                           os.path.join(self.work, name + "-db"), "--name",
                           name, "--controller", self.controller,
                           "--heartbeat-interval", "0.2",
-                          "--connection-timeout", "2"] + list(extra))
+                          "--connection-timeout", "2"] + list(extra)
+                   + self.tls_flags(name))
         return self.wait_port(name)
 
     def token(self, role, client=None):
@@ -104,6 +136,8 @@ class Cluster(cluster_test.Cluster):
         headers = kw.pop("headers", {})
         if token:
             headers["Authorization"] = "Bearer " + token
+        if self.certs:
+            kw["verify"] = os.path.join(self.certs, "ca.crt")
         return requests.request(method, self.url + path, headers=headers,
                                 timeout=30, **kw)
 
@@ -318,7 +352,9 @@ def case_auth(c):
     check(r.status_code == 200, "a client token downloads the package")
 
 
-def case_api_client_trains(c):
+def train_through_api(c):
+    """`rondo client --api-url` (with --ca under TLS) downloads the package,
+    verifies it, joins the assigned combiner and trains in a session."""
     c.start_controller()
     c.start_combiner("A")
     c.wait_alive(["A"])
@@ -328,21 +364,18 @@ def case_api_client_trains(c):
                RONDO_TEST_EXAMPLES="10", RONDO_TEST_MARKS=c.marks)
     work = os.path.join(c.work, "client-work")
     os.makedirs(work)
+    ca = ["--ca", os.path.join(c.certs, "ca.crt")] if c.certs else []
     c.spawn("client", ["client", "--api-url", c.url, "--name", "api1",
-                       "--work-dir", work], env=env)
+                       "--work-dir", work] + ca, env=env)
     npz_task = cluster_test.npz_task
     from array import array
     seed = os.path.join(c.work, "seed.npz")
     npz_task.write_npz(seed, [("0.npy", "<f4", (3,), array("f", [0, 0, 0]))])
-    cli = [c.rondo]
-    r = subprocess.run(cli + ["seed", seed, "--controller", c.controller],
-                       capture_output=True, text=True, timeout=60)
+    r = c.operator("seed", seed)
     check(r.returncode == 0, "seed model stored (%s)" % r.stderr.strip())
-    r = subprocess.run(cli + ["session", "start", "--controller",
-                              c.controller, "--session-id", "api",
-                              "--rounds", "1", "--round-timeout", "60",
-                              "--validate", "false", "--follow"],
-                       capture_output=True, text=True, timeout=240)
+    r = c.operator("session", "start", "--session-id", "api", "--rounds",
+                   "1", "--round-timeout", "60", "--validate", "false",
+                   "--follow", timeout=240)
     check(r.returncode == 0, "session finished:\n" + r.stdout + r.stderr)
     r = c.api("GET", "/api/v1/clients/", params={"name": "api1"})
     found = r.json()["result"]
@@ -350,16 +383,12 @@ def case_api_client_trains(c):
           and found[0]["combiner"] == "A" and found[0]["status"] == "online"
           and found[0]["package"] == "remote",
           "clients/?name=api1: on A, online, remote package (%s)" % r.text)
-    r = subprocess.run(cli + ["session", "status", "api", "--json",
-                              "--controller", c.controller],
-                       capture_output=True, text=True, timeout=60)
-    rnd = json.loads(r.stdout)["rounds"][0]
+    rnd = json.loads(c.operator("session", "status", "api", "--json")
+                     .stdout)["rounds"][0]
     check(rnd["status"] == "success" and rnd["updates_accepted"] == 1,
           "the round succeeded with the API client's update")
     out = os.path.join(c.work, "out.npz")
-    r = subprocess.run(cli + ["models", "export", rnd["model_id"], out,
-                              "--controller", c.controller],
-                       capture_output=True, text=True, timeout=60)
+    r = c.operator("models", "export", rnd["model_id"], out)
     check(r.returncode == 0, "model exported")
     vals = [v for _, _, _, vs in npz_task.read_npz(out) for v in vs]
     check(all(abs(v - 2.0) < 1e-6 for v in vals),
@@ -367,10 +396,24 @@ def case_api_client_trains(c):
     log = open(os.path.join(c.work, "client.log")).read()
     sha = hashlib.sha256(data).hexdigest()
     check("sha256 " + sha in log, "the client verified the package checksum")
+    return log
+
+
+def case_api_client_trains(c):
+    log = train_through_api(c)
+    check("(plaintext)" in log, "plaintext, as the combiner serves")
+
+
+def case_api_client_tls(c):
+    c.make_certs("controller", "A", "operator")
+    log = train_through_api(c)
+    check("(TLS)" in log, "over TLS, as the controller's answer says: "
+          + [x for x in log.splitlines() if "assigned combiner" in x][0])
 
 
 CASES = {"balance": case_balance, "packages": case_packages,
-         "auth": case_auth, "api_client_trains": case_api_client_trains}
+         "auth": case_auth, "api_client_trains": case_api_client_trains,
+         "api_client_tls": case_api_client_tls}
 
 
 def main():
