@@ -358,15 +358,24 @@ def train_through_api(c):
     c.start_controller()
     c.start_combiner("A")
     c.wait_alive(["A"])
-    data = cluster_package()
-    check(upload(c, data).status_code == 200, "package uploaded")
     env = dict(os.environ, RONDO_TEST_NAME="api1", RONDO_TEST_DELTA="2",
                RONDO_TEST_EXAMPLES="10", RONDO_TEST_MARKS=c.marks)
     work = os.path.join(c.work, "client-work")
     os.makedirs(work)
     ca = ["--ca", os.path.join(c.certs, "ca.crt")] if c.certs else []
+    # Started before any package is uploaded: it is told to retry (203).
     c.spawn("client", ["client", "--api-url", c.url, "--name", "api1",
                        "--work-dir", work] + ca, env=env)
+    log_path = os.path.join(c.work, "client.log")
+    deadline = time.monotonic() + 30
+    while "asking again" not in open(log_path).read():
+        if time.monotonic() > deadline or c.procs["client"].poll() is not None:
+            raise AssertionError("the client did not retry within 30 s")
+        time.sleep(0.05)
+    check("No compute package found" in open(log_path).read(),
+          "the client retries while the controller has no package")
+    data = cluster_package()
+    check(upload(c, data).status_code == 200, "package uploaded")
     npz_task = cluster_test.npz_task
     from array import array
     seed = os.path.join(c.work, "seed.npz")
