@@ -47,7 +47,8 @@ struct combiner_info {
   /// A fully qualified name behind a TLS proxy on port 443; "" when none
   /// (FEDn's client dials fqdn:443 whenever fqdn is set).
   std::string fqdn;
-  /// The address the combiner's --host resolved to ("" when unknown).
+  /// The combiner's --host when it names one address; "" for a wildcard
+  /// (0.0.0.0, ::).
   std::string ip;
   /// The client-facing gRPC port.
   uint16_t port = 0;

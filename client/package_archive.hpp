@@ -53,7 +53,8 @@ unpack_package_archive(std::string_view bytes,
                        const std::filesystem::path& dest);
 
 /// SHA-256 of `bytes` as 64 lower-case hex digits (FEDn's package
-/// checksum, fedn/utils/checksum.py), through OpenSSL's EVP.
+/// checksum, fedn/utils/checksum.py), through OpenSSL's EVP; "" (which no
+/// checksum equals) only when OpenSSL cannot allocate its context.
 std::string sha256_hex(std::string_view bytes);
 
 } // namespace rondo::client
