@@ -2,6 +2,7 @@
 
 #include "actors/model_transfer.hpp"
 #include "actors/type_ids.hpp"
+#include "api/metrics.hpp"
 #include "messages/error.hpp"
 #include "messages/ids.hpp"
 #include "model/aggregator.hpp"
@@ -113,6 +114,7 @@ void end_round(self_ptr self, round_status status, const std::string& reason,
   r.model_id = model_id;
   r.ended_at = unix_now();
   r.validations = st.validations;
+  metrics::count_round(r, metrics::round_kind::training);
   // The combiners' parts of the training phase (start_validation kept
   // them before the validation phase replaced the reports).
   if (st.current != stage::validating)
