@@ -147,7 +147,7 @@ function roundNumber(r) {
 }
 
 function rejectedCell(rejected) {
-  const td = el("td", { class: "num" }, String(rejected.length));
+  const td = el("td", { class: "rejected" }, String(rejected.length));
   for (const x of rejected)
     td.append(el("div", { class: "reason" },
                  (x.client_id || "?") + ": " + (x.reason || "")));
@@ -226,7 +226,8 @@ function series(validations, key, roundIds) {
 function drawPlot(id, points, key) {
   const plot = document.getElementById(id);
   plot.replaceChildren();
-  const W = 420, H = 220, L = 48, R = 12, T = 12, B = 30;
+  const W = 420, H = 220, L = 48, R = 12, T = 12, B = 34;
+  const inset = 18;  // keeps the first and last point off the axes
   if (!points.length) {
     plot.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle",
                               class: "empty" },
@@ -238,8 +239,9 @@ function drawPlot(id, points, key) {
   if (hi - lo < 1e-12) { lo -= 0.5; hi += 0.5; }
   const pad = (hi - lo) * 0.08;
   lo -= pad; hi += pad;
-  const x = (i) => L + (points.length === 1 ? (W - L - R) / 2
-                        : i * (W - L - R) / (points.length - 1));
+  const x = (i) => L + inset
+    + (points.length === 1 ? (W - L - R - 2 * inset) / 2
+       : i * (W - L - R - 2 * inset) / (points.length - 1));
   const y = (v) => T + (hi - v) * (H - T - B) / (hi - lo);
   for (let k = 0; k <= 4; ++k) {
     const v = lo + (hi - lo) * k / 4;
@@ -251,6 +253,9 @@ function drawPlot(id, points, key) {
   plot.append(svg("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }));
   plot.append(svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B,
                             class: "axis" }));
+  plot.append(svg("text", { x: (L + W - R) / 2, y: H - 4,
+                            "text-anchor": "middle", class: "tick" },
+                  "round"));
   plot.append(svg("polyline", {
     class: "mean-line",
     points: points.map((p, i) => x(i) + "," + y(p.mean)).join(" "),
