@@ -22,11 +22,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from federation import Federation, check, http_get  # noqa: E402
+from federation import check, http_get, run_case  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -158,30 +157,15 @@ def main():
         if not os.access(exe, os.X_OK):
             print("skipped: %s is not installed" % exe)
             return 77
-    rondo = os.environ.get("RONDO_BIN")
-    if not rondo:
-        print("RONDO_BIN is not set")
-        return 2
-    work = tempfile.mkdtemp(prefix="rondo-dashboard-")
-    f = Federation(rondo, work)
-    shot = os.path.join(work, "dashboard.png")
-    ok = False
-    try:
+
+    def body(f, work):
         f.start()
+        shot = os.path.join(work, "dashboard.png")
         run(f, shot)
         if args.screenshot:
             shutil.copyfile(shot, args.screenshot)
-        ok = True
-    except Exception as e:  # noqa: BLE001 - reported with the logs
-        print("FAILED:", e)
-    finally:
-        f.stop()
-        if not ok:
-            f.tails()
-            print("work directory kept:", work)
-        elif not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    return 0 if ok else 1
+
+    return run_case("rondo-dashboard-", body, args.keep)
 
 
 if __name__ == "__main__":

@@ -4,36 +4,34 @@ on port 0, bearer tokens), one `rondo combiner` joined to it (with
 Standard library only; every wait is bounded."""
 
 import os
-import signal
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE = os.path.join(HERE, "..", "cluster", "package")
+sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
+from cluster_test import Cluster, check  # noqa: E402,F401
 
 # name -> (delta added to the model, num_examples)
 CLIENTS = {"c1": (1.0, 10), "c2": (3.0, 30)}
 
 
-class Federation:
+class Federation(Cluster):
+    """Cluster's process handling (spawn, cli, stop, tails) with this
+    federation's own start()."""
+
     def __init__(self, rondo, work):
-        self.rondo, self.work = rondo, work
-        self.procs = {}
-        self.marks = os.path.join(work, "marks")
-        os.makedirs(self.marks, exist_ok=True)
+        super().__init__(rondo, work)
         self.secret_file = os.path.join(work, "api.secret")
         with open(self.secret_file, "w") as f:
             f.write("s" * 48 + "\n")
 
-    def spawn(self, name, args, env=None):
-        log = open(os.path.join(self.work, name + ".log"), "w")
-        self.procs[name] = subprocess.Popen(
-            [self.rondo] + args, stdout=log, stderr=subprocess.STDOUT,
-            env=env)
-
-    def wait_port(self, name, file):
+    def wait_file(self, name, file):
         path = os.path.join(self.work, file)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -55,9 +53,9 @@ class Federation:
             "--http-port-file", os.path.join(w, "controller.http"),
             "--auth-secret-file", self.secret_file,
             "--db", os.path.join(w, "ctrl-db"), "--client-wait", "60"])
-        self.controller = "127.0.0.1:%d" % self.wait_port(
+        self.controller = "127.0.0.1:%d" % self.wait_file(
             "controller", "controller.port")
-        self.api = "http://127.0.0.1:%d" % self.wait_port(
+        self.api = "http://127.0.0.1:%d" % self.wait_file(
             "controller", "controller.http")
         self.spawn("combiner", [
             "combiner", "--port", "0",
@@ -66,9 +64,9 @@ class Federation:
             "--metrics-port-file", os.path.join(w, "combiner.metrics"),
             "--db", os.path.join(w, "comb-db"), "--name", "combiner-a",
             "--controller", self.controller])
-        port = self.wait_port("combiner", "combiner.port")
+        port = self.wait_file("combiner", "combiner.port")
         self.combiner_metrics = "http://127.0.0.1:%d/metrics" % \
-            self.wait_port("combiner", "combiner.metrics")
+            self.wait_file("combiner", "combiner.metrics")
         for name, (delta, n) in clients.items():
             env = dict(os.environ, RONDO_TEST_NAME=name,
                        RONDO_TEST_DELTA=str(delta),
@@ -86,12 +84,6 @@ class Federation:
             raise RuntimeError("rondo token create: " + r.stderr)
         return r.stdout.strip()
 
-    def cli(self, *args, timeout=120):
-        return subprocess.run([self.rondo] + list(args)
-                              + ["--controller", self.controller],
-                              capture_output=True, text=True,
-                              timeout=timeout)
-
     def seed(self):
         import sys
         sys.path.insert(0, PACKAGE)
@@ -104,25 +96,6 @@ class Federation:
         if r.returncode != 0:
             raise RuntimeError("rondo seed: " + r.stderr)
         return r.stdout.strip()
-
-    def stop(self):
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=15)
-
-    def tails(self):
-        for name in sorted(os.listdir(self.work)):
-            if name.endswith(".log"):
-                lines = open(os.path.join(self.work, name),
-                             errors="replace").read().splitlines()[-15:]
-                print("---- %s (last %d lines)" % (name, len(lines)))
-                print("\n".join(lines))
 
 
 def http_get(url, token=None, timeout=10):
@@ -150,7 +123,28 @@ def parse_metrics(text):
     return out
 
 
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print("ok:", what, flush=True)
+def run_case(prefix, body, keep):
+    """Starts a Federation of RONDO_BIN in a new work directory, runs
+    body(federation, work), stops it. @returns the exit code: 0 when body
+    returned, 1 (with the logs' tails; the directory is kept) when it
+    raised, 2 without RONDO_BIN."""
+    rondo = os.environ.get("RONDO_BIN")
+    if not rondo:
+        print("RONDO_BIN is not set")
+        return 2
+    work = tempfile.mkdtemp(prefix=prefix)
+    f = Federation(rondo, work)
+    ok = False
+    try:
+        body(f, work)
+        ok = True
+    except Exception as e:  # noqa: BLE001 - reported with the logs
+        print("FAILED:", e)
+    finally:
+        f.stop()
+        if not ok:
+            f.tails()
+            print("work directory kept:", work)
+        elif not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok else 1

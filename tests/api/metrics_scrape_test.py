@@ -20,13 +20,10 @@ binary. Exit 0 on success, 1 on a failed check (with the logs' tails).
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from federation import (Federation, check, http_get,  # noqa: E402
-                        parse_metrics)
+from federation import check, http_get, parse_metrics, run_case  # noqa
 
 CLIENTS = {"c1": (1.0, 10), "c2": (3.0, 30), "bad": ("nan", 20)}
 
@@ -124,26 +121,12 @@ def main():
                     choices=["session_counters"])
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
-    rondo = os.environ.get("RONDO_BIN")
-    if not rondo:
-        print("RONDO_BIN is not set")
-        return 2
-    work = tempfile.mkdtemp(prefix="rondo-metrics-")
-    f = Federation(rondo, work)
-    ok = False
-    try:
+
+    def body(f, work):
         f.start(clients=CLIENTS)
         session_and_scrape(f)
-        ok = True
-    except Exception as e:  # noqa: BLE001 - reported with the logs
-        print("FAILED:", e)
-    finally:
-        f.stop()
-        if not ok:
-            f.tails()
-        if ok and not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    return 0 if ok else 1
+
+    return run_case("rondo-metrics-", body, args.keep)
 
 
 if __name__ == "__main__":
