@@ -4,14 +4,9 @@
 // registry), shared by the controller's HTTP port and the combiner's
 // `--metrics-port`.
 
-#include "api/http_server.hpp"
+#include "api/controller_api.hpp"
 
 #include <functional>
-
-namespace rondo::storage {
-class model_store;
-class state_store;
-} // namespace rondo::storage
 
 namespace rondo::api {
 

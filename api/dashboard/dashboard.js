@@ -276,14 +276,28 @@ function drawPlot(id, points, key) {
   });
 }
 
+// The plotted metrics: figure "<name>-plot" shows the key pickKey finds
+// for <name> (its caption's "<name>-key").
+const PLOTS = ["accuracy", "loss"];
+
+function addPlotFigures() {
+  const section = document.getElementById("plots");
+  for (const name of PLOTS)
+    section.append(el("figure", {},
+      el("figcaption", {}, "Validation " + name + " (",
+         el("span", { id: name + "-key" }, "—"),
+         "): mean per round, bar = min–max across clients"),
+      svg("svg", { id: name + "-plot", viewBox: "0 0 420 220", role: "img",
+                   "aria-label": "validation " + name + " per round" })));
+}
+
 function drawValidations(validations, rounds) {
   const vs = parseValidations(validations);
   const roundIds = rounds.map((r) => r.round_id);
-  for (const [name, plot, label] of [["accuracy", "accuracy-plot", "accuracy-key"],
-                                     ["loss", "loss-plot", "loss-key"]]) {
+  for (const name of PLOTS) {
     const key = pickKey(vs, name);
-    document.getElementById(label).textContent = key || "—";
-    drawPlot(plot, key ? series(vs, key, roundIds) : [], key);
+    document.getElementById(name + "-key").textContent = key || "—";
+    drawPlot(name + "-plot", key ? series(vs, key, roundIds) : [], key);
   }
 }
 
@@ -402,6 +416,7 @@ async function poll() {
   }
 }
 
+addPlotFigures();
 document.getElementById("auth-state").textContent =
   token ? "with a bearer token" : "without a token";
 poll();
