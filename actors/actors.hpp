@@ -34,6 +34,32 @@ using clients_atom = caf::atom_constant<caf::atom("clients")>;
 using session_atom = caf::atom_constant<caf::atom("session")>;
 using models_atom = caf::atom_constant<caf::atom("models")>;
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
+using combiners_atom = caf::atom_constant<caf::atom("combiners")>;
+
+/// Where clients reach a combiner, as it announces itself when it joins
+/// the controller (FEDn's combiner address, fqdn, ip and port, which
+/// `POST /api/v1/clients/add` hands to clients).
+struct combiner_info {
+  std::string combiner_id;
+  /// The host clients dial (`rondo combiner --advertise-host`; default its
+  /// --host, or the machine's hostname when --host is 0.0.0.0 or ::).
+  std::string host;
+  /// A fully qualified name behind a TLS proxy on port 443; "" when none
+  /// (FEDn's client dials fqdn:443 whenever fqdn is set).
+  std::string fqdn;
+  /// The address the combiner's --host resolved to ("" when unknown).
+  std::string ip;
+  /// The client-facing gRPC port.
+  uint16_t port = 0;
+  /// The port serves TLS (the combiner has --cert/--key).
+  bool tls = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, combiner_info& x) {
+  return f(caf::meta::type_name("rondo.combiner_info"), x.combiner_id,
+           x.host, x.fqdn, x.ip, x.port, x.tls);
+}
 
 /// The edge's end of one client's task stream: receives the tasks the
 /// client's session forwards. The edge writes them to the gRPC stream.
@@ -171,10 +197,40 @@ using combiner_actor = caf::typed_actor<
   caf::replies_to<model_validation>::with<update_verdict>,
   caf::replies_to<caf::flush_atom>::with<uint64_t>>;
 
+/// A combiner as the controller knows it: announced address, whether it is
+/// connected now, and how many clients the controller assigned to it.
+struct combiner_status {
+  combiner_info info;
+  /// Connected now; a lost combiner stays known (alive false) until it
+  /// joins again.
+  bool alive = false;
+  /// Unix seconds of its last join.
+  double joined_at = 0;
+  /// Clients the controller assigned to it (client_assignment_record).
+  uint64_t clients_assigned = 0;
+  /// Its handle while alive; invalid otherwise.
+  combiner_actor handle;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, combiner_status& x) {
+  return f(caf::meta::type_name("rondo.combiner_status"), x.info, x.alive,
+           x.joined_at, x.clients_assigned, x.handle);
+}
+
 /// The controller: owns sessions and the global model trail, runs each
 /// round across its combiners and reduces their models.
-/// - (join, combiner_id, combiner) -> ok: a combiner (re)joins; it is
-///   monitored and dropped when it goes down.
+/// - (join, combiner_info, combiner) -> ok: a combiner (re)joins and
+///   announces where clients reach it; it is monitored and marked dead
+///   (no longer used) when it goes down.
+/// - (put, client_assignment_record) -> combiner_status: assign a client
+///   (FEDn's clients/add): to its combiner_preferred when that one is
+///   alive, else to the alive combiner with the fewest assigned clients
+///   (ties: the smallest id); the assignment is stored (synced).
+///   ec::not_found "combiner <id> not found or unavailable" for a
+///   preferred one that is not alive; ec::invalid_state "no combiner
+///   available" when none is.
+/// - (get, combiners) -> every combiner known since start, by id.
 /// - (get, model_id, chunk index) -> model_chunk: global models for
 ///   combiners' staging.
 /// - session_config -> session id: start a session (one at a time;
@@ -190,8 +246,12 @@ using combiner_actor = caf::typed_actor<
 /// - (get, models) -> the trail, oldest first.
 /// - combiner_round_done, timer_tick: internal.
 using controller_actor = caf::typed_actor<
-  caf::replies_to<caf::join_atom, std::string, combiner_actor>::with<
+  caf::replies_to<caf::join_atom, combiner_info, combiner_actor>::with<
     caf::ok_atom>,
+  caf::replies_to<caf::put_atom, client_assignment_record>::with<
+    combiner_status>,
+  caf::replies_to<caf::get_atom, combiners_atom>::with<
+    std::vector<combiner_status>>,
   caf::replies_to<caf::get_atom, std::string, uint64_t>::with<model_chunk>,
   caf::replies_to<session_config>::with<std::string>,
   caf::replies_to<caf::get_atom, session_atom, std::string>::with<

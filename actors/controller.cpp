@@ -591,6 +591,70 @@ controller_state::report(const std::string& session_id) {
   return out;
 }
 
+caf::expected<std::map<std::string, uint64_t>>
+assigned_counts(storage::state_store& state) {
+  auto all = state.list<client_assignment_record>();
+  if (!all)
+    return all.error();
+  std::map<std::string, uint64_t> out;
+  for (auto& a : *all)
+    ++out[a.combiner_id];
+  return out;
+}
+
+caf::expected<combiner_status>
+controller_state::assign(client_assignment_record rec) {
+  auto counts = assigned_counts(*state);
+  if (!counts)
+    return counts.error();
+  // A client that is assigned again does not count against its old
+  // combiner.
+  if (auto old = state->get<client_assignment_record>(rec.client_id))
+    --(*counts)[old->combiner_id];
+  const combiner_status* chosen = nullptr;
+  if (!rec.combiner_preferred.empty()) {
+    auto i = known_combiners.find(rec.combiner_preferred);
+    if (i == known_combiners.end() || !i->second.alive)
+      return caf::make_error(ec::not_found,
+                             "combiner " + rec.combiner_preferred
+                               + " not found or unavailable");
+    chosen = &i->second;
+  } else {
+    uint64_t least = 0;
+    for (auto& [id, c] : known_combiners) {
+      if (!c.alive)
+        continue;
+      auto n = (*counts)[id];
+      if (chosen == nullptr || n < least) {
+        chosen = &c;
+        least = n;
+      }
+    }
+    if (chosen == nullptr)
+      return caf::make_error(ec::invalid_state, "no combiner available");
+  }
+  rec.combiner_id = chosen->info.combiner_id;
+  rec.assigned_at = unix_now();
+  if (auto err = state->put(rec))
+    return err;
+  auto out = *chosen;
+  out.clients_assigned = (*counts)[rec.combiner_id] + 1;
+  return out;
+}
+
+caf::expected<std::vector<combiner_status>>
+controller_state::combiner_statuses() {
+  auto counts = assigned_counts(*state);
+  if (!counts)
+    return counts.error();
+  std::vector<combiner_status> out;
+  for (auto& [id, c] : known_combiners) {
+    out.push_back(c);
+    out.back().clients_assigned = (*counts)[id];
+  }
+  return out;
+}
+
 controller_actor::behavior_type
 controller_impl(controller_actor::stateful_pointer<controller_state> self,
                 controller_config cfg,
@@ -622,6 +686,11 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
         continue;
       auto cid = i->first;
       st.combiners.erase(i);
+      if (auto k = st.known_combiners.find(cid);
+          k != st.known_combiners.end()) {
+        k->second.alive = false;
+        k->second.handle = nullptr;
+      }
       log("combiner " + cid + " lost: " + render(dm.reason));
       combiner_round_done lost{cid, st.epoch, {}};
       lost.record.status = round_status::failed;
@@ -631,18 +700,37 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
     }
   });
   return {
-    [self](caf::join_atom, const std::string& cid,
+    [self](caf::join_atom, const combiner_info& info,
            combiner_actor& handle) -> caf::ok_atom {
       auto& st = self->state;
+      auto& cid = info.combiner_id;
       if (auto i = st.combiners.find(cid); i != st.combiners.end())
         self->demonitor(i->second.address());
       st.combiners[cid] = handle;
+      st.known_combiners[cid] = combiner_status{info, true, unix_now(), 0,
+                                                handle};
       self->monitor(handle);
-      log("combiner " + cid + " joined");
+      log("combiner " + cid + " joined (clients reach it at " + info.host
+          + ":" + std::to_string(info.port) + (info.tls ? ", TLS" : "")
+          + ")");
       if (st.current == stage::selecting
           && st.combiners.size() == 1)
         select_combiners(self);
       return caf::ok_atom::value;
+    },
+    [self](caf::put_atom,
+           client_assignment_record& rec) -> caf::result<combiner_status> {
+      auto out = self->state.assign(std::move(rec));
+      if (!out)
+        return out.error();
+      return std::move(*out);
+    },
+    [self](caf::get_atom,
+           combiners_atom) -> caf::result<std::vector<combiner_status>> {
+      auto out = self->state.combiner_statuses();
+      if (!out)
+        return out.error();
+      return std::move(*out);
     },
     [self](caf::get_atom, const std::string& model_id,
            uint64_t index) -> caf::result<model_chunk> {

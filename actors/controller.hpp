@@ -51,6 +51,9 @@ struct controller_state {
   std::shared_ptr<storage::state_store> state;
   /// Connected combiners by id.
   std::map<std::string, combiner_actor> combiners;
+  /// Every combiner that joined since start, by id, alive or lost (what
+  /// GET /api/v1/combiners/ lists and clients are assigned from).
+  std::map<std::string, combiner_status> known_combiners;
 
   // -- the running session ---------------------------------------------------
   session_config session;
@@ -86,6 +89,18 @@ struct controller_state {
 
   /// The session's report from the state store.
   caf::expected<session_report> report(const std::string& session_id);
+
+  /// Assigns a client (FEDn's clients/add): its `combiner_preferred` when
+  /// that combiner is alive, else the alive combiner with the fewest
+  /// stored assignments (ties: the smallest id). Stores the assignment
+  /// (`combiner_id` and `assigned_at` filled in; a reassigned client moves).
+  /// @returns the chosen combiner; ec::not_found naming a preferred
+  ///          combiner that is not alive; ec::invalid_state when no
+  ///          combiner is alive; a storage error.
+  caf::expected<combiner_status> assign(client_assignment_record rec);
+
+  /// `known_combiners` with each one's number of assigned clients.
+  caf::expected<std::vector<combiner_status>> combiner_statuses();
 };
 
 /// @param models the controller's model store (global models).

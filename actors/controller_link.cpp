@@ -91,7 +91,7 @@ void connect(self_ptr self) {
         auto ctrl = caf::actor_cast<controller_actor>(std::move(ptr));
         self
           ->request(ctrl, st.cfg.request_timeout, caf::join_atom::value,
-                    st.cfg.combiner_id, st.combiner)
+                    st.info, st.combiner)
           .then([self, ctrl](caf::ok_atom) { joined(self, ctrl); },
                 [self](caf::error& err) {
                   retry(self, "join refused: " + render(err));
@@ -147,11 +147,13 @@ controller_link(self_ptr self, controller_link_config cfg,
       return self->delegate(st.source, caf::get_atom::value,
                             std::move(model_id));
     },
-    [self](caf::join_atom, combiner_actor& combiner) {
+    [self](caf::join_atom, combiner_actor& combiner, combiner_info& info) {
       auto& st = self->state;
       if (st.combiner)
         return;
       st.combiner = std::move(combiner);
+      st.info = std::move(info);
+      st.info.combiner_id = st.cfg.combiner_id;
       self->monitor(st.combiner);
       connect(self);
     },

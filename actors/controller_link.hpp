@@ -48,12 +48,14 @@ struct controller_link_config {
 /// - (get, model_id) -> model_blob: a model_source_actor: fetches the model
 ///   from the controller into the combiner's store, chunk by chunk;
 ///   ec::invalid_state while not connected.
-/// - (join, combiner): start linking `combiner` to the controller (sent
-///   once, after the combiner is spawned with this link as its source).
+/// - (join, combiner, info): start linking `combiner` to the controller,
+///   announcing `info` (where clients reach it) on every join; sent once,
+///   after the combiner is spawned with this link as its source and its
+///   client port is bound.
 /// - timer_tick: internal (reconnect).
 using controller_link_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom, std::string>::with<model_blob>,
-  caf::reacts_to<caf::join_atom, combiner_actor>,
+  caf::reacts_to<caf::join_atom, combiner_actor, combiner_info>,
   caf::reacts_to<timer_tick>>;
 
 struct controller_link_state {
@@ -61,6 +63,8 @@ struct controller_link_state {
   controller_link_config cfg;
   std::shared_ptr<storage::model_store> models;
   combiner_actor combiner;
+  /// What the combiner announces when it joins.
+  combiner_info info;
   /// The controller while joined; invalid otherwise.
   controller_actor controller;
   /// Fetches models from `controller`; replaced on every join.

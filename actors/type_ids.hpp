@@ -17,6 +17,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(rondo_actors, caf::first_custom_type_id + 200)
   CAF_ADD_TYPE_ID(rondo_actors, (std::vector<rondo::active_client>))
   CAF_ADD_TYPE_ID(rondo_actors, (rondo::combiner_actor))
   CAF_ADD_TYPE_ID(rondo_actors, (rondo::controller_actor))
+  CAF_ADD_TYPE_ID(rondo_actors, (rondo::combiner_info))
+  CAF_ADD_TYPE_ID(rondo_actors, (rondo::combiner_status))
+  CAF_ADD_TYPE_ID(rondo_actors, (std::vector<rondo::combiner_status>))
+  CAF_ADD_TYPE_ID(rondo_actors, (rondo::client_assignment_record))
 
 CAF_END_TYPE_ID_BLOCK(rondo_actors)
 

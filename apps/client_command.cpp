@@ -2,6 +2,7 @@
 
 #include "apps/commands.hpp"
 #include "apps/process.hpp"
+#include "client/api_join.hpp"
 #include "client/compute_package.hpp"
 #include "client/fedn_client.hpp"
 #include "client/runner.hpp"
@@ -21,6 +22,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -44,7 +46,72 @@ struct client_args {
   std::string key_file;
   /// --token-file: a file holding the token (first line).
   std::string token_file;
+  /// --api-url: join through the controller's API (clients/add) instead
+  /// of --host/--port; without --package, download its active package.
+  std::string api_url;
+  /// --preferred-combiner: the combiner to ask the controller for.
+  std::string preferred_combiner;
+  /// --api-retry-time: seconds to keep asking while the controller says
+  /// retry.
+  double api_retry_s = 300;
 };
+
+/// Removes a downloaded package's folder when the client ends.
+struct folder_remover {
+  std::filesystem::path dir;
+  ~folder_remover() {
+    if (dir.empty())
+      return;
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  }
+};
+
+/// Joins through the controller's API: asks clients/add for a combiner
+/// (into cfg.host/port/tls) and, without --package, downloads, checks and
+/// unpacks the active compute package into a fresh folder under the work
+/// folder (a.package then names it; `cleanup` removes it at exit).
+/// @returns the problem, or an empty string.
+std::string join_through_api(client_args& a, client::stop_source& stop,
+                             folder_remover& cleanup) {
+  auto& cfg = a.cfg;
+  client::api_config api;
+  api.url = a.api_url;
+  api.token = cfg.token;
+  api.auth_scheme = cfg.auth_scheme;
+  api.ca_file = a.ca_file;
+  api.retry_for_s = a.api_retry_s;
+  client::join_request req;
+  req.client_id = cfg.client_id;
+  req.name = cfg.name;
+  req.preferred_combiner = a.preferred_combiner;
+  req.package = a.package.empty() ? "remote" : "local";
+  auto got = client::join_via_api(api, req, stop);
+  if (!got)
+    return render(got.error());
+  spdlog::info("the controller assigned combiner {}:{}{} (helper {})",
+               got->host, got->port, got->tls ? " (TLS)" : "",
+               got->helper_type);
+  cfg.client_id = got->client_id;
+  cfg.host = got->host;
+  cfg.port = got->port;
+  if (got->tls)
+    cfg.tls = true;
+  if (!a.package.empty())
+    return {};
+  std::error_code err;
+  auto base = cfg.work_dir.empty() ? std::filesystem::temp_directory_path(err)
+                                   : cfg.work_dir;
+  if (err)
+    return "no temporary folder for the compute package: " + err.message();
+  cleanup.dir = base / ("rondo-package-" + new_id());
+  auto dir = client::fetch_package(api, cleanup.dir);
+  if (!dir)
+    return render(dir.error());
+  spdlog::info("compute package unpacked into {}", dir->string());
+  a.package = dir->string();
+  return {};
+}
 
 /// Reads the TLS files and the token file into `a.cfg`.
 /// @returns the problem naming the flag and file, or an empty string.
@@ -174,15 +241,32 @@ int run_client(client_args& a) {
   // defaults to the name, so `rondo token create --client NAME` fits.
   if (cfg.client_id.empty())
     cfg.client_id = cfg.token.empty() ? new_id() : cfg.name;
+  if (!cfg.roles.trainer && !cfg.roles.validator) {
+    spdlog::error("nothing to serve: --no-trainer and --no-validator");
+    return 1;
+  }
+  if (a.package.empty() && a.api_url.empty()) {
+    spdlog::error("give --package DIR, or --api-url URL to download the "
+                  "controller's active compute package");
+    return 1;
+  }
+  client::stop_source stop;
+  signal_stopper signals{stop};
+  folder_remover downloaded;
+  if (!a.api_url.empty()) {
+    if (auto problem = join_through_api(a, stop, downloaded);
+        !problem.empty()) {
+      if (stop.stop_requested())
+        return 0;
+      spdlog::error("{}", problem);
+      return 1;
+    }
+  }
   if (!cfg.token.empty() && !uses_tls(cfg)
       && !security::is_loopback_host(cfg.host))
     spdlog::warn("sending the token to {} without TLS: anyone on the path "
                  "can read and reuse it (pass --ca)",
                  cfg.host);
-  if (!cfg.roles.trainer && !cfg.roles.validator) {
-    spdlog::error("nothing to serve: --no-trainer and --no-validator");
-    return 1;
-  }
   if (auto err = client::validate(cfg)) {
     spdlog::error("{}", render(err));
     return 1;
@@ -207,8 +291,6 @@ int run_client(client_args& a) {
                   cfg.host, cfg.port);
     return 1;
   }
-  client::stop_source stop;
-  signal_stopper signals{stop};
   if (pkg->find(client::entry_point_names::startup) != nullptr) {
     spdlog::info("running the startup entry point");
     client::run_options opts;
@@ -249,8 +331,21 @@ void add_client_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--client-id", cfg.client_id,
                   "Client id (default: a new UUID; with a token, --name)");
   cmd->add_option("--package", a->package,
-                  "Compute package directory (contains fedn.yaml)")
-    ->required();
+                  "Compute package directory (contains fedn.yaml); FEDn's "
+                  "--local-package. Without it, --api-url downloads the "
+                  "controller's active package");
+  cmd->add_option("--api-url", a->api_url,
+                  "The controller's API (http(s)://host:port): ask it for a "
+                  "combiner (FEDn's clients/add) instead of --host/--port "
+                  "and, without --package, download its active compute "
+                  "package (checksum verified)");
+  cmd->add_option("--preferred-combiner", a->preferred_combiner,
+                  "With --api-url: the combiner to ask for");
+  cmd->add_option("--api-retry-time", a->api_retry_s,
+                  "With --api-url: seconds to keep asking while the "
+                  "controller has no compute package or no combiner yet")
+    ->capture_default_str()
+    ->check(CLI::PositiveNumber);
   cmd->add_flag("--trainer,!--no-trainer", a->trainer,
                 "Serve training tasks (default: on)");
   cmd->add_flag("--validator,!--no-validator", a->validator,

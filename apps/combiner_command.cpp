@@ -29,6 +29,7 @@
 #include <spdlog/spdlog.h>
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -75,12 +76,42 @@ struct combiner_args {
   std::string auth_scheme = "Bearer";
   /// --require-client-identity: refuse client tokens naming no client.
   bool require_client_identity = false;
+  /// --advertise-host: the host clients are told to dial (clients/add);
+  /// empty: --host, or this machine's hostname when --host is a wildcard.
+  std::string advertise_host;
+  /// --advertise-port: the port clients are told to dial; 0: the bound
+  /// port.
+  int advertise_port = 0;
+  /// --fqdn: a name behind a TLS proxy on port 443 (FEDn's combiner fqdn:
+  /// FEDn's client then dials fqdn:443); empty: none.
+  std::string fqdn;
   /// --metrics-port: serve Prometheus' /metrics on --host (HTTPS with
   /// --cert/--key, an admin token with --auth-secret-file); -1: off, 0
   /// picks a free port.
   int metrics_port = -1;
   std::string metrics_port_file;
 };
+
+/// Where clients reach this combiner, as announced to the controller.
+combiner_info advertised(const combiner_args& a, uint16_t bound_port) {
+  combiner_info info;
+  info.combiner_id = a.name;
+  auto wildcard = a.host == "0.0.0.0" || a.host == "::" || a.host == "[::]";
+  info.host = a.advertise_host;
+  if (info.host.empty() && !wildcard)
+    info.host = a.host;
+  if (info.host.empty()) {
+    char name[256] = {};
+    if (gethostname(name, sizeof(name) - 1) == 0)
+      info.host = name;
+  }
+  info.ip = wildcard ? std::string{} : a.host;
+  info.fqdn = a.fqdn;
+  info.port = a.advertise_port > 0 ? static_cast<uint16_t>(a.advertise_port)
+                                   : bound_port;
+  info.tls = !a.tls.cert.empty();
+  return info;
+}
 
 /// The flags that would secure the client edge and are missing, e.g.
 /// "--cert, --auth-secret-file"; empty when TLS and tokens are both on.
@@ -276,8 +307,6 @@ int run(const combiner_args& a) {
   }
   auto combiner = sys.spawn(combiner_impl, ccfg, models, state,
                             model_source_actor{link});
-  if (link)
-    caf::anon_send(link, caf::join_atom::value, combiner);
   int code = 0;
   api::server_config mcfg;
   mcfg.host = a.host;
@@ -300,11 +329,16 @@ int run(const combiner_args& a) {
     if (!port) {
       std::cerr << "error: " << render(port.error()) << "\n";
       code = 1;
-    } else if (!a.port_file.empty()) {
-      if (auto err = write_port_file(a.port_file, *port)) {
-        std::cerr << "error: " << render(err) << "\n";
-        code = 1;
-      }
+    } else {
+      // Joins once the client port is known (it is announced).
+      if (link)
+        caf::anon_send(link, caf::join_atom::value, combiner,
+                       advertised(a, *port));
+      if (!a.port_file.empty())
+        if (auto err = write_port_file(a.port_file, *port)) {
+          std::cerr << "error: " << render(err) << "\n";
+          code = 1;
+        }
     }
     if (code == 0) {
       std::cout << "combiner '" << a.name << "' listening on " << a.host << ":"
@@ -370,6 +404,18 @@ void add_combiner_command(CLI::App& app, int& exit_code) {
                   "Join the controller at HOST:PORT (CAF middleman) and "
                   "fetch global models from it; without it the combiner "
                   "runs standalone");
+  cmd->add_option("--advertise-host", a->advertise_host,
+                  "The host clients assigned by the controller dial "
+                  "(default: --host, or this machine's hostname when --host "
+                  "is 0.0.0.0 or ::)");
+  cmd->add_option("--advertise-port", a->advertise_port,
+                  "The port clients assigned by the controller dial "
+                  "(default: the bound --port)")
+    ->check(CLI::Range(0, 65535));
+  cmd->add_option("--fqdn", a->fqdn,
+                  "A name clients reach this combiner at through a TLS proxy "
+                  "on port 443 (FEDn's combiner fqdn; FEDn's client then "
+                  "dials FQDN:443)");
   cmd->add_option("--heartbeat-interval", a->heartbeat_interval,
                   "Seconds between middleman heartbeats to the controller")
     ->capture_default_str();

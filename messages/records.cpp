@@ -79,6 +79,10 @@ auto fields(const metric_record& x) {
   return std::tie(x.metric_id, x.client_id, x.model_id, x.round_id,
                   x.session_id, x.step, x.values, x.received_at);
 }
+auto fields(const client_assignment_record& x) {
+  return std::tie(x.client_id, x.name, x.combiner_id, x.combiner_preferred,
+                  x.ip, x.package, x.assigned_at);
+}
 
 } // namespace
 
@@ -93,6 +97,7 @@ RONDO_EQ(model_record)
 RONDO_EQ(validation_record)
 RONDO_EQ(client_record)
 RONDO_EQ(metric_record)
+RONDO_EQ(client_assignment_record)
 #undef RONDO_EQ
 
 } // namespace rondo

@@ -163,6 +163,25 @@ struct metric_record {
   double received_at = 0;
 };
 
+/// Which combiner the controller assigned a client to (FEDn's client
+/// entry, written by `POST /api/v1/clients/add`). The controller counts
+/// these per combiner to pick the least-loaded one.
+struct client_assignment_record {
+  std::string client_id;
+  std::string name;
+  /// The combiner the client was sent to.
+  std::string combiner_id;
+  /// The combiner the client asked for ("" when none).
+  std::string combiner_preferred;
+  /// The client's address as the API saw it.
+  std::string ip;
+  /// "remote" (the client downloads the active compute package) or
+  /// "local".
+  std::string package;
+  /// Unix time in seconds of the (last) assignment.
+  double assigned_at = 0;
+};
+
 #define RONDO_EQ(T) \
   bool operator==(const T& x, const T& y); \
   inline bool operator!=(const T& x, const T& y) { return !(x == y); }
@@ -175,6 +194,7 @@ RONDO_EQ(model_record)
 RONDO_EQ(validation_record)
 RONDO_EQ(client_record)
 RONDO_EQ(metric_record)
+RONDO_EQ(client_assignment_record)
 #undef RONDO_EQ
 
 template <class Inspector>
@@ -238,6 +258,14 @@ typename Inspector::result_type inspect(Inspector& f, metric_record& x) {
   return f(caf::meta::type_name("rondo.metric_record"), x.metric_id,
            x.client_id, x.model_id, x.round_id, x.session_id, x.step,
            x.values, x.received_at);
+}
+
+template <class Inspector>
+typename Inspector::result_type
+inspect(Inspector& f, client_assignment_record& x) {
+  return f(caf::meta::type_name("rondo.client_assignment_record"),
+           x.client_id, x.name, x.combiner_id, x.combiner_preferred, x.ip,
+           x.package, x.assigned_at);
 }
 
 } // namespace rondo

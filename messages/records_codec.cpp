@@ -389,4 +389,30 @@ caf::error decode(std::string_view bytes, metric_record& out) {
   return caf::none;
 }
 
+std::string encode(const client_assignment_record& x) {
+  pb::ClientAssignmentRecord m;
+  m.set_client_id(x.client_id);
+  m.set_name(x.name);
+  m.set_combiner_id(x.combiner_id);
+  m.set_combiner_preferred(x.combiner_preferred);
+  m.set_ip(x.ip);
+  m.set_package(x.package);
+  m.set_assigned_at(x.assigned_at);
+  return m.SerializeAsString();
+}
+
+caf::error decode(std::string_view bytes, client_assignment_record& out) {
+  pb::ClientAssignmentRecord m;
+  if (auto err = parse(bytes, m, "client assignment"))
+    return err;
+  out.client_id = m.client_id();
+  out.name = m.name();
+  out.combiner_id = m.combiner_id();
+  out.combiner_preferred = m.combiner_preferred();
+  out.ip = m.ip();
+  out.package = m.package();
+  out.assigned_at = m.assigned_at();
+  return caf::none;
+}
+
 } // namespace rondo

@@ -58,7 +58,8 @@ struct cluster_fixture : rondo::test::combiner_fixture {
     m->handle = sys.spawn(combiner_impl, cc, m->models, m->state, source);
     sched.run();
     auto rh = self->request(controller, caf::infinite, caf::join_atom::value,
-                            id, m->handle);
+                            combiner_info{id, "127.0.0.1", "", "", 0, false},
+                            m->handle);
     sched.run();
     rh.receive([](caf::ok_atom) {},
                [&](caf::error& err) { FAIL_CHECK(render(err)); });

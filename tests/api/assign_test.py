@@ -1,0 +1,433 @@
+#!/usr/bin/env python3
+"""Client assignment and compute packages on the controller's HTTP API,
+against real `rondo controller` and `rondo combiner` processes (standard
+library plus Debian's python3-requests).
+
+Cases (--case):
+- balance: six clients join through POST /api/v1/clients/add one after
+  another over two combiners -> three on each; GET /combiners/ shows both
+  alive with three clients assigned; a preferred combiner is honoured and
+  an unknown one is refused; after SIGKILL of combiner B (GET /combiners/
+  shows it dead within the controller's --connection-timeout) every new
+  client goes to A; GET /clients/, /clients/{id}, /clients/count.
+- packages: a client asking for a remote package before one is uploaded
+  gets FEDn's 203 "retry"; uploads with a '../' entry, an absolute path, a
+  symlink out of the folder and no fedn.yaml are each refused (400 naming
+  the entry); a good one is accepted and active; checksum and download
+  match it (FEDn's answer shape and Content-Disposition).
+- auth: with --auth-secret-file: clients/add and package download refuse
+  no token (401); package upload refuses a client token (403); a token
+  naming client c1 cannot add c2 (403) but adds c1.
+- api_client_trains: `rondo client --api-url` without --package downloads
+  the uploaded package, verifies its checksum, joins the combiner the
+  controller assigned and trains in a session.
+
+Usage: assign_test.py --rondo PATH --case NAME. Exit 0 on success, 1 on a
+failed check (with the logs' tails), 77 when python3-requests is missing.
+Every wait is bounded.
+"""
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+try:
+    import requests
+except ImportError:
+    print("skipped: python3-requests is not installed")
+    sys.exit(77)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLUSTER_PACKAGE = os.path.join(HERE, "..", "cluster", "package")
+
+GOOD_YAML = (b"entry_points:\n  train:\n    command: python3 npz_task.py train\n"
+             b"  validate:\n    command: python3 npz_task.py validate\n")
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print("ok:", what, flush=True)
+
+
+class Cluster:
+    def __init__(self, rondo, work):
+        self.rondo, self.work = rondo, work
+        self.procs = {}
+        self.secret = None
+
+    def spawn(self, name, args, env=None):
+        log = open(os.path.join(self.work, name + ".log"), "w")
+        self.procs[name] = subprocess.Popen(
+            [self.rondo] + args, stdout=log, stderr=subprocess.STDOUT,
+            env=env)
+
+    def wait_file(self, name, path):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if os.path.exists(path) and open(path).read().strip():
+                return int(open(path).read())
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(name + " exited early")
+            time.sleep(0.05)
+        raise RuntimeError(name + " wrote no " + path + " within 30 s")
+
+    def start_controller(self, auth=False):
+        args = ["controller", "--port", "0", "--port-file",
+                os.path.join(self.work, "controller.port"), "--db",
+                os.path.join(self.work, "ctrl-db"), "--http-port", "0",
+                "--http-port-file", os.path.join(self.work, "http.port"),
+                "--heartbeat-interval", "0.2", "--connection-timeout", "2",
+                "--client-wait", "30"]
+        if auth:
+            self.secret = os.path.join(self.work, "secret")
+            with open(self.secret, "w") as f:
+                f.write("s" * 40)
+            args += ["--auth-secret-file", self.secret]
+        self.spawn("controller", args)
+        port = self.wait_file("controller",
+                              os.path.join(self.work, "controller.port"))
+        self.controller = "127.0.0.1:%d" % port
+        http = self.wait_file("controller",
+                              os.path.join(self.work, "http.port"))
+        self.url = "http://127.0.0.1:%d" % http
+
+    def start_combiner(self, name):
+        self.spawn(name, ["combiner", "--port", "0", "--port-file",
+                          os.path.join(self.work, name + ".port"), "--db",
+                          os.path.join(self.work, name + "-db"), "--name",
+                          name, "--controller", self.controller,
+                          "--heartbeat-interval", "0.2",
+                          "--connection-timeout", "2"])
+        return self.wait_file(name, os.path.join(self.work, name + ".port"))
+
+    def token(self, role, client=None):
+        args = [self.rondo, "token", "create", "--secret-file", self.secret,
+                "--role", role]
+        if client:
+            args += ["--client", client]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    def api(self, method, path, token=None, **kw):
+        headers = kw.pop("headers", {})
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        return requests.request(method, self.url + path, headers=headers,
+                                timeout=30, **kw)
+
+    def wait_alive(self, names, timeout=30, token=None):
+        """Until GET /combiners/ lists exactly `names` alive."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.api("GET", "/api/v1/combiners/", token=token)
+            alive = sorted(c["name"] for c in r.json()["result"]
+                           if c["alive"])
+            if alive == sorted(names):
+                return r.json()
+            if time.monotonic() > deadline:
+                raise AssertionError("combiners alive %s, wanted %s"
+                                     % (alive, names))
+            time.sleep(0.1)
+
+    def stop(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+
+    def tails(self):
+        for name in sorted(os.listdir(self.work)):
+            if name.endswith(".log"):
+                path = os.path.join(self.work, name)
+                lines = open(path, errors="replace").read().splitlines()[-20:]
+                print("---- %s (last %d lines)" % (name, len(lines)))
+                print("\n".join(lines))
+
+
+def tgz(entries):
+    """A .tgz of (name, bytes | ('symlink', target) | None for a folder)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                tar.addfile(info)
+            elif isinstance(data, tuple):
+                info.type = tarfile.SYMTYPE
+                info.linkname = data[1]
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def cluster_package():
+    """tests/cluster/package as FEDn packs one: a top folder with
+    fedn.yaml."""
+    entries = [("package", None)]
+    for f in sorted(os.listdir(CLUSTER_PACKAGE)):
+        path = os.path.join(CLUSTER_PACKAGE, f)
+        if os.path.isfile(path):
+            entries.append(("package/" + f, open(path, "rb").read()))
+    return tgz(entries)
+
+
+def upload(c, data, token=None, name="package.tgz", helper="numpyhelper"):
+    return c.api("POST", "/api/v1/packages/", token=token,
+                 files={"file": (name, data)},
+                 data={"name": "test", "helper": helper,
+                       "description": "test package"})
+
+
+def add(c, client_id, token=None, **extra):
+    body = {"client_id": client_id, "name": client_id, "package": "local"}
+    body.update(extra)
+    return c.api("POST", "/api/v1/clients/add", token=token, json=body)
+
+
+def case_balance(c):
+    c.start_controller()
+    ports = {n: c.start_combiner(n) for n in ("A", "B")}
+    c.wait_alive(["A", "B"])
+    by_port = {p: n for n, p in ports.items()}
+    got = []
+    for i in range(6):
+        r = add(c, "c%d" % i)
+        check(r.status_code == 200 and r.json()["status"] == "assigned",
+              "c%d assigned: %s" % (i, r.text))
+        a = r.json()
+        check(a["client_id"] == "c%d" % i and a["host"] == "127.0.0.1"
+              and a["helper_type"] == "numpyhelper"
+              and a["package"] == "local",
+              "FEDn's answer fields for c%d: %s" % (i, a))
+        got.append(by_port[a["port"]])
+    check(sorted(got) == ["A"] * 3 + ["B"] * 3,
+          "six clients joined one after another: three on each (%s)" % got)
+    combiners = {x["name"]: x for x in c.wait_alive(["A", "B"])["result"]}
+    check(combiners["A"]["clients_assigned"] == 3
+          and combiners["B"]["clients_assigned"] == 3
+          and combiners["A"]["port"] == ports["A"]
+          and combiners["A"]["address"] == "127.0.0.1",
+          "GET /combiners/ shows 3 clients assigned on each")
+    r = add(c, "pref", combiner_preferred="B")
+    check(r.status_code == 200 and r.json()["port"] == ports["B"],
+          "combiner_preferred B is honoured")
+    r = add(c, "pref2", preferred_combiner="A")
+    check(r.status_code == 200 and r.json()["port"] == ports["A"],
+          "FEDn's client's preferred_combiner A is honoured")
+    r = add(c, "nowhere", combiner_preferred="Z")
+    check(r.status_code == 400 and "Z" in r.json()["message"],
+          "an unknown preferred combiner is refused: %s" % r.text)
+    r = c.api("GET", "/api/v1/clients/count")
+    check(r.status_code == 200 and r.json() == 8, "clients/count is 8")
+    r = c.api("GET", "/api/v1/clients/", headers={"X-Limit": "3"})
+    check(r.json()["count"] == 8 and len(r.json()["result"]) == 3,
+          "clients/ pages with X-Limit (count 8, 3 shown)")
+    r = c.api("GET", "/api/v1/clients/c0")
+    check(r.status_code == 200 and r.json()["combiner"] in ("A", "B")
+          and r.json()["status"] == "offline"
+          and r.json()["package"] == "local",
+          "clients/c0: its combiner, offline (never connected)")
+    check(c.api("GET", "/api/v1/clients/nobody").status_code == 404,
+          "clients/nobody is 404")
+    r = c.api("GET", "/api/v1/combiners/count")
+    check(r.json() == 2, "combiners/count is 2")
+
+    c.procs["B"].send_signal(signal.SIGKILL)
+    c.procs["B"].wait(timeout=10)
+    t0 = time.monotonic()
+    c.wait_alive(["A"], timeout=20)
+    print("ok: B shown dead after %.1f s" % (time.monotonic() - t0))
+    r = c.api("GET", "/api/v1/combiners/B")
+    check(r.status_code == 200 and r.json()["alive"] is False
+          and r.json()["status"] == "offline", "combiners/B: not alive")
+    after = [by_port[add(c, "late%d" % i).json()["port"]] for i in range(4)]
+    check(after == ["A"] * 4, "after B died, new clients all go to A (%s)"
+          % after)
+    r = add(c, "prefdead", combiner_preferred="B")
+    check(r.status_code == 400, "a dead preferred combiner is refused")
+
+
+def case_packages(c):
+    c.start_controller()
+    c.start_combiner("A")
+    c.wait_alive(["A"])
+    r = add(c, "early", package="remote")
+    check(r.status_code == 203 and r.json()["status"] == "retry",
+          "remote package before upload: 203 retry (%s)" % r.text)
+    r = c.api("GET", "/api/v1/packages/checksum")
+    check(r.status_code == 404 and r.json()["checksum"] is None,
+          "no checksum before upload")
+    bad = {
+        "dotdot": (tgz([("fedn.yaml", GOOD_YAML), ("../evil", b"x")]),
+                   "'../evil' has a '..' component"),
+        "absolute": (tgz([("fedn.yaml", GOOD_YAML), ("/tmp/evil", b"x")]),
+                     "'/tmp/evil' is an absolute path"),
+        "symlink": (tgz([("fedn.yaml", GOOD_YAML),
+                         ("etc", ("symlink", "../../etc"))]),
+                    "symbolic link 'etc' points to '../../etc', out of"),
+        "no yaml": (tgz([("train.py", b"print(1)")]), "no fedn.yaml"),
+        "not gzip": (b"plain text", "not a gzip-compressed tar archive"),
+    }
+    for what, (data, reason) in bad.items():
+        r = upload(c, data)
+        check(r.status_code == 400 and reason in r.json()["message"],
+              "upload with %s refused: %s" % (what, r.text))
+    r = upload(c, GOOD_YAML, name="fedn.yaml")
+    check(r.status_code == 400 and "file" in r.json()["message"],
+          "a file that is not .tgz is refused naming the field")
+    r = upload(c, cluster_package(), helper="nohelper")
+    check(r.status_code == 400 and "helper" in r.json()["message"],
+          "an unknown helper is refused naming the field")
+    check(c.api("GET", "/api/v1/packages/count").json() == 0,
+          "nothing refused was stored")
+    data = cluster_package()
+    r = upload(c, data)
+    check(r.status_code == 200 and r.json()["message"] == "Package uploaded",
+          "a good package is accepted: %s" % r.text)
+    sha = hashlib.sha256(data).hexdigest()
+    r = c.api("GET", "/api/v1/packages/active")
+    check(r.status_code == 200 and r.json()["checksum"] == sha
+          and r.json()["helper"] == "numpyhelper" and r.json()["active"],
+          "packages/active is it")
+    r = c.api("GET", "/api/v1/packages/checksum")
+    check(r.status_code == 200 and r.json()["checksum"] == sha,
+          "packages/checksum is its sha256")
+    r = c.api("GET", "/api/v1/packages/download")
+    check(r.status_code == 200 and r.content == data
+          and "attachment; filename=" in r.headers["Content-Disposition"],
+          "packages/download gives its bytes with Content-Disposition")
+    pid = c.api("GET", "/api/v1/packages/").json()["result"][0]["package_id"]
+    check(c.api("GET", "/api/v1/packages/" + pid).json()["checksum"] == sha,
+          "packages/{id}")
+    r = add(c, "late", package="remote")
+    check(r.status_code == 200 and r.json()["package"] == "remote"
+          and r.json()["helper_type"] == "numpyhelper",
+          "remote package after upload: assigned")
+
+
+def case_auth(c):
+    c.start_controller(auth=True)
+    c.start_combiner("A")
+    admin = c.token("admin")
+    c.wait_alive(["A"], token=admin)
+    r = add(c, "c1")
+    check(r.status_code == 401, "clients/add without a token: 401")
+    r = c.api("GET", "/api/v1/packages/download")
+    check(r.status_code == 401, "package download without a token: 401")
+    client = c.token("client", "c1")
+    r = upload(c, cluster_package(), token=client)
+    check(r.status_code == 403, "package upload with a client token: 403")
+    r = upload(c, cluster_package(), token=admin)
+    check(r.status_code == 200, "package upload with an admin token")
+    r = add(c, "c2", token=client)
+    check(r.status_code == 403 and "c1" in r.json()["message"],
+          "a token for c1 cannot add c2: %s" % r.text)
+    r = add(c, "c1", token=client)
+    check(r.status_code == 200, "a token for c1 adds c1")
+    r = c.api("GET", "/api/v1/packages/download", token=client)
+    check(r.status_code == 200, "a client token downloads the package")
+
+
+def case_api_client_trains(c):
+    c.start_controller()
+    c.start_combiner("A")
+    c.wait_alive(["A"])
+    data = cluster_package()
+    check(upload(c, data).status_code == 200, "package uploaded")
+    marks = os.path.join(c.work, "marks")
+    os.makedirs(marks)
+    env = dict(os.environ, RONDO_TEST_NAME="api1", RONDO_TEST_DELTA="2",
+               RONDO_TEST_EXAMPLES="10", RONDO_TEST_MARKS=marks)
+    work = os.path.join(c.work, "client-work")
+    os.makedirs(work)
+    c.spawn("client", ["client", "--api-url", c.url, "--name", "api1",
+                       "--work-dir", work], env=env)
+    sys.path.insert(0, CLUSTER_PACKAGE)
+    import npz_task
+    from array import array
+    seed = os.path.join(c.work, "seed.npz")
+    npz_task.write_npz(seed, [("0.npy", "<f4", (3,), array("f", [0, 0, 0]))])
+    cli = [c.rondo]
+    r = subprocess.run(cli + ["seed", seed, "--controller", c.controller],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "seed model stored (%s)" % r.stderr.strip())
+    r = subprocess.run(cli + ["session", "start", "--controller",
+                              c.controller, "--session-id", "api",
+                              "--rounds", "1", "--round-timeout", "60",
+                              "--validate", "false", "--follow"],
+                       capture_output=True, text=True, timeout=240)
+    check(r.returncode == 0, "session finished:\n" + r.stdout + r.stderr)
+    r = c.api("GET", "/api/v1/clients/", params={"name": "api1"})
+    found = r.json()["result"]
+    check(r.status_code == 200 and len(found) == 1
+          and found[0]["combiner"] == "A" and found[0]["status"] == "online"
+          and found[0]["package"] == "remote",
+          "clients/?name=api1: on A, online, remote package (%s)" % r.text)
+    r = subprocess.run(cli + ["session", "status", "api", "--json",
+                              "--controller", c.controller],
+                       capture_output=True, text=True, timeout=60)
+    rnd = json.loads(r.stdout)["rounds"][0]
+    check(rnd["status"] == "success" and rnd["updates_accepted"] == 1,
+          "the round succeeded with the API client's update")
+    out = os.path.join(c.work, "out.npz")
+    r = subprocess.run(cli + ["models", "export", rnd["model_id"], out,
+                              "--controller", c.controller],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "model exported")
+    vals = [v for _, _, _, vs in npz_task.read_npz(out) for v in vs]
+    check(all(abs(v - 2.0) < 1e-6 for v in vals),
+          "the new global model is the client's training result %s" % vals)
+    log = open(os.path.join(c.work, "client.log")).read()
+    sha = hashlib.sha256(data).hexdigest()
+    check("sha256 " + sha in log, "the client verified the package checksum")
+
+
+CASES = {"balance": case_balance, "packages": case_packages,
+         "auth": case_auth, "api_client_trains": case_api_client_trains}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rondo", required=True)
+    ap.add_argument("--case", required=True, choices=sorted(CASES))
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="rondo-assign-")
+    c = Cluster(args.rondo, work)
+    code = 0
+    try:
+        CASES[args.case](c)
+    except Exception as e:  # noqa: BLE001 - report any failure with logs
+        print("FAILED:", e)
+        code = 1
+    finally:
+        c.stop()
+        if code:
+            c.tails()
+        if not args.keep:
+            subprocess.run(["rm", "-rf", work], timeout=60)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
