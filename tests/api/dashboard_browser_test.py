@@ -159,7 +159,7 @@ def main():
             return 77
 
     def body(f, work):
-        f.start()
+        f.start(via_api=True)
         shot = os.path.join(work, "dashboard.png")
         run(f, shot)
         if args.screenshot:

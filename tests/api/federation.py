@@ -44,7 +44,10 @@ class Federation(Cluster):
             time.sleep(0.05)
         raise RuntimeError(name + " wrote no " + file + " within 30 s")
 
-    def start(self, clients=CLIENTS, client_settings=None):
+    def start(self, clients=CLIENTS, via_api=False):
+        """Starts the controller, the combiner and `clients`; with via_api
+        the clients ask the controller's API for their combiner
+        (clients/add, a client token) instead of dialing it."""
         w = self.work
         self.spawn("controller", [
             "controller", "--port", "0",
@@ -67,14 +70,21 @@ class Federation(Cluster):
         port = self.wait_file("combiner", "combiner.port")
         self.combiner_metrics = "http://127.0.0.1:%d/metrics" % \
             self.wait_file("combiner", "combiner.metrics")
+        self.admin = self.token("admin")
+        if via_api:
+            token_file = os.path.join(w, "client.token")
+            with open(token_file, "w") as f:
+                f.write(self.token("client") + "\n")
+            where = ["--api-url", self.api, "--token-file", token_file]
+        else:
+            where = ["--host", "127.0.0.1", "--port", str(port)]
         for name, (delta, n) in clients.items():
             env = dict(os.environ, RONDO_TEST_NAME=name,
                        RONDO_TEST_DELTA=str(delta),
                        RONDO_TEST_EXAMPLES=str(n), RONDO_TEST_MARKS=self.marks)
-            self.spawn(name, ["client", "--host", "127.0.0.1", "--port",
-                              str(port), "--name", name, "--package",
-                              PACKAGE], env=env)
-        self.admin = self.token("admin")
+            self.spawn(name, ["client"] + where + ["--name", name,
+                                                   "--package", PACKAGE],
+                       env=env)
 
     def token(self, role):
         r = subprocess.run([self.rondo, "token", "create", "--secret-file",
