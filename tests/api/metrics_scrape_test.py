@@ -13,6 +13,9 @@ non-finite). After a 2-round session with validation:
   clients_rejected summed over rounds); rondo_sessions{status="finished"}
   is 1 and the /metrics requests themselves are counted.
 
+Case combiner_token: a combiner with --auth-secret-file wants an admin
+token on its /metrics (401 without, 403 with a client token).
+
 Usage: metrics_scrape_test.py --case NAME [--keep]; RONDO_BIN names the
 binary. Exit 0 on success, 1 on a failed check (with the logs' tails).
 """
@@ -115,14 +118,37 @@ def session_and_scrape(f):
           "controller: the refused scrape was counted")
 
 
+def combiner_token(f, work):
+    """A standalone combiner with --auth-secret-file: its /metrics needs an
+    admin token too."""
+    f.spawn("combiner", [
+        "combiner", "--port", "0",
+        "--port-file", os.path.join(work, "combiner.port"),
+        "--metrics-port", "0",
+        "--metrics-port-file", os.path.join(work, "combiner.metrics"),
+        "--auth-secret-file", f.secret_file,
+        "--db", os.path.join(work, "comb-db")])
+    url = "http://127.0.0.1:%d/metrics" % f.wait_file("combiner",
+                                                      "combiner.metrics")
+    check(http_get(url)[0] == 401, "combiner /metrics without a token: 401")
+    check(http_get(url, f.token("client"))[0] == 403,
+          "combiner /metrics with a client token: 403")
+    status, text = http_get(url, f.token("admin"))
+    check(status == 200 and "rondo_rounds_total" in text,
+          "combiner /metrics with an admin token: 200 and the families")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--case", required=True,
-                    choices=["session_counters"])
+                    choices=["session_counters", "combiner_token"])
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
 
     def body(f, work):
+        if args.case == "combiner_token":
+            combiner_token(f, work)
+            return
         f.start(clients=CLIENTS)
         session_and_scrape(f)
 
