@@ -184,7 +184,8 @@ function drawRounds(rounds) {
 // training_*, else the bare name.
 function pickKey(validations, name) {
   const keys = new Set();
-  for (const v of validations) for (const k of Object.keys(v.metrics)) keys.add(k);
+  for (const v of validations)
+    for (const k of Object.keys(v.metrics)) keys.add(k);
   for (const k of ["test_" + name, "training_" + name, name])
     if (keys.has(k)) return k;
   for (const k of keys) if (k.includes(name)) return k;
@@ -198,7 +199,8 @@ function parseValidations(validations) {
     if (typeof m === "string") {
       try { m = JSON.parse(m); } catch (e) { m = null; }
     }
-    if (m && typeof m === "object") out.push({ round_id: v.round_id, metrics: m });
+    if (m && typeof m === "object")
+      out.push({ round_id: v.round_id, metrics: m });
   }
   return out;
 }
@@ -311,7 +313,8 @@ function drawCombiners(combiners, clients) {
     const n = c.clients_online ?? clients.filter((x) => x.combiner === name
                                                  && statusClass(x.status)
                                                     === "status-ok").length;
-    const address = c.address ? c.address + (c.port ? ":" + c.port : "") : "—";
+    const address = c.address
+      ? c.address + (c.port ? ":" + c.port : "") : "—";
     return el("tr", { "data-combiner": name },
       el("td", { class: "id" }, name), el("td", {}, address),
       statusCell(c.status || "—"), el("td", { class: "num" }, n),
@@ -403,7 +406,8 @@ async function poll() {
     if (current) {
       const q = "?session_id=" + encodeURIComponent(current);
       let rounds = [];
-      await part("/api/v1/rounds/" + q, (xs) => { rounds = xs; drawRounds(xs); });
+      await part("/api/v1/rounds/" + q,
+                 (xs) => { rounds = xs; drawRounds(xs); });
       await part("/api/v1/validations/" + q,
                  (xs) => drawValidations(xs, rounds));
     }

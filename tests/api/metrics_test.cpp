@@ -21,7 +21,8 @@ double value_of(const std::string& series) {
   std::istringstream in{metrics::render()};
   std::string line;
   while (std::getline(in, line))
-    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0
+    if (line.size() > series.size()
+        && line.compare(0, series.size(), series) == 0
         && line[series.size()] == ' ')
       return std::stod(line.substr(series.size() + 1));
   return std::numeric_limits<double>::quiet_NaN();
@@ -46,10 +47,12 @@ round_record finished_round() {
 TEST_CASE("metrics: a round that ended shows in the text exposition") {
   auto rounds = R"(rondo_rounds_total{kind="training",status="success"})";
   auto accepted = R"(rondo_updates_accepted_total{kind="training"})";
-  auto shape = R"(rondo_updates_rejected_total{kind="training",reason="shape"})";
+  auto shape
+    = R"(rondo_updates_rejected_total{kind="training",reason="shape"})";
   auto client
     = R"(rondo_updates_rejected_total{kind="training",reason="client"})";
-  auto stale = R"(rondo_updates_rejected_total{kind="training",reason="stale"})";
+  auto stale
+    = R"(rondo_updates_rejected_total{kind="training",reason="stale"})";
   auto nonfinite
     = R"(rondo_updates_rejected_total{kind="training",reason="nonfinite"})";
   auto durations = R"(rondo_round_duration_seconds_count{kind="training"})";
