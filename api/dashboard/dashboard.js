@@ -192,15 +192,21 @@ function pickKey(validations, name) {
   return null;
 }
 
-function parseValidations(validations) {
+// Each validation with its metrics parsed and the session round it
+// belongs to: the round whose new global model it validated (the
+// combiners' validation rounds have ids of their own, e.g. "3-validation").
+function parseValidations(validations, rounds) {
+  const byModel = new Map();
+  for (const r of rounds) if (r.model_id) byModel.set(r.model_id, r.round_id);
   const out = [];
   for (const v of validations) {
     let m = v.data;
     if (typeof m === "string") {
       try { m = JSON.parse(m); } catch (e) { m = null; }
     }
-    if (m && typeof m === "object")
-      out.push({ round_id: v.round_id, metrics: m });
+    const round = byModel.get(v.model_id)
+      || String(v.round_id || "").replace(/-validation$/, "");
+    if (m && typeof m === "object") out.push({ round_id: round, metrics: m });
   }
   return out;
 }
@@ -294,7 +300,7 @@ function addPlotFigures() {
 }
 
 function drawValidations(validations, rounds) {
-  const vs = parseValidations(validations);
+  const vs = parseValidations(validations, rounds);
   const roundIds = rounds.map((r) => r.round_id);
   for (const name of PLOTS) {
     const key = pickKey(vs, name);
