@@ -44,6 +44,22 @@ class Federation(Cluster):
             time.sleep(0.05)
         raise RuntimeError(name + " wrote no " + file + " within 30 s")
 
+    def start_combiner(self, extra):
+        """Starts `rondo combiner` with --metrics-port 0 and the flags
+        `extra`; sets combiner_metrics (its /metrics URL). @returns its
+        client port."""
+        w = self.work
+        self.spawn("combiner", [
+            "combiner", "--port", "0",
+            "--port-file", os.path.join(w, "combiner.port"),
+            "--metrics-port", "0",
+            "--metrics-port-file", os.path.join(w, "combiner.metrics"),
+            "--db", os.path.join(w, "comb-db")] + extra)
+        port = self.wait_file("combiner", "combiner.port")
+        self.combiner_metrics = "http://127.0.0.1:%d/metrics" % \
+            self.wait_file("combiner", "combiner.metrics")
+        return port
+
     def start(self, clients=CLIENTS, via_api=False):
         """Starts the controller, the combiner and `clients`; with via_api
         the clients ask the controller's API for their combiner
@@ -60,16 +76,8 @@ class Federation(Cluster):
             "controller", "controller.port")
         self.api = "http://127.0.0.1:%d" % self.wait_file(
             "controller", "controller.http")
-        self.spawn("combiner", [
-            "combiner", "--port", "0",
-            "--port-file", os.path.join(w, "combiner.port"),
-            "--metrics-port", "0",
-            "--metrics-port-file", os.path.join(w, "combiner.metrics"),
-            "--db", os.path.join(w, "comb-db"), "--name", "combiner-a",
-            "--controller", self.controller])
-        port = self.wait_file("combiner", "combiner.port")
-        self.combiner_metrics = "http://127.0.0.1:%d/metrics" % \
-            self.wait_file("combiner", "combiner.metrics")
+        port = self.start_combiner(["--name", "combiner-a",
+                                    "--controller", self.controller])
         self.admin = self.token("admin")
         if via_api:
             token_file = os.path.join(w, "client.token")

@@ -121,15 +121,8 @@ def session_and_scrape(f):
 def combiner_token(f, work):
     """A standalone combiner with --auth-secret-file: its /metrics needs an
     admin token too."""
-    f.spawn("combiner", [
-        "combiner", "--port", "0",
-        "--port-file", os.path.join(work, "combiner.port"),
-        "--metrics-port", "0",
-        "--metrics-port-file", os.path.join(work, "combiner.metrics"),
-        "--auth-secret-file", f.secret_file,
-        "--db", os.path.join(work, "comb-db")])
-    url = "http://127.0.0.1:%d/metrics" % f.wait_file("combiner",
-                                                      "combiner.metrics")
+    f.start_combiner(["--auth-secret-file", f.secret_file])
+    url = f.combiner_metrics
     check(http_get(url)[0] == 401, "combiner /metrics without a token: 401")
     check(http_get(url, f.token("client"))[0] == 403,
           "combiner /metrics with a client token: 403")
