@@ -1,6 +1,7 @@
 #include "actors/aggregator.hpp"
 
 #include "actors/type_ids.hpp"
+#include "api/metrics.hpp"
 #include "messages/error.hpp"
 #include "model/aggregator.hpp"
 #include "model/npz.hpp"
@@ -13,6 +14,16 @@
 #include <chrono>
 
 namespace rondo {
+
+namespace {
+
+// Seconds of the steady clock since `t0` (what an aggregation step took).
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+    .count();
+}
+
+} // namespace
 
 update_verdict aggregator_actor_state::add(const model_update& update) {
   auto reject = [&](const std::string& why) {
@@ -63,10 +74,19 @@ aggregator_actor_impl(aggregator_actor::stateful_pointer<aggregator_actor_state>
   self->state.agg = std::move(agg);
   self->state.store = std::move(store);
   return {
-    [self](const model_update& update) { return self->state.add(update); },
+    [self](const model_update& update) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto verdict = self->state.add(update);
+      metrics::observe_aggregation(metrics::aggregation_step::update,
+                                   seconds_since(t0));
+      return verdict;
+    },
     [self](finish_atom, const std::string& model_id)
       -> caf::result<model_record> {
+      auto t0 = std::chrono::steady_clock::now();
       auto rec = self->state.finish(model_id);
+      metrics::observe_aggregation(metrics::aggregation_step::finish,
+                                   seconds_since(t0));
       if (!rec)
         return rec.error();
       return *rec;

@@ -3,6 +3,7 @@
 #include "actors/model_transfer.hpp"
 #include "actors/round_queue.hpp"
 #include "actors/type_ids.hpp"
+#include "api/metrics.hpp"
 #include "messages/error.hpp"
 #include "messages/ids.hpp"
 #include "model/aggregator.hpp"
@@ -78,6 +79,7 @@ void combiner_state::count_roles(const client_info& info, int64_t delta) {
     active_trainers += delta;
   if (info.validator)
     active_validators += delta;
+  metrics::set_active_clients(active_trainers, active_validators);
 }
 
 std::vector<active_client> combiner_state::active(bool trainers) const {
@@ -178,6 +180,15 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
     },
     [self](caf::flush_atom) {
       return self->delegate(self->state.queue, caf::flush_atom::value);
+    },
+    [self](status_record& x) {
+      auto& st = self->state;
+      x.combiner_id = st.cfg.combiner_id;
+      if (st.status_sink)
+        self->send(st.status_sink, std::move(x));
+    },
+    [self](caf::subscribe_atom, status_sink_actor& sink) {
+      self->state.status_sink = std::move(sink);
     },
   };
 }

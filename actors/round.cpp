@@ -2,6 +2,7 @@
 
 #include "actors/aggregator.hpp"
 #include "actors/type_ids.hpp"
+#include "api/metrics.hpp"
 #include "messages/error.hpp"
 #include "messages/ids.hpp"
 #include "model/aggregator.hpp"
@@ -39,6 +40,11 @@ bool training(const round_state& st) {
   return st.job.config.task == round_task::training;
 }
 
+metrics::round_kind kind(const round_state& st) {
+  return training(st) ? metrics::round_kind::training
+                      : metrics::round_kind::validation;
+}
+
 /// The `what` of the timer that bounds the wait for the queue's `finish`.
 constexpr const char* finish_timer = "finish";
 
@@ -73,6 +79,7 @@ void conclude(self_ptr self) {
     for (auto& [cid, task] : st.tasks)
       if (round_state::is_outstanding(task.state))
         rec.clients_silent.push_back(task.client.client_id);
+  metrics::count_round(rec, kind(st));
   if (st.agg)
     // kill: an actor ignores an exit message with reason normal.
     self->send_exit(st.agg, caf::exit_reason::kill);
@@ -291,15 +298,21 @@ void wait_for_clients(self_ptr self) {
       .then(on_clients, on_error);
 }
 
-update_verdict stale(const std::string& reason) {
+constexpr auto of_update = metrics::round_kind::training;
+constexpr auto of_validation = metrics::round_kind::validation;
+
+// A stale model update (`what` of_update) or validation: counted here, as
+// the round record does not list it.
+update_verdict stale(metrics::round_kind what, const std::string& reason) {
+  metrics::count_rejection(what, metrics::rejection::stale);
   return {false, "stale update: " + reason};
 }
 
 // The verdict on an update whose aggregation finished after the round had
 // ended without it.
 update_verdict closed_before_aggregated(const round_state& st) {
-  return stale("round " + st.job.config.round_id
-               + " ended before the update was aggregated");
+  return stale(of_update, "round " + st.job.config.round_id
+                            + " ended before the update was aggregated");
 }
 
 } // namespace
@@ -413,17 +426,17 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
     [self](const model_update& u) -> caf::result<update_verdict> {
       auto& st = self->state;
       if (!training(st))
-        return stale("round " + st.job.config.round_id
-                     + " is a validation round");
+        return stale(of_update, "round " + st.job.config.round_id
+                                    + " is a validation round");
       if (st.current != round_state::phase::running)
-        return stale("round " + st.job.config.round_id
-                     + " is not accepting model updates");
+        return stale(of_update, "round " + st.job.config.round_id
+                                    + " is not accepting model updates");
       std::string reason;
       std::string cid;
       auto* task = st.match(u.correlation_id, u.client_id, u.model_id, reason,
                             &cid);
       if (!task)
-        return stale(reason);
+        return stale(of_update, reason);
       st.set(*task, outcome::answering);
       if (!u.model_update_id.empty())
         st.update_ids.push_back(u.model_update_id);
@@ -472,17 +485,17 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
     [self](const model_validation& v) -> caf::result<update_verdict> {
       auto& st = self->state;
       if (training(st))
-        return stale("round " + st.job.config.round_id
-                     + " is a training round");
+        return stale(of_validation, "round " + st.job.config.round_id
+                                    + " is a training round");
       if (st.current != round_state::phase::running)
-        return stale("round " + st.job.config.round_id
-                     + " is not accepting validations");
+        return stale(of_validation, "round " + st.job.config.round_id
+                                    + " is not accepting validations");
       std::string reason;
       std::string cid;
       auto* task = st.match(v.correlation_id, v.client_id, v.model_id, reason,
                             &cid);
       if (!task)
-        return stale(reason);
+        return stale(of_validation, reason);
       validation_record vr;
       vr.validation_id = cid;
       vr.model_id = v.model_id;

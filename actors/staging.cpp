@@ -1,5 +1,6 @@
 #include "actors/staging.hpp"
 
+#include "api/metrics.hpp"
 #include "messages/error.hpp"
 #include "storage/model_store.hpp"
 
@@ -210,6 +211,7 @@ void staging_state::fail_try(const std::string& model_id, caf::error err) {
   f.failed_tries += 1;
   f.last_error = std::move(err);
   if (f.failed_tries < cfg.max_tries) {
+    metrics::count_staging_retry();
     self->delayed_send(self, retry_delay_after(f.failed_tries),
                        timer_tick{retry_prefix + model_id, f.epoch});
     return;

@@ -4,6 +4,9 @@
 #include "actors/combiner.hpp"
 #include "actors/type_ids.hpp"
 #include "actors/controller_link.hpp"
+#include "api/http_server.hpp"
+#include "api/metrics.hpp"
+#include "api/metrics_routes.hpp"
 #include "apps/commands.hpp"
 #include "apps/process.hpp"
 #include "gateway/edge.hpp"
@@ -82,6 +85,11 @@ struct combiner_args {
   /// --fqdn: a name behind a TLS proxy on port 443 (FEDn's combiner fqdn:
   /// FEDn's client then dials fqdn:443); empty: none.
   std::string fqdn;
+  /// --metrics-port: serve Prometheus' /metrics on --host (HTTPS with
+  /// --cert/--key, an admin token with --auth-secret-file); -1: off, 0
+  /// picks a free port.
+  int metrics_port = -1;
+  std::string metrics_port_file;
 };
 
 /// Where clients reach this combiner, as announced to the controller.
@@ -160,6 +168,11 @@ std::string check(const combiner_args& a) {
     return "--port must be 0..65535, got " + std::to_string(a.port);
   if (a.name.empty())
     return "--name must not be empty";
+  if (a.metrics_port < -1 || a.metrics_port > 65535)
+    return "--metrics-port must be 0..65535 (or -1: off), got "
+           + std::to_string(a.metrics_port);
+  if (!a.metrics_port_file.empty() && a.metrics_port < 0)
+    return "--metrics-port-file needs --metrics-port";
   if (!std::isfinite(a.liveness_timeout) || a.liveness_timeout <= 0)
     return "--liveness-timeout must be > 0 seconds";
   if (!std::isfinite(a.client_wait_timeout) || a.client_wait_timeout < 0)
@@ -182,13 +195,39 @@ std::string check(const combiner_args& a) {
   return check_log_level(a.log_level);
 }
 
+/// Starts the combiner's /metrics server (--metrics-port) on --host: HTTPS
+/// with --cert/--key, an admin bearer token required when the edge has an
+/// auth secret (the same one), the models gauges read from `models` at each
+/// scrape. Writes --metrics-port-file.
+/// @returns the problem, naming the port, or an empty string.
+std::string start_metrics(const combiner_args& a,
+                          const gateway::edge_config& ecfg,
+                          std::shared_ptr<storage::model_store> models,
+                          api::server& srv) {
+  api::add_metrics_route(srv, [models] {
+    api::refresh_store_gauges(*models, nullptr);
+  });
+  auto port = srv.start();
+  if (!port)
+    return "--metrics-port: " + render(port.error());
+  if (!a.metrics_port_file.empty())
+    if (auto err = write_port_file(a.metrics_port_file, *port))
+      return render(err);
+  spdlog::info("metrics at {}://{}:{}/metrics{}", srv.scheme(), a.host,
+               *port,
+               ecfg.auth_secret.empty() ? "" : " (admin token required)");
+  return {};
+}
+
 /// Runs the combiner until SIGINT/SIGTERM. @returns the exit code.
 int run(const combiner_args& a) {
   if (auto problem = check(a); !problem.empty()) {
     std::cerr << "error: " << problem << "\n";
     return 2;
   }
-  // Secure by default: any address but loopback needs TLS and tokens.
+  // Secure by default: any address but loopback needs TLS and tokens. The
+  // same flags secure --metrics-port (HTTPS, admin tokens), so this one
+  // check covers it.
   auto missing = missing_edge_security(a);
   if (auto refusal = security::check_listen_policy("rondo combiner", a.host,
                                                    missing, a.insecure);
@@ -229,10 +268,12 @@ int run(const combiner_args& a) {
   keep_freed_memory();
   // Before the database is opened (or created): a taken port is the
   // usual mistake, and it should leave nothing behind.
-  if (auto busy = check_port_free(a.host, a.port); !busy.empty()) {
-    std::cerr << "error: " << busy << "\n";
-    return 1;
-  }
+  for (auto port : {a.port, a.metrics_port})
+    if (auto busy = port < 0 ? "" : check_port_free(a.host, port);
+        !busy.empty()) {
+      std::cerr << "error: " << busy << "\n";
+      return 1;
+    }
   auto signals = block_stop_signals();
   auto stores = open_stores(a.db);
   if (!stores) {
@@ -267,7 +308,22 @@ int run(const combiner_args& a) {
   auto combiner = sys.spawn(combiner_impl, ccfg, models, state,
                             model_source_actor{link});
   int code = 0;
-  {
+  api::server_config mcfg;
+  mcfg.host = a.host;
+  mcfg.port = a.metrics_port;
+  mcfg.tls = security::tls_files{a.tls.cert, a.tls.key, {}};
+  mcfg.auth_secret = ecfg.auth_secret;
+  mcfg.auth_scheme = a.auth_scheme;
+  mcfg.threads = 2;
+  mcfg.observer = metrics::count_http_request;
+  api::server metrics_http{mcfg};
+  if (a.metrics_port >= 0)
+    if (auto problem = start_metrics(a, ecfg, models, metrics_http);
+        !problem.empty()) {
+      std::cerr << "error: " << problem << "\n";
+      code = 1;
+    }
+  if (code == 0) {
     gateway::combiner_edge edge{sys, combiner, models, state, ecfg};
     auto port = edge.start(a.host, static_cast<uint16_t>(a.port));
     if (!port) {
@@ -291,6 +347,7 @@ int run(const combiner_args& a) {
     }
     edge.stop();
   }
+  metrics_http.stop();
   // Stop the combiner (its queue, staging and sessions are linked to it)
   // and the controller link, and wait, bounded, for them to go: an actor
   // still alive when the actor system is destroyed crashes it.
@@ -301,8 +358,9 @@ int run(const combiner_args& a) {
   combiner = nullptr;
   link = nullptr;
   sys.await_actors_before_shutdown(false);
-  if (!a.port_file.empty())
-    std::filesystem::remove(a.port_file);
+  for (auto& file : {a.port_file, a.metrics_port_file})
+    if (!file.empty())
+      std::filesystem::remove(file);
   spdlog::info("combiner '{}' stopped", a.name);
   return code;
 }
@@ -389,6 +447,15 @@ void add_combiner_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--insecure", a->insecure,
                 "Allow a non-loopback --host without TLS and tokens "
                 "(logs a warning at every start)");
+  cmd->add_option("--metrics-port", a->metrics_port,
+                  "Serve Prometheus metrics at /metrics on --host and this "
+                  "port (0 picks a free one; default -1: off); HTTPS with "
+                  "--cert/--key; with --auth-secret-file the scrape needs "
+                  "an admin token (Authorization: Bearer <JWT>)")
+    ->capture_default_str();
+  cmd->add_option("--metrics-port-file", a->metrics_port_file,
+                  "Write the bound metrics port to FILE once listening; "
+                  "removed on exit");
   cmd->add_option("--log-level", a->log_level,
                   "trace, debug, info, warn, error or off")
     ->capture_default_str();

@@ -7,6 +7,7 @@
 #include "actors/type_ids.hpp"
 #include "api/controller_api.hpp"
 #include "api/http_server.hpp"
+#include "api/metrics.hpp"
 #include "apps/commands.hpp"
 #include "apps/process.hpp"
 #include "messages/error.hpp"
@@ -169,6 +170,7 @@ int run(const controller_args& a) {
   hcfg.tls = security::tls_files{a.tls.cert, a.tls.key, {}};
   hcfg.auth_secret = auth_secret;
   hcfg.auth_scheme = a.auth_scheme;
+  hcfg.observer = metrics::count_http_request;
   api::server http{hcfg};
   api::controller_context ctx;
   ctx.sys = &sys;

@@ -39,6 +39,7 @@
 // Download is a raw (ByteBuffer) method: each chunk is handed to gRPC as a
 // slice of its own, not copied by protobuf's serializer.
 
+#include "api/metrics.hpp"
 #include "gateway/auth.hpp"
 #include "gateway/edge_core.hpp"
 #include "gateway/wire.hpp"
@@ -253,6 +254,7 @@ private:
       return fail(grpc::StatusCode::INTERNAL,
                   "upload of model " + id_ + ": " + render(info.error()));
     writer_.reset();
+    metrics::add_bytes_uploaded(info->size_bytes);
     if (!uploader_.empty())
       core_->uploaded(id_, uploader_);
     spdlog::info("edge: stored model {} ({} bytes)", id_, info->size_bytes);
@@ -379,10 +381,12 @@ private:
     head.set_status(fedn::IN_PROGRESS);
     if (offset_ == 0 && buf_.size() <= limit) {
       // The whole store chunk fits one message: hand the buffer over.
+      metrics::add_bytes_downloaded(buf_.size());
       out_ = with_data(head, std::move(buf_));
       buf_.clear();
     } else {
       auto n = std::min(limit, buf_.size() - offset_);
+      metrics::add_bytes_downloaded(n);
       out_ = with_data(head, buf_.substr(offset_, n));
       offset_ += n;
     }

@@ -60,7 +60,8 @@ auto fields(const round_record& x) {
 }
 auto fields(const session_record& x) {
   return std::tie(x.session_id, x.config_json, x.status, x.reason,
-                  x.seed_model_id, x.round_ids, x.created_at, x.ended_at);
+                  x.seed_model_id, x.round_ids, x.created_at, x.ended_at,
+                  x.name);
 }
 auto fields(const model_record& x) {
   return std::tie(x.model_id, x.parent_id, x.session_id, x.round_id,
@@ -84,6 +85,13 @@ auto fields(const client_assignment_record& x) {
                   x.ip, x.package, x.assigned_at);
 }
 
+auto fields(const status_record& x) {
+  return std::tie(x.status_id, x.status, x.log_level, x.type, x.data,
+                  x.correlation_id, x.session_id, x.extra, x.sender_name,
+                  x.sender_role, x.sender_client_id, x.combiner_id,
+                  x.timestamp);
+}
+
 } // namespace
 
 #define RONDO_EQ(T) \
@@ -98,6 +106,7 @@ RONDO_EQ(validation_record)
 RONDO_EQ(client_record)
 RONDO_EQ(metric_record)
 RONDO_EQ(client_assignment_record)
+RONDO_EQ(status_record)
 #undef RONDO_EQ
 
 } // namespace rondo
