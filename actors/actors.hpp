@@ -34,6 +34,7 @@ using clients_atom = caf::atom_constant<caf::atom("clients")>;
 using session_atom = caf::atom_constant<caf::atom("session")>;
 using models_atom = caf::atom_constant<caf::atom("models")>;
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
+using status_atom = caf::atom_constant<caf::atom("status")>;
 
 /// The edge's end of one client's task stream: receives the tasks the
 /// client's session forwards. The edge writes them to the gRPC stream.
@@ -44,6 +45,10 @@ using task_sink_actor = caf::typed_actor<caf::reacts_to<client_task>>;
 /// - client_activity: the client became active or inactive.
 using activity_listener_actor
   = caf::typed_actor<caf::reacts_to<client_activity>>;
+
+/// Receives the status events clients send (FEDn's SendStatus): the
+/// combiner's controller link, the controller.
+using status_sink_actor = caf::typed_actor<caf::reacts_to<status_record>>;
 
 /// Receives the terminal record of every round a job was pushed for.
 using round_report_actor = caf::typed_actor<caf::reacts_to<round_record>>;
@@ -155,6 +160,10 @@ using round_queue_actor = caf::typed_actor<
 /// - round_config, model_update, model_validation, flush: as the queue's.
 /// - (get, model_id, chunk index) -> model_chunk: its stored models, chunk
 ///   by chunk, for the controller to fetch aggregates.
+/// - status_record: a client's status event, from the edge; passed on to
+///   the status sink, if any (dropped otherwise).
+/// - (subscribe, status_sink): where status events go from now on (the
+///   controller link subscribes itself).
 using combiner_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom, std::string, uint64_t>::with<model_chunk>,
   caf::replies_to<client_info>::with<client_session_actor>,
@@ -169,7 +178,9 @@ using combiner_actor = caf::typed_actor<
   caf::replies_to<round_config, round_report_actor>::with<std::string>,
   caf::replies_to<model_update>::with<update_verdict>,
   caf::replies_to<model_validation>::with<update_verdict>,
-  caf::replies_to<caf::flush_atom>::with<uint64_t>>;
+  caf::replies_to<caf::flush_atom>::with<uint64_t>,
+  caf::reacts_to<status_record>,
+  caf::reacts_to<caf::subscribe_atom, status_sink_actor>>;
 
 /// The controller: owns sessions and the global model trail, runs each
 /// round across its combiners and reduces their models.
@@ -178,7 +189,9 @@ using combiner_actor = caf::typed_actor<
 /// - (get, model_id, chunk index) -> model_chunk: global models for
 ///   combiners' staging.
 /// - session_config -> session id: start a session (one at a time;
-///   ec::invalid_state while one runs).
+///   ec::invalid_state while one runs). A stored session with the config's
+///   id starts if pending, and continues if it ended: its next rounds start
+///   from the model of its last successful round.
 /// - (get, session, id) -> session_report (ec::not_found: "no session
 ///   <id>").
 /// - (get, session) -> every session's record, oldest first.
@@ -188,6 +201,14 @@ using combiner_actor = caf::typed_actor<
 /// - (terminate, session id) -> session_report: stop the session now.
 /// - (put, model_blob) -> model_record: add a seed model to the trail.
 /// - (get, models) -> the trail, oldest first.
+/// - (put, session, session_config, name) -> session_record: store a
+///   pending session (FEDn's POST /sessions/) that `session_config` starts
+///   later (ec::already_exists for a known id, ec::invalid_config).
+/// - (get, status) -> FEDn's controller state: "idle" (no session runs),
+///   "instructing" (picking combiners for a round), "monitoring" (a round
+///   is at the combiners or being reduced or validated).
+/// - status_record: a client's status event from a combiner: stored (the
+///   newest controller_config::max_statuses are kept).
 /// - combiner_round_done, timer_tick: internal.
 using controller_actor = caf::typed_actor<
   caf::replies_to<caf::join_atom, std::string, combiner_actor>::with<
@@ -204,6 +225,10 @@ using controller_actor = caf::typed_actor<
   caf::replies_to<caf::put_atom, model_blob>::with<model_record>,
   caf::replies_to<caf::get_atom, models_atom>::with<
     std::vector<model_record>>,
+  caf::replies_to<caf::put_atom, session_atom, session_config,
+                  std::string>::with<session_record>,
+  caf::replies_to<caf::get_atom, status_atom>::with<std::string>,
+  caf::reacts_to<status_record>,
   caf::reacts_to<combiner_round_done>, caf::reacts_to<timer_tick>>;
 
 } // namespace rondo

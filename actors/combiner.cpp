@@ -179,6 +179,15 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
     [self](caf::flush_atom) {
       return self->delegate(self->state.queue, caf::flush_atom::value);
     },
+    [self](status_record& x) {
+      auto& st = self->state;
+      x.combiner_id = st.cfg.combiner_id;
+      if (st.status_sink)
+        self->send(st.status_sink, std::move(x));
+    },
+    [self](caf::subscribe_atom, status_sink_actor& sink) {
+      self->state.status_sink = std::move(sink);
+    },
   };
 }
 

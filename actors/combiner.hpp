@@ -58,6 +58,9 @@ struct combiner_state {
   int64_t active_validators = 0;
   round_queue_actor queue;
   staging_actor staging;
+  /// Where clients' status events go (the controller link); may be
+  /// invalid: they are dropped.
+  status_sink_actor status_sink;
 
   /// Adds `delta` to the active counts of `info`'s roles.
   void count_roles(const client_info& info, int64_t delta);

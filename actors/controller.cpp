@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 namespace rondo {
@@ -202,6 +203,8 @@ round_config combiner_round(const controller_state& st, round_task task) {
   c.clients_requested = st.session.clients_requested;
   c.max_clients = st.session.clients_requested;
   c.client_settings = st.session.client_settings;
+  c.delete_models_storage = st.session.delete_models_storage;
+  c.selected_clients = st.session.selected_clients;
   // Combiners average plainly; the session's aggregator runs here.
   c.aggregator = "fedavg";
   c.validate = false;
@@ -524,21 +527,26 @@ std::string newest_model(controller_state& st) {
   return {};
 }
 
-caf::result<std::string> start_session(self_ptr self, session_config cfg) {
-  auto& st = self->state;
+// The global model a stored session resumes from: the model of its last
+// successful round, else its seed.
+std::string resume_model(controller_state& st, const session_record& rec) {
+  for (auto i = rec.round_ids.rbegin(); i != rec.round_ids.rend(); ++i) {
+    auto r = st.state->get<round_record>(*i);
+    if (r && r->status == round_status::success && !r->model_id.empty())
+      return r->model_id;
+  }
+  return rec.seed_model_id;
+}
+
+// Checks a session config and fills in its id and model; the errors name
+// the key.
+caf::error prepare(controller_state& st, session_config& cfg) {
   if (auto err = validate(cfg))
     return err;
-  if (st.record.status == session_status::running)
-    return caf::make_error(ec::invalid_state,
-                           "session " + st.record.session_id
-                             + " is still running");
   if (auto agg = make_aggregator(cfg.aggregator, cfg.aggregator_kwargs); !agg)
     return agg.error();
   if (cfg.session_id.empty())
     cfg.session_id = new_id();
-  if (st.state->get<session_record>(cfg.session_id))
-    return caf::make_error(ec::already_exists,
-                           "session " + cfg.session_id + " already exists");
   if (cfg.model_id.empty())
     cfg.model_id = newest_model(st);
   if (cfg.model_id.empty())
@@ -548,13 +556,62 @@ caf::result<std::string> start_session(self_ptr self, session_config cfg) {
   if (auto have = st.models->exists(cfg.model_id); !have || !*have)
     return caf::make_error(ec::not_found,
                            "model " + cfg.model_id + " does not exist");
+  return caf::none;
+}
+
+// Stores a pending session (FEDn's POST /sessions/).
+caf::result<session_record> create_session(self_ptr self, session_config cfg,
+                                           const std::string& name) {
+  auto& st = self->state;
+  if (auto err = prepare(st, cfg))
+    return err;
+  if (st.state->get<session_record>(cfg.session_id))
+    return caf::make_error(ec::already_exists,
+                           "session " + cfg.session_id + " already exists");
+  session_record rec;
+  rec.session_id = cfg.session_id;
+  rec.name = name;
+  rec.config_json = to_json(cfg);
+  rec.status = session_status::pending;
+  rec.seed_model_id = cfg.model_id;
+  rec.created_at = unix_now();
+  if (auto err = st.state->put(rec))
+    return err;
+  return rec;
+}
+
+// Starts a new session, a stored pending one, or continues a stored one
+// that ended (its rounds go on from the model of its last successful
+// round).
+caf::result<std::string> start_session(self_ptr self, session_config cfg) {
+  auto& st = self->state;
+  if (st.record.status == session_status::running)
+    return caf::make_error(ec::invalid_state,
+                           "session " + st.record.session_id
+                             + " is still running");
+  std::optional<session_record> stored;
+  if (!cfg.session_id.empty())
+    if (auto rec = st.state->get<session_record>(cfg.session_id))
+      stored = std::move(*rec);
+  if (stored && !stored->round_ids.empty())
+    cfg.model_id = resume_model(st, *stored);
+  else if (stored && cfg.model_id.empty())
+    cfg.model_id = stored->seed_model_id;
+  if (auto err = prepare(st, cfg))
+    return err;
   st.session = cfg;
-  st.record = session_record{};
-  st.record.session_id = cfg.session_id;
+  if (stored) {
+    st.record = std::move(*stored);
+    st.record.reason.clear();
+    st.record.ended_at = 0;
+  } else {
+    st.record = session_record{};
+    st.record.session_id = cfg.session_id;
+    st.record.seed_model_id = cfg.model_id;
+    st.record.created_at = unix_now();
+  }
   st.record.config_json = to_json(cfg);
   st.record.status = session_status::running;
-  st.record.seed_model_id = cfg.model_id;
-  st.record.created_at = unix_now();
   st.optimizer = std::make_shared<optimizer_state>();
   st.global_model = cfg.model_id;
   st.rounds_done = 0;
@@ -562,6 +619,31 @@ caf::result<std::string> start_session(self_ptr self, session_config cfg) {
   save_session(self);
   start_round(self);
   return cfg.session_id;
+}
+
+// Stores a client's status event, keeping the newest max_statuses.
+void store_status(self_ptr self, status_record x) {
+  auto& st = self->state;
+  x.status_id = new_id();
+  storage::state_batch batch;
+  batch.put(x);
+  st.statuses.push_back(x.status_id);
+  while (st.statuses.size() > st.cfg.max_statuses) {
+    batch.erase<status_record>(st.statuses.front());
+    st.statuses.pop_front();
+  }
+  if (auto err = st.state->commit(batch))
+    log("cannot store a status event of client " + x.sender_client_id + ": "
+        + render(err));
+}
+
+// FEDn's ReducerState names.
+std::string controller_status(const controller_state& st) {
+  switch (st.current) {
+    case stage::idle: return "idle";
+    case stage::selecting: return "instructing";
+    default: return "monitoring";
+  }
 }
 
 } // namespace
@@ -604,6 +686,13 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
                                          std::strtoull(r.round_id.c_str(),
                                                        nullptr, 10)
                                            + 1);
+  if (auto statuses = st.state->list<status_record>()) {
+    std::sort(statuses->begin(), statuses->end(), [](auto& x, auto& y) {
+      return x.timestamp < y.timestamp;
+    });
+    for (auto& x : *statuses)
+      st.statuses.push_back(x.status_id);
+  }
   // A session that was running when the process died is over.
   if (auto sessions = st.state->list<session_record>())
     for (auto& s : *sessions)
@@ -736,6 +825,14 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
       });
       return std::move(*trail);
     },
+    [self](caf::put_atom, session_atom, session_config& cfg,
+           const std::string& name) {
+      return create_session(self, std::move(cfg), name);
+    },
+    [self](caf::get_atom, status_atom) {
+      return controller_status(self->state);
+    },
+    [self](status_record& x) { store_status(self, std::move(x)); },
     [self](const combiner_round_done& done) { on_report(self, done); },
     [self](const timer_tick& tick) {
       auto& st = self->state;

@@ -17,6 +17,7 @@
 #include <caf/timespan.hpp>
 
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -39,6 +40,9 @@ struct controller_config {
   /// How long a round waits for combiners with clients_required active
   /// trainers (and, with none connected, for one to join). Default 30 s.
   caf::timespan client_wait = std::chrono::seconds(30);
+  /// Clients' status events kept in the state store; the oldest go first.
+  /// Default 10 000 (a few MB).
+  size_t max_statuses = 10000;
 };
 
 struct controller_state {
@@ -83,6 +87,9 @@ struct controller_state {
     caf::typed_response_promise<session_report> promise;
   };
   std::vector<waiter> waiters;
+
+  /// Ids of the stored status events, oldest first (for the bound).
+  std::deque<std::string> statuses;
 
   /// The session's report from the state store.
   caf::expected<session_report> report(const std::string& session_id);

@@ -153,7 +153,21 @@ controller_link(self_ptr self, controller_link_config cfg,
         return;
       st.combiner = std::move(combiner);
       self->monitor(st.combiner);
+      self->send(st.combiner, caf::subscribe_atom::value,
+                 caf::actor_cast<status_sink_actor>(self));
       connect(self);
+    },
+    [self](status_record& x) {
+      auto& st = self->state;
+      if (st.controller) {
+        self->send(st.controller, std::move(x));
+        return;
+      }
+      // Status events are informational; one line per 100 dropped.
+      if (st.statuses_dropped++ % 100 == 0)
+        log(st, "not joined to the controller: dropping clients' status "
+                "events ("
+                  + std::to_string(st.statuses_dropped) + " so far)");
     },
     [self](const timer_tick& tick) {
       if (tick.epoch == self->state.epoch && !self->state.controller)

@@ -50,11 +50,14 @@ struct controller_link_config {
 ///   ec::invalid_state while not connected.
 /// - (join, combiner): start linking `combiner` to the controller (sent
 ///   once, after the combiner is spawned with this link as its source).
+/// - status_record: a client's status event, from the combiner: sent on to
+///   the controller while joined; dropped (and counted in the log) while
+///   not.
 /// - timer_tick: internal (reconnect).
 using controller_link_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom, std::string>::with<model_blob>,
   caf::reacts_to<caf::join_atom, combiner_actor>,
-  caf::reacts_to<timer_tick>>;
+  caf::reacts_to<status_record>, caf::reacts_to<timer_tick>>;
 
 struct controller_link_state {
   static inline constexpr const char* name = "controller-link";
@@ -74,6 +77,8 @@ struct controller_link_state {
   uint64_t failures = 0;
   /// The reason of the last failed attempt; empty while joined.
   std::string last_failure;
+  /// Status events dropped while not joined, since the last log line.
+  uint64_t statuses_dropped = 0;
 };
 
 /// Spawn with the combiner's model store; then send (join, combiner).

@@ -17,6 +17,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(rondo_actors, caf::first_custom_type_id + 200)
   CAF_ADD_TYPE_ID(rondo_actors, (std::vector<rondo::active_client>))
   CAF_ADD_TYPE_ID(rondo_actors, (rondo::combiner_actor))
   CAF_ADD_TYPE_ID(rondo_actors, (rondo::controller_actor))
+  CAF_ADD_TYPE_ID(rondo_actors, (rondo::status_sink_actor))
 
 CAF_END_TYPE_ID_BLOCK(rondo_actors)
 

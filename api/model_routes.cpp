@@ -1,9 +1,222 @@
-#include "api/controller_api.hpp"
+// FEDn 0.33's /api/v1/models and /api/v1/helpers routes on the
+// controller's model trail.
+
+#include "api/listing_routes.hpp"
+#include "model/npz.hpp"
+#include "model/validate.hpp"
+#include "storage/model_store.hpp"
+#include "storage/state_store.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <map>
 
 namespace rondo::api {
 
-void add_model_routes(server&, const controller_context&) {
-  // Routes come with their owner's change.
+using json = nlohmann::json;
+
+int http_status(const caf::error& err) {
+  if (err.category() != caf::atom("rondo"))
+    return err == caf::sec::request_timeout ? 504 : 500;
+  switch (static_cast<ec>(err.code())) {
+    case ec::not_found: return 404;
+    case ec::invalid_config:
+    case ec::invalid_argument:
+    case ec::malformed_model:
+    case ec::invalid_state:
+    case ec::already_exists:
+    case ec::shape_mismatch:
+    case ec::non_finite:
+    case ec::too_large: return 400;
+    case ec::timeout: return 504;
+    default: return 500;
+  }
+}
+
+reply error_reply(const caf::error& err) {
+  return reply::error(http_status(err), error_detail(err));
+}
+
+reply not_found(const std::string& id) {
+  return reply::error(404, "Entity with id: " + id + " not found");
+}
+
+void add_listing(server& srv, const controller_context& ctx,
+                 const std::string& kind, item_source items,
+                 filter_aliases aliases) {
+  auto list = [ctx, kind, items, aliases](const request& req,
+                                          bool count_only) {
+    auto page = parse_paging([&](const char* h) { return req.header(h); });
+    if (!page)
+      return error_reply(page.error());
+    auto xs = items(ctx);
+    if (!xs)
+      return error_reply(xs.error());
+    auto answer = list_answer(std::move(*xs), req.query, *page, kind,
+                              aliases);
+    if (!answer)
+      return error_reply(answer.error());
+    return reply::json(count_only ? (*answer)["count"] : *answer);
+  };
+  auto base = "/api/v1/" + kind;
+  srv.route("GET", base + "/?", right::admin,
+            [list](const request& req) { return list(req, false); });
+  srv.route("GET", base + "/count", right::admin,
+            [list](const request& req) { return list(req, true); });
+}
+
+namespace {
+
+// GET /api/v1/models/{id}/ancestors: the model's parents, nearest first
+// (X-Reverse: true, oldest first), at most X-Limit (default 10, FEDn's) of
+// them, plus the model itself first with include_self=true (as FEDn's
+// route documents it).
+reply ancestors(const controller_context& ctx, const request& req) {
+  auto& id = req.params.at(0);
+  auto page = parse_paging_values(req.header("X-Limit"), "", "", "");
+  if (!page)
+    return error_reply(page.error());
+  auto limit = page->limit == 0 ? size_t{10} : page->limit;
+  auto self = ctx.state->get<model_record>(id);
+  if (!self && self.error() == ec::not_found)
+    return not_found(id);
+  if (!self)
+    return error_reply(self.error());
+  auto lower = [](std::string s) {
+    for (auto& c : s)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  };
+  json out = json::array();
+  if (lower(req.query_or("include_self")) == "true")
+    out.push_back(to_fedn_json(*self));
+  auto parent = self->parent_id;
+  for (size_t i = 0; i < limit && !parent.empty(); ++i) {
+    auto m = ctx.state->get<model_record>(parent);
+    if (!m)
+      break;
+    out.push_back(to_fedn_json(*m));
+    parent = m->parent_id;
+  }
+  if (lower(req.header("X-Reverse")) == "true")
+    std::reverse(out.begin(), out.end());
+  return reply::json(out);
+}
+
+// POST /api/v1/models/: FEDn's set_active_model. The npz is checked here
+// (a readable archive of finite tensors) and added to the trail by the
+// controller as a seed.
+reply upload_model(const controller_context& ctx, const request& req) {
+  auto part = req.form.find("file");
+  if (part == req.form.end())
+    return reply::error(400, "no 'file' field: send the model as "
+                             "multipart/form-data field 'file'");
+  auto helper = req.form_or("helper", "numpyhelper");
+  if (helper != "numpyhelper")
+    return reply::error(400, "helper must be 'numpyhelper' (the one model "
+                             "helper Rondo has), got '"
+                               + helper + "'");
+  auto bytes = std::make_shared<const std::string>(part->second.content);
+  auto reader = npz_reader::open_bytes(bytes);
+  if (!reader)
+    return reply::error(400, "the file is not a valid npz model: "
+                               + error_detail(reader.error()));
+  if ((*reader)->spec().empty())
+    return reply::error(400, "the file is not a valid npz model: it has "
+                             "no tensors");
+  if (auto err = check_finite(**reader))
+    return reply::error(400, "the model is not usable: "
+                               + error_detail(err));
+  auto rec = ask_controller<model_record>(ctx, caf::put_atom::value,
+                                          model_blob{{}, bytes});
+  if (!rec)
+    return error_reply(rec.error());
+  return reply::json(json{{"success", true},
+                          {"message", "Model added successfully"},
+                          {"model_id", rec->model_id}});
+}
+
+std::filesystem::path helper_file(const controller_context& ctx) {
+  return ctx.data_dir / "active_helper";
+}
+
+// GET /api/v1/helpers/active: the helper as a JSON string, or FEDn's 404
+// when none was set.
+reply get_helper(const controller_context& ctx) {
+  std::ifstream in{helper_file(ctx)};
+  std::string name;
+  if (!in || !std::getline(in, name) || name.empty())
+    return reply::error(404, "No active helper");
+  return reply::json(name);
+}
+
+// PUT /api/v1/helpers/active {"helper": "numpyhelper"}.
+reply put_helper(const controller_context& ctx, const request& req) {
+  auto body = parse_json_object(req.body);
+  if (!body)
+    return error_reply(body.error());
+  auto i = body->find("helper");
+  if (i == body->end() || !i->is_string())
+    return reply::error(400, "helper is required: a string");
+  if (i->get<std::string>() != "numpyhelper")
+    return reply::error(400, "helper must be 'numpyhelper' (the one model "
+                             "helper Rondo has), got '"
+                               + i->get<std::string>() + "'");
+  auto path = helper_file(ctx);
+  auto tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out{tmp, std::ios::trunc};
+    out << "numpyhelper\n";
+    if (!out.flush())
+      return reply::error(500, "cannot write " + tmp.string());
+  }
+  std::error_code failed;
+  std::filesystem::rename(tmp, path, failed);
+  if (failed)
+    return reply::error(500, "cannot write " + path.string() + ": "
+                               + failed.message());
+  return reply::json(json{{"message", "Active helper set"}});
+}
+
+} // namespace
+
+void add_model_routes(server& srv, const controller_context& ctx) {
+  const std::string base = "/api/v1/models";
+  // FEDn's filters are the view's fields (model_id, parent_model,
+  // session_id, ...).
+  add_listing(srv, ctx, "models",
+              stored<model_record>(
+                [](const model_record& m) { return m.committed_at; }));
+  srv.route("POST", base + "/?", right::admin, [ctx](const request& req) {
+    return upload_model(ctx, req);
+  });
+  add_get<model_record>(srv, ctx, "models");
+  srv.route("GET", base + "/([^/]+)/ancestors", right::admin,
+            [ctx](const request& req) { return ancestors(ctx, req); });
+  srv.route("GET", base + "/([^/]+)/download", right::admin,
+            [ctx](const request& req) {
+              auto& id = req.params.at(0);
+              if (auto m = ctx.state->get<model_record>(id); !m)
+                return m.error() == ec::not_found ? not_found(id)
+                                                  : error_reply(m.error());
+              auto bytes = ctx.models->get(id);
+              if (!bytes)
+                return error_reply(bytes.error());
+              auto r = reply::bytes(std::move(*bytes),
+                                    "application/octet-stream");
+              r.headers.emplace_back("Content-Disposition",
+                                     "attachment; filename=" + id);
+              return r;
+            });
+  srv.route("GET", "/api/v1/helpers/active", right::admin,
+            [ctx](const request&) { return get_helper(ctx); });
+  srv.route("PUT", "/api/v1/helpers/active", right::admin,
+            [ctx](const request& req) { return put_helper(ctx, req); });
 }
 
 } // namespace rondo::api

@@ -38,6 +38,30 @@ namespace rondo::gateway::detail {
 
 namespace {
 
+// A client's Status as the controller stores it (FEDn's status fields; enum
+// values by their FEDn names). The sender's client id is the one the edge
+// checked.
+status_record to_status_record(const fedn::Status& x,
+                               const std::string& client_id) {
+  status_record r;
+  r.status = x.status();
+  r.log_level = fedn::LogLevel_Name(x.log_level());
+  r.type = fedn::StatusType_Name(x.type());
+  r.data = x.data();
+  r.correlation_id = x.correlation_id();
+  r.session_id = x.session_id();
+  r.extra = x.extra();
+  r.sender_name = x.sender().name();
+  r.sender_role = fedn::Role_Name(x.sender().role());
+  r.sender_client_id = client_id;
+  r.timestamp = x.has_timestamp()
+                  ? static_cast<double>(x.timestamp().seconds())
+                      + x.timestamp().nanos() / 1e9
+                  : unix_now();
+  return r;
+}
+
+
 /// Finishes a unary call at once with status OK and `text` as response.
 grpc::ServerUnaryReactor* answer_now(grpc::CallbackServerContext* ctx,
                                      fedn::Response* response,
@@ -356,6 +380,7 @@ public:
     } else
       spdlog::debug("edge: status of client '{}': {} {}", who.id,
                     req->status(), req->data());
+    caf::anon_send(core_->combiner, to_status_record(*req, who.id));
     return answer_now(ctx, response, *core_, "status received");
   }
 

@@ -26,6 +26,20 @@ caf::error apply(session_config& c, const std::string& key,
     field = *parsed;
     return caf::none;
   };
+  auto client_list = [&](std::vector<std::string>& field) -> caf::error {
+    auto x = parse_config_json(key, value, false);
+    if (!x)
+      return x.error();
+    std::vector<std::string> ids;
+    for (auto& id : *x) {
+      if (!id.is_string() || id.get<std::string>().empty())
+        return config_error(key + " must be a list of client ids, got "
+                            + quoted(value));
+      ids.push_back(id.get<std::string>());
+    }
+    field = std::move(ids);
+    return caf::none;
+  };
   auto object = [&](std::string& field) -> caf::error {
     auto x = parse_config_json(key, value, true);
     if (!x)
@@ -55,6 +69,10 @@ caf::error apply(session_config& c, const std::string& key,
     return set(c.validate, parse_config_bool(key, value));
   else if (key == "stop_on_failure")
     return set(c.stop_on_failure, parse_config_bool(key, value));
+  else if (key == "delete_models_storage")
+    return set(c.delete_models_storage, parse_config_bool(key, value));
+  else if (key == "selected_clients")
+    return client_list(c.selected_clients);
   else if (key == "client_settings")
     return object(c.client_settings);
   else if (key == "aggregator_kwargs")
@@ -129,6 +147,8 @@ std::string to_json(const session_config& c) {
   j["model_id"] = c.model_id;
   j["stop_on_failure"] = c.stop_on_failure;
   j["grace"] = c.grace;
+  j["delete_models_storage"] = c.delete_models_storage;
+  j["selected_clients"] = c.selected_clients;
   return j.dump();
 }
 
@@ -137,7 +157,8 @@ bool operator==(const session_config& x, const session_config& y) {
     return std::tie(c.session_id, c.rounds, c.round_timeout, c.buffer_size,
                     c.clients_required, c.clients_requested, c.aggregator,
                     c.aggregator_kwargs, c.validate, c.client_settings,
-                    c.model_id, c.stop_on_failure, c.grace);
+                    c.model_id, c.stop_on_failure, c.grace,
+                    c.delete_models_storage, c.selected_clients);
   };
   return tie(x) == tie(y);
 }

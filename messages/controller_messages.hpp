@@ -66,6 +66,12 @@ struct session_config {
   /// How long beyond round_timeout (plus the combiners' client wait) the
   /// controller waits for combiner reports, > 0. Default 60.
   double grace = 60;
+  /// Combiners delete the round's model updates once it ends. Default true
+  /// (FEDn's delete_models_storage).
+  bool delete_models_storage = true;
+  /// When non-empty, only these clients (the active ones among them) train
+  /// and validate (FEDn's selected_clients / client_ids).
+  std::vector<std::string> selected_clients;
 };
 
 /// A session and its rounds, as `rondo session status` shows them.
@@ -109,7 +115,7 @@ typename Inspector::result_type inspect(Inspector& f, session_config& x) {
            x.rounds, x.round_timeout, x.buffer_size, x.clients_required,
            x.clients_requested, x.aggregator, x.aggregator_kwargs,
            x.validate, x.client_settings, x.model_id, x.stop_on_failure,
-           x.grace);
+           x.grace, x.delete_models_storage, x.selected_clients);
 }
 
 template <class Inspector>

@@ -60,7 +60,8 @@ auto fields(const round_record& x) {
 }
 auto fields(const session_record& x) {
   return std::tie(x.session_id, x.config_json, x.status, x.reason,
-                  x.seed_model_id, x.round_ids, x.created_at, x.ended_at);
+                  x.seed_model_id, x.round_ids, x.created_at, x.ended_at,
+                  x.name);
 }
 auto fields(const model_record& x) {
   return std::tie(x.model_id, x.parent_id, x.session_id, x.round_id,
@@ -79,6 +80,12 @@ auto fields(const metric_record& x) {
   return std::tie(x.metric_id, x.client_id, x.model_id, x.round_id,
                   x.session_id, x.step, x.values, x.received_at);
 }
+auto fields(const status_record& x) {
+  return std::tie(x.status_id, x.status, x.log_level, x.type, x.data,
+                  x.correlation_id, x.session_id, x.extra, x.sender_name,
+                  x.sender_role, x.sender_client_id, x.combiner_id,
+                  x.timestamp);
+}
 
 } // namespace
 
@@ -93,6 +100,7 @@ RONDO_EQ(model_record)
 RONDO_EQ(validation_record)
 RONDO_EQ(client_record)
 RONDO_EQ(metric_record)
+RONDO_EQ(status_record)
 #undef RONDO_EQ
 
 } // namespace rondo

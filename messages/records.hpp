@@ -126,6 +126,9 @@ struct session_record {
   std::vector<std::string> round_ids;
   double created_at = 0;
   double ended_at = 0;
+  /// The name the operator gave the session (FEDn's session `name`); may
+  /// be empty.
+  std::string name;
 };
 
 /// One entry of the global model trail.
@@ -163,6 +166,32 @@ struct metric_record {
   double received_at = 0;
 };
 
+/// A status event a client sent its combiner (FEDn's Status message, as
+/// FEDn's status store keeps it), forwarded to the controller.
+struct status_record {
+  /// Storage key (a UUID assigned by the controller).
+  std::string status_id;
+  /// The status text.
+  std::string status;
+  /// FEDn's LogLevel name: "NONE", "INFO", "DEBUG", "WARNING", "ERROR",
+  /// "AUDIT".
+  std::string log_level;
+  /// FEDn's StatusType name, e.g. "MODEL_UPDATE", "LOG".
+  std::string type;
+  std::string data;
+  std::string correlation_id;
+  std::string session_id;
+  std::string extra;
+  std::string sender_name;
+  /// FEDn's Role name of the sender, e.g. "CLIENT".
+  std::string sender_role;
+  std::string sender_client_id;
+  /// The combiner that received it.
+  std::string combiner_id;
+  /// Unix seconds: the client's timestamp, else when the combiner got it.
+  double timestamp = 0;
+};
+
 #define RONDO_EQ(T) \
   bool operator==(const T& x, const T& y); \
   inline bool operator!=(const T& x, const T& y) { return !(x == y); }
@@ -175,6 +204,7 @@ RONDO_EQ(model_record)
 RONDO_EQ(validation_record)
 RONDO_EQ(client_record)
 RONDO_EQ(metric_record)
+RONDO_EQ(status_record)
 #undef RONDO_EQ
 
 template <class Inspector>
@@ -211,7 +241,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_record& x) {
   return f(caf::meta::type_name("rondo.session_record"), x.session_id,
            x.config_json, x.status, x.reason, x.seed_model_id, x.round_ids,
-           x.created_at, x.ended_at);
+           x.created_at, x.ended_at, x.name);
 }
 
 template <class Inspector>
@@ -238,6 +268,14 @@ typename Inspector::result_type inspect(Inspector& f, metric_record& x) {
   return f(caf::meta::type_name("rondo.metric_record"), x.metric_id,
            x.client_id, x.model_id, x.round_id, x.session_id, x.step,
            x.values, x.received_at);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, status_record& x) {
+  return f(caf::meta::type_name("rondo.status_record"), x.status_id,
+           x.status, x.log_level, x.type, x.data, x.correlation_id,
+           x.session_id, x.extra, x.sender_name, x.sender_role,
+           x.sender_client_id, x.combiner_id, x.timestamp);
 }
 
 } // namespace rondo

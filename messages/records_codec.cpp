@@ -278,6 +278,7 @@ std::string encode(const session_record& x) {
   put_strings(x.round_ids, m.mutable_round_ids());
   m.set_created_at(x.created_at);
   m.set_ended_at(x.ended_at);
+  m.set_name(x.name);
   return m.SerializeAsString();
 }
 
@@ -295,6 +296,7 @@ caf::error decode(std::string_view bytes, session_record& out) {
   out.round_ids = strings(m.round_ids());
   out.created_at = m.created_at();
   out.ended_at = m.ended_at();
+  out.name = m.name();
   return caf::none;
 }
 
@@ -386,6 +388,44 @@ caf::error decode(std::string_view bytes, metric_record& out) {
   for (auto& [k, v] : m.values())
     out.values[k] = v;
   out.received_at = m.received_at();
+  return caf::none;
+}
+
+std::string encode(const status_record& x) {
+  pb::StatusRecord m;
+  m.set_status_id(x.status_id);
+  m.set_status(x.status);
+  m.set_log_level(x.log_level);
+  m.set_type(x.type);
+  m.set_data(x.data);
+  m.set_correlation_id(x.correlation_id);
+  m.set_session_id(x.session_id);
+  m.set_extra(x.extra);
+  m.set_sender_name(x.sender_name);
+  m.set_sender_role(x.sender_role);
+  m.set_sender_client_id(x.sender_client_id);
+  m.set_combiner_id(x.combiner_id);
+  m.set_timestamp(x.timestamp);
+  return m.SerializeAsString();
+}
+
+caf::error decode(std::string_view bytes, status_record& out) {
+  pb::StatusRecord m;
+  if (auto err = parse(bytes, m, "status"))
+    return err;
+  out.status_id = m.status_id();
+  out.status = m.status();
+  out.log_level = m.log_level();
+  out.type = m.type();
+  out.data = m.data();
+  out.correlation_id = m.correlation_id();
+  out.session_id = m.session_id();
+  out.extra = m.extra();
+  out.sender_name = m.sender_name();
+  out.sender_role = m.sender_role();
+  out.sender_client_id = m.sender_client_id();
+  out.combiner_id = m.combiner_id();
+  out.timestamp = m.timestamp();
   return caf::none;
 }
 

@@ -26,6 +26,7 @@ enum class cf : size_t {
   validations,
   clients,
   metrics,
+  statuses,
   count_,
 };
 

@@ -25,6 +25,7 @@ RONDO_RECORD(model_record, models, model_id, true)
 RONDO_RECORD(validation_record, validations, validation_id, false)
 RONDO_RECORD(client_record, clients, client_id, false)
 RONDO_RECORD(metric_record, metrics, metric_id, false)
+RONDO_RECORD(status_record, statuses, status_id, false)
 #undef RONDO_RECORD
 
 template <class Record>
@@ -146,6 +147,7 @@ RONDO_INSTANTIATE(model_record)
 RONDO_INSTANTIATE(validation_record)
 RONDO_INSTANTIATE(client_record)
 RONDO_INSTANTIATE(metric_record)
+RONDO_INSTANTIATE(status_record)
 #undef RONDO_INSTANTIATE
 
 } // namespace rondo::storage

@@ -74,7 +74,7 @@ round_record sample_round() {
 
 session_record sample_session() {
   return {"sess", R"({"rounds":3})", session_status::running, "", "seed",
-          {"1", "2"}, 1.7e9, 0};
+          {"1", "2"}, 1.7e9, 0, "first session"};
 }
 
 model_record sample_model() {
@@ -92,6 +92,12 @@ client_record sample_client() {
 
 metric_record sample_metric() {
   return {"x-1", "c1", "m-4", "4", "sess", 3, {{"loss", 0.5}}, 1.7e9};
+}
+
+status_record sample_status() {
+  return {"st-1",   "Model update completed.", "AUDIT", "MODEL_UPDATE",
+          "{}",     "corr-1", "sess",  "extra", "client one", "CLIENT",
+          "c1",     "combiner-a", 1.7e9 + 0.25};
 }
 
 template <class T>
@@ -127,6 +133,7 @@ TEST_CASE("inspect: every message type round-trips through CAF") {
   CHECK(binary_round_trip(sample_validation()) == sample_validation());
   CHECK(binary_round_trip(sample_client()) == sample_client());
   CHECK(binary_round_trip(sample_metric()) == sample_metric());
+  CHECK(binary_round_trip(sample_status()) == sample_status());
   auto rej = rejected_update{"c9", "stale"};
   CHECK(binary_round_trip(rej) == rej);
   auto rep = combiner_report{"cb", round_status::failed, "combiner lost", "",
@@ -148,6 +155,7 @@ TEST_CASE("records codec: every record round-trips through protobuf") {
   CHECK(proto_round_trip(sample_validation()) == sample_validation());
   CHECK(proto_round_trip(sample_client()) == sample_client());
   CHECK(proto_round_trip(sample_metric()) == sample_metric());
+  CHECK(proto_round_trip(sample_status()) == sample_status());
 }
 
 TEST_CASE("records codec: a round record's client lists round-trip at "

@@ -39,7 +39,7 @@ TEST_CASE("state store: every record kind survives close and reopen") {
   round.reason = "too few clients: 0 active trainers, 2 required";
   round.clients_rejected = {{"c3", "stale"}};
   session_record session{"s1", "{}", session_status::running, "", "seed",
-                         {"r1"}, 5.0, 0};
+                         {"r1"}, 5.0, 0, "named"};
   model_record model{"m2", "m1", "s1", "r1", 7.0};
   validation_record validation{"v1", "m2", "c1", "corr", "s1", "r1",
                                R"({"test_accuracy":0.9})", 8.0};
