@@ -6,6 +6,7 @@
 // /api/v1/sessions/{id}/wait (api/operator_routes.cpp) instead of sleeping
 // between polls.
 
+#include "api/json_views.hpp"
 #include "apps/commands.hpp"
 #include "apps/process.hpp"
 #include "messages/error.hpp"
@@ -349,29 +350,25 @@ std::vector<std::string> strings_of(const json& j, const char* key) {
   return out;
 }
 
-/// A round or combiner status as the API spells it (FEDn's "Success",
-/// Rondo's "success", ...).
-round_status round_status_of(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
-  if (s == "success" || s == "finished")
-    return round_status::success;
-  if (s == "failed")
+/// A round or combiner status as the API spells it
+/// (api::fedn_status: "Finished", "Terminated", ...).
+round_status round_status_of(const std::string& s) {
+  if (s == api::fedn_status(round_status::failed, "terminated"))
     return round_status::failed;
-  if (s == "running" || s == "started")
-    return round_status::running;
+  for (auto x : {round_status::pending, round_status::running,
+                 round_status::success, round_status::failed})
+    if (s == api::fedn_status(x))
+      return x;
   return round_status::pending;
 }
 
-session_status session_status_of(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
-  if (s == "finished")
-    return session_status::finished;
-  if (s == "failed")
-    return session_status::failed;
-  if (s == "terminated")
-    return session_status::terminated;
-  if (s == "running" || s == "started")
-    return session_status::running;
+/// A session status as the API spells it ("Created", "Started", ...).
+session_status session_status_of(const std::string& s) {
+  for (auto x : {session_status::pending, session_status::running,
+                 session_status::finished, session_status::failed,
+                 session_status::terminated})
+    if (s == api::fedn_status(x))
+      return x;
   return session_status::pending;
 }
 
@@ -384,7 +381,7 @@ session_record session_from_json(const json& j) {
   s.seed_model_id = text_of(j, "seed_model_id");
   if (auto c = j.find("session_config"); c != j.end())
     s.config_json = c->dump();
-  s.created_at = number_of(j, "created_at");
+  s.round_ids = strings_of(j, "round_ids");
   s.ended_at = number_of(j, "ended_at");
   return s;
 }
@@ -459,8 +456,9 @@ round_record round_from_json(const json& j) {
 }
 
 /// A session_report from the API's session, its rounds and its
-/// validations (each validation goes to the round whose id, or else whose
-/// new model, it names). Rounds in the order they started.
+/// validations (each validation goes to the round whose id or whose new
+/// model it names: a validation round validates its training round's
+/// model). Rounds in the order they started.
 session_report report_from_json(const json& session, const json& rounds,
                                 const json& validations) {
   session_report report;
@@ -471,8 +469,9 @@ session_report report_from_json(const json& session, const json& rounds,
         report.rounds.push_back(round_from_json(r));
   std::stable_sort(report.rounds.begin(), report.rounds.end(),
                    [](auto& x, auto& y) { return x.started_at < y.started_at; });
-  for (auto& r : report.rounds)
-    report.session.round_ids.push_back(r.round_id);
+  if (report.session.round_ids.empty())
+    for (auto& r : report.rounds)
+      report.session.round_ids.push_back(r.round_id);
   if (validations.is_array())
     for (auto& x : validations) {
       if (!x.is_object())
@@ -480,9 +479,9 @@ session_report report_from_json(const json& session, const json& rounds,
       auto v = validation_from_json(x);
       auto owner = std::find_if(report.rounds.begin(), report.rounds.end(),
                                 [&](auto& r) {
-                                  return !v.round_id.empty()
-                                           ? r.round_id == v.round_id
-                                           : r.model_id == v.model_id;
+                                  return r.round_id == v.round_id
+                                         || (!v.model_id.empty()
+                                             && r.model_id == v.model_id);
                                 });
       if (owner != report.rounds.end())
         owner->validations.push_back(std::move(v));
@@ -496,11 +495,10 @@ json result_of(const json& page) {
   return i != page.end() && i->is_array() ? *i : json::array();
 }
 
-/// Every record of a list route, oldest first.
-caf::expected<json> list_all(api_client& client, const std::string& path,
-                             const char* sort_key) {
-  auto page = client.get(path, {{"X-Sort-Key", sort_key},
-                                {"X-Sort-Order", "asc"}});
+/// Every record of a list route, oldest first (by the time the API
+/// sorts by without X-Sort-Key: committed_at).
+caf::expected<json> list_all(api_client& client, const std::string& path) {
+  auto page = client.get(path, {{"X-Sort-Order", "asc"}});
   if (!page)
     return page.error();
   return result_of(*page);
@@ -513,11 +511,10 @@ caf::expected<session_report> fetch_report(api_client& client,
   if (!session)
     return session.error();
   auto query = with_id("?session_id=", id);
-  auto rounds = list_all(client, "/api/v1/rounds/" + query, "round_id");
+  auto rounds = list_all(client, "/api/v1/rounds/" + query);
   if (!rounds)
     return rounds.error();
-  auto validations = list_all(client, "/api/v1/validations/" + query,
-                              "committed_at");
+  auto validations = list_all(client, "/api/v1/validations/" + query);
   if (!validations)
     return validations.error();
   return report_from_json(*session, *rounds, *validations);
@@ -557,13 +554,10 @@ caf::expected<session_config> build_config(const session_args& a) {
   return parse_session_config_json(j.dump());
 }
 
-/// POST /api/v1/sessions/'s body: FEDn's session (`session_config` with
-/// FEDn's keys: requested_clients, model_id, ...) plus Rondo's keys FEDn
-/// lacks (grace, stop_on_failure, client_settings).
+/// POST /api/v1/sessions/'s body: FEDn's session, its `session_config`
+/// with FEDn's keys plus Rondo's (api::to_fedn_json).
 json session_body(const session_config& cfg) {
-  auto config = json::parse(to_json(cfg));
-  config["requested_clients"] = cfg.clients_requested;
-  json body{{"session_config", config}};
+  json body{{"session_config", api::to_fedn_json(cfg)}};
   if (!cfg.session_id.empty()) {
     body["session_id"] = cfg.session_id;
     body["name"] = cfg.session_id;
@@ -648,13 +642,15 @@ caf::error follow(api_client& client, const session_args& a,
   }
 }
 
-/// A Unix time (seconds) as UTC text; a value that is not a number as is.
-std::string utc(const json& t) {
-  if (!t.is_number())
-    return t.is_string() ? t.get<std::string>() : "-";
-  auto secs = static_cast<std::time_t>(t.get<double>());
+/// An HTTP date as the API renders times ("Sun, 06 Dec 2026 14:00:00
+/// GMT") as ISO 8601 UTC, one word for a table; "-" when absent.
+std::string iso_utc(const json& t) {
+  if (!t.is_string())
+    return "-";
   std::tm tm{};
-  gmtime_r(&secs, &tm);
+  auto text = t.get<std::string>();
+  if (strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S", &tm) == nullptr)
+    return text;
   std::ostringstream os;
   os << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
   return os.str();
@@ -734,25 +730,18 @@ void add_session_commands(CLI::App& app, int& exit_code) {
   list->callback([l, &exit_code] {
     with_controller(l->common, exit_code, [&](api_client& client)
                                              -> caf::error {
-      auto sessions = list_all(client, "/api/v1/sessions/", "committed_at");
+      auto sessions = list_all(client, "/api/v1/sessions/");
       if (!sessions)
         return sessions.error();
-      auto rounds = list_all(client, "/api/v1/rounds/", "round_id");
-      if (!rounds)
-        return rounds.error();
-      std::map<std::string, size_t> counts;
-      for (auto& r : *rounds)
-        if (r.is_object())
-          ++counts[text_of(r, "session_id")];
       auto rows = json::array();
       for (auto& x : *sessions) {
         auto r = session_from_json(x);
         rows.push_back({{"session_id", r.session_id},
                         {"status", to_string(r.status)},
                         {"reason", r.reason},
-                        {"rounds", counts[r.session_id]},
+                        {"rounds", r.round_ids.size()},
                         {"seed_model_id", r.seed_model_id},
-                        {"created_at", x.value("created_at", json{})},
+                        {"created_at", x.value("committed_at", json{})},
                         {"ended_at", x.value("ended_at", json{})}});
       }
       if (l->json) {
@@ -763,7 +752,7 @@ void add_session_commands(CLI::App& app, int& exit_code) {
       for (auto& r : rows)
         std::cout << r["session_id"].get<std::string>() << " "
                   << r["status"].get<std::string>() << " " << r["rounds"]
-                  << " " << utc(r["created_at"]) << "\n";
+                  << " " << iso_utc(r["created_at"]) << "\n";
       return caf::none;
     });
   });
@@ -875,7 +864,7 @@ void add_model_commands(CLI::App& app, int& exit_code) {
   list->callback([l, &exit_code] {
     with_controller(l->common, exit_code, [&](api_client& client)
                                              -> caf::error {
-      auto trail = list_all(client, "/api/v1/models/", "committed_at");
+      auto trail = list_all(client, "/api/v1/models/");
       if (!trail)
         return trail.error();
       auto rows = json::array();
@@ -926,7 +915,8 @@ void add_model_commands(CLI::App& app, int& exit_code) {
   add_common(seed, s->common);
   seed->add_option("file", s->file, "Model .npz file")->required();
   seed->add_option("--model-id", s->model_id,
-                   "Id to store it under (default: a new UUID)");
+                   "Id to store it under (sent as form field model_id; "
+                   "default: a new UUID)");
   seed->callback([s, &exit_code] {
     with_controller(s->common, exit_code, [&](api_client& client)
                                              -> caf::error {
@@ -954,6 +944,9 @@ void add_model_commands(CLI::App& app, int& exit_code) {
                                "the controller stored the seed but named no "
                                "model_id: "
                                  + rec->dump());
+      if (!s->model_id.empty() && id != s->model_id)
+        std::cerr << "warning: the controller stored the seed as " << id
+                  << ", not as --model-id " << s->model_id << std::endl;
       std::cout << id << std::endl;
       return caf::none;
     });

@@ -133,13 +133,14 @@ def case_https(d):
            "--ca", f"{certs}/ca.crt"]
     seed = make_seed(d)
     with Controller(d, *tls) as c:
-        r = run("seed", seed, "--model-id", "s1", "--controller", c.api,
-                "--ca", f"{certs}/ca.crt")
-        check(r.returncode == 0 and r.stdout.strip() == "s1",
+        r = run("seed", seed, "--controller", c.api, "--ca",
+                f"{certs}/ca.crt")
+        seed_id = r.stdout.strip()
+        check(r.returncode == 0 and seed_id,
               "seed over HTTPS verified with --ca: " + r.stdout + r.stderr)
         r = run("models", "list", "--controller", f"https://{c.api}",
                 "--ca", f"{certs}/ca.crt")
-        check(r.returncode == 0 and "\ns1 - - -" in r.stdout,
+        check(r.returncode == 0 and f"\n{seed_id} - - -" in r.stdout,
               "an https:// URL works too: " + r.stdout + r.stderr)
         r = run("models", "list", "--controller", c.api, "--ca",
                 f"{other}/ca.crt")
@@ -171,15 +172,16 @@ def case_seed_and_export(d):
     seed = make_seed(d)
     with Controller(d) as c:
         op = ["--controller", c.api]
-        r = run("seed", seed, "--model-id", "m1", *op)
-        check(r.returncode == 0 and r.stdout.strip() == "m1",
+        r = run("seed", seed, *op)
+        m1 = r.stdout.strip()
+        check(r.returncode == 0 and m1,
               "seed prints its id: " + r.stdout + r.stderr)
         r = run("models", "list", "--json", *op)
         trail = json.loads(r.stdout)
-        check([m["model_id"] for m in trail] == ["m1"]
+        check([m["model_id"] for m in trail] == [m1]
               and trail[0]["parent_id"] == "", f"the trail: {trail}")
         out = os.path.join(d, "m1.npz")
-        r = run("models", "export", "m1", out, *op)
+        r = run("models", "export", m1, out, *op)
         check(r.returncode == 0 and open(out, "rb").read()
               == open(seed, "rb").read(),
               "export gives back the seed's bytes: " + r.stderr)
@@ -211,8 +213,7 @@ def case_follow_failed_session(d):
     seed = make_seed(d)
     with Controller(d) as c:
         op = ["--controller", c.api]
-        check(run("seed", seed, "--model-id", "m1", *op).returncode == 0,
-              "seed")
+        check(run("seed", seed, *op).returncode == 0, "seed")
         csv = os.path.join(d, "metrics.csv")
         r = run("session", "start", "--session-id", "lonely", "--rounds", "1",
                 "--round-timeout", "5", "--grace", "5", "--validate", "false",
