@@ -297,7 +297,9 @@ void add_common(CLI::App* cmd, common_args& a) {
                   "An admin token (`rondo token create --role admin`), sent "
                   "as `Authorization: Bearer <token>`");
   cmd->add_option("--token-file", a.token_file,
-                  "A file holding the admin token (first line)");
+                  "A file holding the admin token (first line). --ca and a "
+                  "token replace the operator's former --cert/--key: the "
+                  "API authenticates operators by token, not certificate");
 }
 
 caf::error write_file(const std::string& path, const std::string& text) {
