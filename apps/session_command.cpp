@@ -615,6 +615,11 @@ caf::error follow(api_client& client, const session_args& a,
     for (; printed < ended; ++printed)
       std::cout << summary_line(summarize(report.rounds[printed]))
                 << std::endl;
+    // The controller answers at once for a session it is not running: one
+    // that never started would be asked again and again.
+    if (report.session.status == session_status::pending)
+      return caf::make_error(ec::invalid_state,
+                             "session " + id + " has not started");
     if (is_terminal(report.session.status)) {
       printed = print_rounds(report, printed);
       std::cout << "session " << id << " "

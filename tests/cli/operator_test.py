@@ -215,18 +215,30 @@ def case_follow_failed_session(d):
         op = ["--controller", c.api]
         check(run("seed", seed, *op).returncode == 0, "seed")
         csv = os.path.join(d, "metrics.csv")
-        r = run("session", "start", "--session-id", "lonely", "--rounds", "1",
-                "--round-timeout", "5", "--grace", "5", "--validate", "false",
-                "--follow", "--metrics-csv", csv, *op, timeout=120)
-        lines = r.stdout.splitlines()
-        check(r.returncode == 1, f"exit {r.returncode}: {r.stdout}{r.stderr}")
-        check(lines[0].startswith("session lonely started: 1 round"),
-              r.stdout)
-        check(any(x.split()[:2][1:] == ["failed"] for x in lines[2:]),
-              "the failed round is printed: " + r.stdout)
-        check("session lonely failed" in r.stdout
-              and "session lonely ended failed" in r.stderr,
-              "the end is printed: " + r.stdout + r.stderr)
+        follow = subprocess.Popen(
+            [RONDO, "session", "start", "--session-id", "lonely", "--rounds",
+             "1", "--round-timeout", "5", "--grace", "5", "--validate",
+             "false", "--follow", "--metrics-csv", csv] + op,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = follow.stdout.readline()
+        check(first.startswith("session lonely started: 1 round"), first)
+        # The round waits for trainers (the controller's client wait): a
+        # short wait runs out first.
+        t0 = time.monotonic()
+        status, body = get(c.api, "/api/v1/sessions/lonely/wait?"
+                                  "after_rounds=0&timeout=1")
+        took = time.monotonic() - t0
+        check(status == 204 and 0.9 < took < 10,
+              f"a wait that runs out answers 204 after 1 s: {status} "
+              f"in {took:.1f} s")
+        out, err = follow.communicate(timeout=120)
+        lines = out.splitlines()
+        check(follow.returncode == 1, f"exit {follow.returncode}: {out}{err}")
+        check(any(x.split()[:2][1:] == ["failed"] for x in lines[1:]),
+              "the failed round is printed: " + out)
+        check("session lonely failed" in out
+              and "session lonely ended failed" in err,
+              "the end is printed: " + out + err)
         rows = open(csv).read().splitlines()
         check(len(rows) == 2 and rows[1].split(",")[1] == "failed",
               f"metrics.csv: {rows}")
