@@ -399,8 +399,12 @@ void on_report(self_ptr self, const combiner_round_done& done) {
     for (auto& c : done.record.clients_silent)
       st.round.clients_silent.push_back(c);
   } else {
-    for (auto& v : done.record.validations)
+    // Kept under the controller's round (the combiner ran it as
+    // "<round>-validation").
+    for (auto& v : done.record.validations) {
       st.validations.push_back(v);
+      st.validations.back().round_id = st.round.round_id;
+    }
   }
   auto all = std::none_of(st.reports.begin(), st.reports.end(), [](auto& kv) {
     return kv.second.status == round_status::running;

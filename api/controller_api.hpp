@@ -59,6 +59,10 @@ void add_dashboard_routes(server& srv, const controller_context& ctx);
 /// `/metrics`: Prometheus text exposition (api/metrics_routes.cpp).
 void add_metrics_routes(server& srv, const controller_context& ctx);
 
+/// Rondo's routes for its operator commands that FEDn lacks: the
+/// long-polled session wait (api/operator_routes.cpp).
+void add_operator_routes(server& srv, const controller_context& ctx);
+
 /// Every route above.
 inline void add_controller_routes(server& srv, const controller_context& ctx) {
   add_model_routes(srv, ctx);
@@ -67,6 +71,7 @@ inline void add_controller_routes(server& srv, const controller_context& ctx) {
   add_package_routes(srv, ctx);
   add_dashboard_routes(srv, ctx);
   add_metrics_routes(srv, ctx);
+  add_operator_routes(srv, ctx);
 }
 
 } // namespace rondo::api

@@ -70,7 +70,7 @@ nlohmann::json to_fedn_json(const round_record& x);
 /// session_id, meta (null), sender {name, role "CLIENT", client_id} (Rondo
 /// knows the client by its id: name is the id), receiver {name, role}
 /// (null: not recorded), committed_at, updated_at (null); and Rondo's
-/// round_id.
+/// round_id (the controller's round whose model was validated).
 nlohmann::json to_fedn_json(const validation_record& x);
 
 /// FEDn's StatusDTO: status_id, status, timestamp, log_level, data,

@@ -1,9 +1,7 @@
 // FEDn 0.33's /api/v1/models and /api/v1/helpers routes on the
 // controller's model trail.
 
-#include "api/controller_ask.hpp"
-#include "api/json_views.hpp"
-#include "api/paging.hpp"
+#include "api/listing_routes.hpp"
 #include "model/npz.hpp"
 #include "model/validate.hpp"
 #include "storage/model_store.hpp"
@@ -43,39 +41,35 @@ reply error_reply(const caf::error& err) {
   return reply::error(http_status(err), error_detail(err));
 }
 
-namespace {
-
-// FEDn's answer for an unknown id.
 reply not_found(const std::string& id) {
   return reply::error(404, "Entity with id: " + id + " not found");
 }
 
-caf::expected<std::vector<listed>> model_items(const controller_context& ctx) {
-  auto trail = ctx.state->list<model_record>();
-  if (!trail)
-    return trail.error();
-  std::vector<listed> out;
-  out.reserve(trail->size());
-  for (auto& m : *trail)
-    out.push_back(make_listed(to_fedn_json(m), m.committed_at));
-  return out;
+void add_listing(server& srv, const controller_context& ctx,
+                 const std::string& kind, item_source items,
+                 filter_aliases aliases) {
+  auto list = [ctx, kind, items, aliases](const request& req,
+                                          bool count_only) {
+    auto page = parse_paging([&](const char* h) { return req.header(h); });
+    if (!page)
+      return error_reply(page.error());
+    auto xs = items(ctx);
+    if (!xs)
+      return error_reply(xs.error());
+    auto answer = list_answer(std::move(*xs), req.query, *page, kind,
+                              aliases);
+    if (!answer)
+      return error_reply(answer.error());
+    return reply::json(count_only ? (*answer)["count"] : *answer);
+  };
+  auto base = "/api/v1/" + kind;
+  srv.route("GET", base + "/?", right::admin,
+            [list](const request& req) { return list(req, false); });
+  srv.route("GET", base + "/count", right::admin,
+            [list](const request& req) { return list(req, true); });
 }
 
-// GET /api/v1/models/ and /models/count: FEDn's filters are the view's
-// fields (model_id, parent_model, session_id, ...).
-reply list_models(const controller_context& ctx, const request& req,
-                  bool count_only) {
-  auto page = parse_paging([&](const char* h) { return req.header(h); });
-  if (!page)
-    return error_reply(page.error());
-  auto items = model_items(ctx);
-  if (!items)
-    return error_reply(items.error());
-  auto answer = list_answer(std::move(*items), req.query, *page, "models");
-  if (!answer)
-    return error_reply(answer.error());
-  return reply::json(count_only ? (*answer)["count"] : *answer);
-}
+namespace {
 
 // GET /api/v1/models/{id}/ancestors: the model's parents, nearest first
 // (X-Reverse: true, oldest first), at most X-Limit (default 10, FEDn's) of
@@ -193,25 +187,15 @@ reply put_helper(const controller_context& ctx, const request& req) {
 
 void add_model_routes(server& srv, const controller_context& ctx) {
   const std::string base = "/api/v1/models";
-  srv.route("GET", base + "/?", right::admin, [ctx](const request& req) {
-    return list_models(ctx, req, false);
-  });
-  srv.route("GET", base + "/count", right::admin, [ctx](const request& req) {
-    return list_models(ctx, req, true);
-  });
+  // FEDn's filters are the view's fields (model_id, parent_model,
+  // session_id, ...).
+  add_listing(srv, ctx, "models",
+              stored<model_record>(
+                [](const model_record& m) { return m.committed_at; }));
   srv.route("POST", base + "/?", right::admin, [ctx](const request& req) {
     return upload_model(ctx, req);
   });
-  srv.route("GET", base + "/([^/]+)", right::admin,
-            [ctx](const request& req) {
-              auto& id = req.params.at(0);
-              auto m = ctx.state->get<model_record>(id);
-              if (!m && m.error() == ec::not_found)
-                return not_found(id);
-              if (!m)
-                return error_reply(m.error());
-              return reply::json(to_fedn_json(*m));
-            });
+  add_get<model_record>(srv, ctx, "models");
   srv.route("GET", base + "/([^/]+)/ancestors", right::admin,
             [ctx](const request& req) { return ancestors(ctx, req); });
   srv.route("GET", base + "/([^/]+)/download", right::admin,

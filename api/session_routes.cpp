@@ -1,16 +1,12 @@
 // FEDn 0.33's /api/v1 routes for sessions, rounds, validations, statuses
 // and predictions, and its /health and /get_controller_status.
 
-#include "api/controller_ask.hpp"
-#include "api/json_views.hpp"
-#include "api/paging.hpp"
+#include "api/listing_routes.hpp"
 #include "messages/config_values.hpp"
 #include "storage/model_store.hpp"
-#include "storage/state_store.hpp"
 
 #include <nlohmann/json.hpp>
 
-#include <functional>
 #include <optional>
 #include <set>
 
@@ -19,29 +15,6 @@ namespace rondo::api {
 namespace {
 
 using json = nlohmann::json;
-
-reply not_found(const std::string& id) {
-  return reply::error(404, "Entity with id: " + id + " not found");
-}
-
-/// The records of one kind as listing items.
-using item_source = std::function<caf::expected<std::vector<listed>>(
-  const controller_context&)>;
-
-template <class Record, class Time>
-item_source stored(Time time) {
-  return [time](const controller_context& ctx)
-           -> caf::expected<std::vector<listed>> {
-    auto xs = ctx.state->list<Record>();
-    if (!xs)
-      return xs.error();
-    std::vector<listed> out;
-    out.reserve(xs->size());
-    for (auto& x : *xs)
-      out.push_back(make_listed(to_fedn_json(x), time(x)));
-    return out;
-  };
-}
 
 // The session that runs now, if any (from the store: the controller saves
 // a session's record when it starts and when it ends).
@@ -78,45 +51,10 @@ caf::expected<std::vector<listed>> round_items(const controller_context& ctx) {
   return out;
 }
 
-// GET /api/v1/<kind>/ and /<kind>/count.
-void add_listing(server& srv, const controller_context& ctx,
-                 const std::string& kind, item_source items,
-                 filter_aliases aliases = {}) {
-  auto list = [ctx, kind, items, aliases](const request& req,
-                                          bool count_only) {
-    auto page = parse_paging([&](const char* h) { return req.header(h); });
-    if (!page)
-      return error_reply(page.error());
-    auto xs = items(ctx);
-    if (!xs)
-      return error_reply(xs.error());
-    auto answer = list_answer(std::move(*xs), req.query, *page, kind,
-                              aliases);
-    if (!answer)
-      return error_reply(answer.error());
-    return reply::json(count_only ? (*answer)["count"] : *answer);
-  };
-  auto base = "/api/v1/" + kind;
-  srv.route("GET", base + "/?", right::admin,
-            [list](const request& req) { return list(req, false); });
-  srv.route("GET", base + "/count", right::admin,
-            [list](const request& req) { return list(req, true); });
-}
-
-// GET /api/v1/<kind>/{id} for a stored record kind.
-template <class Record>
-void add_get(server& srv, const controller_context& ctx,
-             const std::string& kind) {
-  srv.route("GET", "/api/v1/" + kind + "/([^/]+)", right::admin,
-            [ctx](const request& req) {
-              auto& id = req.params.at(0);
-              auto x = ctx.state->get<Record>(id);
-              if (!x && x.error() == ec::not_found)
-                return not_found(id);
-              if (!x)
-                return error_reply(x.error());
-              return reply::json(to_fedn_json(*x));
-            });
+// The non-empty string at `key`, or "".
+std::string required_string(const json& body, const char* key) {
+  auto i = body.find(key);
+  return i != body.end() && i->is_string() ? i->get<std::string>() : "";
 }
 
 std::string text_of(const json& value) {
@@ -185,10 +123,9 @@ reply start_session(const controller_context& ctx, const request& req) {
   auto body = parse_json_object(req.body);
   if (!body)
     return error_reply(body.error());
-  auto id_field = body->value("session_id", json{});
-  if (!id_field.is_string() || id_field.get<std::string>().empty())
+  auto id = required_string(*body, "session_id");
+  if (id.empty())
     return reply::error(400, "Session ID is required");
-  auto id = id_field.get<std::string>();
   auto rec = ctx.state->get<session_record>(id);
   if (!rec && rec.error() == ec::not_found)
     return reply::error(400, "Session with specified ID does not exist: "
@@ -322,14 +259,14 @@ void add_predictions(server& srv, const controller_context& ctx) {
               auto body = parse_json_object(req.body);
               if (!body)
                 return error_reply(body.error());
-              auto id = body->value("prediction_id", json{});
-              if (!id.is_string() || id.get<std::string>().empty())
+              auto id = required_string(*body, "prediction_id");
+              if (id.empty())
                 return reply::error(400, "prediction_id is required");
               return reply::error(
                 400, "predictions are not supported by this controller: "
                      "it runs training and validation rounds only (no "
                      "prediction phase), so prediction '"
-                       + id.get<std::string>() + "' cannot start");
+                       + id + "' cannot start");
             });
 }
 

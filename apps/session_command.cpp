@@ -1,11 +1,12 @@
 // `rondo session`, `rondo models` and `rondo seed`: a user's commands to a
-// running controller. They connect over the CAF middleman (the controller's
-// published port) as typed requests to the controller actor; every request
-// has a finite timeout. Models travel in 1 MiB chunks
-// (controller_messages.hpp model_chunk); a seed model goes as one message,
-// so seeds are limited to `max_seed_bytes` (256 MiB).
+// running controller, over its operator API (`rondo controller
+// --http-port`, FEDn's REST v1). HTTP or HTTPS (cpp-httplib's client), an
+// admin token as `Authorization: Bearer <token>`; every request has a
+// finite timeout. `session start --follow` long-polls
+// /api/v1/sessions/{id}/wait (api/operator_routes.cpp) instead of sleeping
+// between polls.
 
-#include "actors/type_ids.hpp"
+#include "api/json_views.hpp"
 #include "apps/commands.hpp"
 #include "apps/process.hpp"
 #include "messages/error.hpp"
@@ -13,22 +14,18 @@
 
 #include <CLI/CLI.hpp>
 
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
-#include <caf/io/middleman.hpp>
-#include <caf/openssl/remote_actor.hpp>
-#include <caf/event_based_actor.hpp>
-
+#include <httplib.h>
 #include <nlohmann/json.hpp>
-#include <xxhash.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
-#include <future>
 #include <iostream>
 #include <sstream>
 
@@ -36,104 +33,245 @@ namespace rondo::apps {
 
 namespace {
 
-constexpr uint64_t max_seed_bytes = uint64_t{256} << 20;
+using json = nlohmann::json;
+
+/// The longest wait the controller grants one long poll, seconds
+/// (api/operator_routes.cpp's bound).
+constexpr int max_wait_seconds = 300;
 
 struct common_args {
-  std::string controller = "127.0.0.1:12090";
+  std::string controller = "127.0.0.1:8092";
   double timeout = 30;
-  /// --cert/--key/--ca: the operator's certificate, its key and the cluster
-  /// CA, for a controller that runs with mutual TLS.
-  security::tls_files tls;
+  /// --ca: the CA the controller's HTTPS certificate must verify against.
+  std::string ca;
+  /// --token / --token-file: an admin token (`rondo token create --role
+  /// admin`).
+  std::string token;
+  std::string token_file;
 };
 
-/// A connection to a running controller.
-class controller_client {
+/// The token of --token or the first line of --token-file.
+caf::expected<std::string> load_token(const common_args& a) {
+  if (a.token_file.empty())
+    return a.token;
+  if (!a.token.empty())
+    return caf::make_error(ec::invalid_argument,
+                           "give --token or --token-file, not both");
+  std::string text;
+  if (auto err = security::read_small_file_into(a.token_file, "--token-file",
+                                                text))
+    return err;
+  auto token = text.substr(0, text.find_first_of("\r\n"));
+  while (!token.empty() && token.back() == ' ')
+    token.pop_back();
+  if (token.empty())
+    return caf::make_error(ec::invalid_argument,
+                           "--token-file: " + a.token_file
+                             + " holds no token");
+  return token;
+}
+
+/// A connection to a controller's operator API. Answers with a status
+/// other than 2xx become errors carrying the API's `message`.
+class api_client {
 public:
-  /// Connects; @returns an error naming the address on failure.
+  /// Checks the flags and sets up the connection (nothing is sent yet).
+  /// `--controller` is HOST:PORT (HTTPS with --ca, else HTTP) or a URL
+  /// `http://HOST:PORT` / `https://HOST:PORT`.
   caf::error connect(const common_args& a) {
     if (!std::isfinite(a.timeout) || a.timeout <= 0)
       return caf::make_error(ec::invalid_argument,
                              "--timeout must be > 0 seconds");
+    auto token = load_token(a);
+    if (!token)
+      return token.error();
+    auto address = a.controller;
+    bool https = !a.ca.empty();
+    for (auto [prefix, secure] : {std::pair{"http://", false},
+                                  std::pair{"https://", true}})
+      if (address.rfind(prefix, 0) == 0) {
+        address = address.substr(std::string{prefix}.size());
+        https = secure;
+      }
+    while (!address.empty() && address.back() == '/')
+      address.pop_back();
     std::string problem;
-    auto at = parse_endpoint(a.controller, problem);
+    auto at = parse_endpoint(address, problem);
     if (!problem.empty())
       return caf::make_error(ec::invalid_argument,
                              "--controller: " + problem);
-    timeout_ = seconds(a.timeout);
-    if (auto problem = check_middleman_tls(a.tls); !problem.empty())
-      return caf::make_error(ec::invalid_config, problem);
-    if (auto wrong = probe_caf_endpoint(at, std::min(a.timeout, 5.0), a.tls);
-        !wrong.empty())
-      return caf::make_error(ec::invalid_argument, "--controller: " + wrong);
-    register_actor_types(cfg_);
-    // Heartbeats let a request to a frozen controller end with an error
-    // before its timeout.
-    enable_middleman(cfg_, 0.5, 5, a.tls);
-    cfg_.set("scheduler.max-threads", 2);
-    sys_ = std::make_unique<caf::actor_system>(cfg_);
-    auto ctrl = a.tls.any()
-                  ? caf::openssl::remote_actor<controller_actor>(*sys_,
-                                                                 at.host,
-                                                                 at.port)
-                  : sys_->middleman().remote_actor<controller_actor>(
-                    at.host, at.port);
-    if (!ctrl)
-      return caf::make_error(ec::not_found,
-                             "cannot reach a Rondo controller at "
-                               + a.controller + ": "
-                               + sys_->render(ctrl.error()));
-    ctrl_ = *ctrl;
+    if (https && !a.ca.empty() && !std::filesystem::exists(a.ca))
+      return caf::make_error(ec::not_found, "--ca: no file " + a.ca);
+    where_ = std::string{https ? "https://" : "http://"} + address;
+    host_ = at.host;
+    if (https) {
+      auto ssl = std::make_unique<httplib::SSLClient>(at.host, at.port);
+      if (a.ca.empty())
+        SSL_CTX_set_default_verify_paths(ssl->ssl_context());
+      else
+        ssl->set_ca_cert_path(a.ca.c_str());
+      ssl->enable_server_certificate_verification(true);
+      ssl_ = ssl.get();
+      http_ = std::move(ssl);
+    } else {
+      http_ = std::make_unique<httplib::ClientImpl>(at.host, at.port);
+    }
+    auto whole = static_cast<time_t>(a.timeout);
+    auto micros = static_cast<time_t>((a.timeout - whole) * 1e6);
+    http_->set_connection_timeout(whole, micros);
+    http_->set_read_timeout(whole, micros);
+    http_->set_write_timeout(whole, micros);
+    timeout_ = a.timeout;
+    if (!token->empty())
+      http_->set_bearer_token_auth(token->c_str());
     return caf::none;
   }
 
-  /// Sends `xs...` and waits up to `timeout` (default: --timeout) for a
-  /// reply of type T. Fails at once (not at the timeout) when the
-  /// controller goes away meanwhile: a request to a dead peer is otherwise
-  /// only ended by its timeout.
-  template <class T, class... Ts>
-  caf::expected<T> ask(caf::timespan timeout, Ts... xs) {
-    auto result = std::make_shared<std::promise<caf::expected<T>>>();
-    auto answer = result->get_future();
-    auto ctrl = ctrl_;
-    sys_->spawn([=](caf::event_based_actor* self) -> caf::behavior {
-      auto done = std::make_shared<bool>(false);
-      auto finish = [=](caf::expected<T> x) {
-        if (*done)
-          return;
-        *done = true;
-        result->set_value(std::move(x));
-        self->quit();
-      };
-      self->monitor(ctrl);
-      self->set_down_handler([=](caf::down_msg& dm) {
-        finish(caf::make_error(ec::not_found, "lost the controller: "
-                                                + render(dm.reason)));
-      });
-      self->request(ctrl, timeout, xs...)
-        .then([=](T& x) { finish(std::move(x)); },
-              [=](caf::error& err) { finish(std::move(err)); });
-      return {[](caf::ok_atom) {}};
-    });
-    return answer.get();
+  /// GET `path`; @returns the JSON body.
+  caf::expected<json> get(const std::string& path,
+                          const httplib::Headers& headers = {}) {
+    return answer(path, http_->Get(path.c_str(), headers));
   }
 
-  template <class T, class... Ts>
-  caf::expected<T> ask(Ts... xs) {
-    return ask<T>(timeout_, std::move(xs)...);
+  /// GET `path` with a read timeout of `wait_s` seconds beyond --timeout;
+  /// @returns the JSON body, or none on 204 No Content.
+  caf::expected<std::optional<json>> long_poll(const std::string& path,
+                                               double wait_s) {
+    http_->set_read_timeout(static_cast<time_t>(timeout_ + wait_s), 0);
+    auto res = http_->Get(path.c_str());
+    auto whole = static_cast<time_t>(timeout_);
+    http_->set_read_timeout(
+      whole, static_cast<time_t>((timeout_ - whole) * 1e6));
+    if (res && res->status == 204)
+      return std::optional<json>{};
+    auto j = answer(path, std::move(res));
+    if (!j)
+      return j.error();
+    return std::optional<json>{std::move(*j)};
+  }
+
+  /// POST a JSON body to `path`; @returns the JSON answer.
+  caf::expected<json> post(const std::string& path, const json& body) {
+    return answer(path, http_->Post(path.c_str(), body.dump(),
+                                    "application/json"));
+  }
+
+  /// POST a multipart form to `path`; @returns the JSON answer.
+  caf::expected<json> post(const std::string& path,
+                           const httplib::MultipartFormDataItems& form) {
+    return answer(path, http_->Post(path.c_str(), form));
+  }
+
+  /// GET `path` into `out` as it arrives.
+  /// @returns the number of bytes written.
+  caf::expected<uint64_t> download(const std::string& path,
+                                   std::ostream& out) {
+    uint64_t bytes = 0;
+    std::string error_body;
+    int status = 0;
+    auto res = http_->Get(
+      path.c_str(),
+      [&](const httplib::Response& r) {
+        status = r.status;
+        return true;
+      },
+      [&](const char* data, size_t n) {
+        if (status / 100 != 2) {
+          error_body.append(data, n);
+          return true;
+        }
+        out.write(data, static_cast<std::streamsize>(n));
+        bytes += n;
+        return static_cast<bool>(out);
+      });
+    if (res && res->status / 100 != 2)
+      res->body = error_body;
+    if (auto j = answer(path, std::move(res), false); !j)
+      return j.error();
+    return bytes;
   }
 
 private:
-  caf::actor_system_config cfg_;
-  std::unique_ptr<caf::actor_system> sys_;
-  controller_actor ctrl_;
-  caf::timespan timeout_{};
+  /// The JSON of a 2xx answer (`want_json`: the body must be JSON), or an
+  /// error naming the controller and the problem.
+  caf::expected<json> answer(const std::string& path, httplib::Result res,
+                             bool want_json = true) {
+    if (!res)
+      return transport_error(res.error());
+    auto body = json::parse(res->body, nullptr, false);
+    if (res->status / 100 != 2) {
+      auto message = body.is_object() && body.contains("message")
+                         && body["message"].is_string()
+                       ? body["message"].get<std::string>()
+                       : res->body.substr(0, 200);
+      auto detail = message + " (HTTP " + std::to_string(res->status) + ")";
+      switch (res->status) {
+        case 401:
+          return caf::make_error(ec::unauthenticated,
+                                 "the controller at " + where_
+                                   + " refused the token: " + detail
+                                   + "; give an admin token with --token or "
+                                     "--token-file");
+        case 403:
+          return caf::make_error(ec::permission_denied,
+                                 "the controller at " + where_
+                                   + " refused the token's role: " + detail
+                                   + "; these commands need an admin token");
+        case 404:
+          return caf::make_error(ec::not_found, detail);
+        case 400:
+        case 409:
+        case 413:
+          return caf::make_error(ec::invalid_argument, detail);
+        default:
+          return caf::make_error(ec::invalid_state,
+                                 "the controller at " + where_
+                                   + " failed " + path + ": " + detail);
+      }
+    }
+    if (!want_json)
+      return json{};
+    if (body.is_discarded())
+      return caf::make_error(ec::invalid_state,
+                             "the controller at " + where_ + " answered "
+                               + path + " with something that is not JSON");
+    return body;
+  }
+
+  caf::error transport_error(httplib::Error e) {
+    std::string why = httplib::to_string(e);
+    if (e == httplib::Error::SSLServerVerification && ssl_ != nullptr) {
+      auto result = ssl_->get_openssl_verify_result();
+      why = result == X509_V_OK
+              ? "its certificate does not list the host " + host_
+                  + " (see `rondo certs issue --host`)"
+              : std::string{"its certificate does not verify against "
+                            "--ca: "}
+                  + X509_verify_cert_error_string(result);
+    }
+    else if (e == httplib::Error::SSLConnection)
+      why = "no TLS handshake (is it serving plain HTTP? then drop --ca or "
+            "use http://)";
+    else if (e == httplib::Error::Read)
+      why = "no answer within --timeout, or the connection closed (is it "
+            "serving HTTPS? then give --ca)";
+    return caf::make_error(ec::not_found, "cannot reach a Rondo controller "
+                                          "API at "
+                                            + where_ + ": " + why);
+  }
+
+  std::unique_ptr<httplib::ClientImpl> http_;
+  httplib::SSLClient* ssl_ = nullptr;
+  std::string host_;
+  std::string where_;
+  double timeout_ = 30;
 };
 
 /// Connects, runs `fn(client)`, prints an error and sets `exit_code` to 1
 /// on failure.
 template <class F>
 void with_controller(const common_args& a, int& exit_code, F fn) {
-  controller_client client;
+  api_client client;
   auto err = client.connect(a);
   if (!err)
     err = fn(client);
@@ -145,18 +283,23 @@ void with_controller(const common_args& a, int& exit_code, F fn) {
 
 void add_common(CLI::App* cmd, common_args& a) {
   cmd->add_option("--controller", a.controller,
-                  "The controller's HOST:PORT (`rondo controller`)")
+                  "The controller's API: HOST:PORT of `rondo controller "
+                  "--http-port` (HTTPS with --ca), or an http:// or "
+                  "https:// URL")
     ->capture_default_str();
   cmd->add_option("--timeout", a.timeout,
                   "Seconds each request to the controller may take")
     ->capture_default_str();
-  cmd->add_option("--cert", a.tls.cert,
-                  "The operator's certificate (PEM), for a controller with "
-                  "mutual TLS (with --key and --ca)");
-  cmd->add_option("--key", a.tls.key, "The private key of --cert (PEM)");
-  cmd->add_option("--ca", a.tls.ca,
-                  "The cluster CA (PEM) the controller's certificate must "
-                  "verify against");
+  cmd->add_option("--ca", a.ca,
+                  "The CA (PEM) the controller's HTTPS certificate must "
+                  "verify against; implies HTTPS");
+  cmd->add_option("--token", a.token,
+                  "An admin token (`rondo token create --role admin`), sent "
+                  "as `Authorization: Bearer <token>`");
+  cmd->add_option("--token-file", a.token_file,
+                  "A file holding the admin token (first line). --ca and a "
+                  "token replace the operator's former --cert/--key: the "
+                  "API authenticates operators by token, not certificate");
 }
 
 caf::error write_file(const std::string& path, const std::string& text) {
@@ -170,6 +313,213 @@ caf::error write_file(const std::string& path, const std::string& text) {
 
 bool is_terminal(session_status s) {
   return s != session_status::pending && s != session_status::running;
+}
+
+/// `path` with `id` percent-encoded as one path segment.
+std::string with_id(const std::string& prefix, const std::string& id,
+                    const std::string& suffix = "") {
+  std::ostringstream os;
+  os << prefix;
+  for (unsigned char c : id)
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
+      os << c;
+    else
+      os << '%' << std::uppercase << std::hex << std::setw(2)
+         << std::setfill('0') << static_cast<int>(c) << std::dec;
+  os << suffix;
+  return os.str();
+}
+
+// -- the API's records as Rondo's -------------------------------------------
+
+std::string text_of(const json& j, const char* key) {
+  auto i = j.find(key);
+  return i != j.end() && i->is_string() ? i->get<std::string>() : "";
+}
+
+double number_of(const json& j, const char* key) {
+  auto i = j.find(key);
+  return i != j.end() && i->is_number() ? i->get<double>() : 0;
+}
+
+std::vector<std::string> strings_of(const json& j, const char* key) {
+  std::vector<std::string> out;
+  auto i = j.find(key);
+  if (i != j.end() && i->is_array())
+    for (auto& x : *i)
+      if (x.is_string())
+        out.push_back(x.get<std::string>());
+  return out;
+}
+
+/// A round or combiner status as the API spells it
+/// (api::fedn_status: "Finished", "Terminated", ...).
+round_status round_status_of(const std::string& s) {
+  if (s == api::fedn_status(round_status::failed, "terminated"))
+    return round_status::failed;
+  for (auto x : {round_status::pending, round_status::running,
+                 round_status::success, round_status::failed})
+    if (s == api::fedn_status(x))
+      return x;
+  return round_status::pending;
+}
+
+/// A session status as the API spells it ("Created", "Started", ...).
+session_status session_status_of(const std::string& s) {
+  for (auto x : {session_status::pending, session_status::running,
+                 session_status::finished, session_status::failed,
+                 session_status::terminated})
+    if (s == api::fedn_status(x))
+      return x;
+  return session_status::pending;
+}
+
+/// A session as GET /api/v1/sessions/{id} answers it.
+session_record session_from_json(const json& j) {
+  session_record s;
+  s.session_id = text_of(j, "session_id");
+  s.status = session_status_of(text_of(j, "status"));
+  s.reason = text_of(j, "reason");
+  s.seed_model_id = text_of(j, "seed_model_id");
+  if (auto c = j.find("session_config"); c != j.end())
+    s.config_json = c->dump();
+  s.round_ids = strings_of(j, "round_ids");
+  s.ended_at = number_of(j, "ended_at");
+  return s;
+}
+
+/// A validation as GET /api/v1/validations/ answers it (`data`: the
+/// metrics as JSON text).
+validation_record validation_from_json(const json& j) {
+  validation_record v;
+  v.validation_id = text_of(j, "validation_id");
+  v.model_id = text_of(j, "model_id");
+  v.correlation_id = text_of(j, "correlation_id");
+  v.session_id = text_of(j, "session_id");
+  v.round_id = text_of(j, "round_id");
+  v.metrics_json = text_of(j, "data");
+  if (auto sender = j.find("sender"); sender != j.end()
+                                      && sender->is_object()) {
+    v.client_id = text_of(*sender, "client_id");
+    if (v.client_id.empty())
+      v.client_id = text_of(*sender, "name");
+  }
+  return v;
+}
+
+/// A round as GET /api/v1/rounds/ answers it: FEDn's fields plus Rondo's
+/// top-level outcome (session_id, reason, model_id, base_model_id,
+/// started_at, ended_at, clients_*, num_examples).
+round_record round_from_json(const json& j) {
+  round_record r;
+  r.round_id = text_of(j, "round_id");
+  r.session_id = text_of(j, "session_id");
+  r.status = round_status_of(text_of(j, "status"));
+  r.reason = text_of(j, "reason");
+  r.model_id = text_of(j, "model_id");
+  r.base_model_id = text_of(j, "base_model_id");
+  r.started_at = number_of(j, "started_at");
+  r.ended_at = number_of(j, "ended_at");
+  r.num_examples = number_of(j, "num_examples");
+  r.clients_selected = strings_of(j, "clients_selected");
+  r.clients_accepted = strings_of(j, "clients_accepted");
+  r.clients_silent = strings_of(j, "clients_silent");
+  if (auto x = j.find("clients_rejected"); x != j.end() && x->is_array())
+    for (auto& c : *x)
+      if (c.is_object())
+        r.clients_rejected.push_back(
+          {text_of(c, "client_id"), text_of(c, "reason")});
+  int64_t aggregated = 0;
+  if (auto x = j.find("combiners"); x != j.end() && x->is_array())
+    for (auto& c : *x) {
+      if (!c.is_object())
+        continue;
+      combiner_report part;
+      part.combiner_id = text_of(c, "combiner_id");
+      if (part.combiner_id.empty())
+        part.combiner_id = text_of(c, "name");
+      part.status = round_status_of(text_of(c, "status"));
+      part.reason = text_of(c, "reason");
+      part.model_id = text_of(c, "model_id");
+      part.num_examples = number_of(c, "num_examples");
+      if (auto d = c.find("data"); d != c.end() && d->is_object())
+        if (auto t = d->find("aggregation_time");
+            t != d->end() && t->is_object())
+          aggregated += static_cast<int64_t>(
+            number_of(*t, "nr_aggregated_models"));
+      r.combiners.push_back(std::move(part));
+    }
+  r.nr_aggregated_models
+    = j.contains("nr_aggregated_models")
+        ? static_cast<int64_t>(number_of(j, "nr_aggregated_models"))
+        : std::max<int64_t>(aggregated,
+                            static_cast<int64_t>(r.clients_accepted.size()));
+  return r;
+}
+
+/// A session_report from the API's session, its rounds and its
+/// validations (each validation goes to the round whose id or whose new
+/// model it names: a validation round validates its training round's
+/// model). Rounds in the order they started.
+session_report report_from_json(const json& session, const json& rounds,
+                                const json& validations) {
+  session_report report;
+  report.session = session_from_json(session);
+  if (rounds.is_array())
+    for (auto& r : rounds)
+      if (r.is_object())
+        report.rounds.push_back(round_from_json(r));
+  std::stable_sort(report.rounds.begin(), report.rounds.end(),
+                   [](auto& x, auto& y) { return x.started_at < y.started_at; });
+  if (report.session.round_ids.empty())
+    for (auto& r : report.rounds)
+      report.session.round_ids.push_back(r.round_id);
+  if (validations.is_array())
+    for (auto& x : validations) {
+      if (!x.is_object())
+        continue;
+      auto v = validation_from_json(x);
+      auto owner = std::find_if(report.rounds.begin(), report.rounds.end(),
+                                [&](auto& r) {
+                                  return r.round_id == v.round_id
+                                         || (!v.model_id.empty()
+                                             && r.model_id == v.model_id);
+                                });
+      if (owner != report.rounds.end())
+        owner->validations.push_back(std::move(v));
+    }
+  return report;
+}
+
+/// The `result` list of a paged answer (`{"count", "result"}`).
+json result_of(const json& page) {
+  auto i = page.find("result");
+  return i != page.end() && i->is_array() ? *i : json::array();
+}
+
+/// Every record of a list route, oldest first (by the time the API
+/// sorts by without X-Sort-Key: committed_at).
+caf::expected<json> list_all(api_client& client, const std::string& path) {
+  auto page = client.get(path, {{"X-Sort-Order", "asc"}});
+  if (!page)
+    return page.error();
+  return result_of(*page);
+}
+
+/// The session `id` and everything it did so far, from FEDn's routes.
+caf::expected<session_report> fetch_report(api_client& client,
+                                           const std::string& id) {
+  auto session = client.get(with_id("/api/v1/sessions/", id));
+  if (!session)
+    return session.error();
+  auto query = with_id("?session_id=", id);
+  auto rounds = list_all(client, "/api/v1/rounds/" + query);
+  if (!rounds)
+    return rounds.error();
+  auto validations = list_all(client, "/api/v1/validations/" + query);
+  if (!validations)
+    return validations.error();
+  return report_from_json(*session, *rounds, *validations);
 }
 
 // -- session start / status / terminate ---------------------------------------
@@ -187,7 +537,7 @@ struct session_args {
 
 /// The session config from --config plus the flags given (flags win).
 caf::expected<session_config> build_config(const session_args& a) {
-  nlohmann::json j = nlohmann::json::object();
+  json j = json::object();
   if (!a.config_file.empty()) {
     std::ifstream in{a.config_file};
     if (!in)
@@ -195,7 +545,7 @@ caf::expected<session_config> build_config(const session_args& a) {
                              "cannot read --config " + a.config_file);
     std::stringstream text;
     text << in.rdbuf();
-    j = nlohmann::json::parse(text.str(), nullptr, false);
+    j = json::parse(text.str(), nullptr, false);
     if (!j.is_object())
       return caf::make_error(ec::invalid_config,
                              "--config " + a.config_file
@@ -204,6 +554,19 @@ caf::expected<session_config> build_config(const session_args& a) {
   for (auto& [key, value] : a.raw)
     j[key] = value;
   return parse_session_config_json(j.dump());
+}
+
+/// POST /api/v1/sessions/'s body: FEDn's session, its `session_config`
+/// with FEDn's keys plus Rondo's (api::to_fedn_json).
+json session_body(const session_config& cfg) {
+  json body{{"session_config", api::to_fedn_json(cfg)}};
+  if (!cfg.session_id.empty()) {
+    body["session_id"] = cfg.session_id;
+    body["name"] = cfg.session_id;
+  }
+  if (!cfg.model_id.empty())
+    body["seed_model_id"] = cfg.model_id;
+  return body;
 }
 
 /// Prints the rounds of `report` from index `from` on; @returns the new
@@ -222,48 +585,82 @@ caf::error write_outputs(const session_args& a,
   return caf::none;
 }
 
-/// Follows a session round by round until it ends. The controller answers
-/// a wait once a round ends; each wait is bounded by the session's longest
-/// round (round_timeout + grace + 2 min of client wait).
-caf::error follow(controller_client& client, const session_args& a,
-                  const std::string& id, double round_bound_s) {
+/// Follows a session round by round until it ends, each step a long poll
+/// that the controller answers once a round ends (or with 204 after
+/// max_wait_seconds, when the poll is repeated).
+caf::error follow(api_client& client, const session_args& a,
+                  const std::string& id) {
   std::cout << summary_header() << std::endl;
   size_t printed = 0;
   for (;;) {
-    auto report = client.ask<session_report>(seconds(round_bound_s),
-                                             caf::wait_for_atom::value, id,
-                                             uint64_t{printed});
-    if (!report)
-      return caf::make_error(ec::timeout,
-                             "lost track of session " + id + ": "
-                               + render(report.error()));
-    printed = print_rounds(*report, printed);
-    if (is_terminal(report->session.status)) {
-      std::cout << "session " << id << " "
-                << to_string(report->session.status)
-                << (report->session.reason.empty()
-                      ? ""
-                      : ": " + report->session.reason)
+    auto path = with_id("/api/v1/sessions/", id,
+                        "/wait?after_rounds=" + std::to_string(printed)
+                          + "&timeout="
+                          + std::to_string(max_wait_seconds));
+    auto got = client.long_poll(path, max_wait_seconds);
+    if (!got)
+      return caf::make_error(ec::timeout, "lost track of session " + id
+                                            + ": " + render(got.error()));
+    if (!*got)
+      continue; // no round ended within the wait: ask again
+    auto& answer = **got;
+    auto report = report_from_json(answer["session"], answer["rounds"],
+                                   answer["validations"]);
+    // Only complete rounds are printed: those that ended.
+    size_t ended = 0;
+    while (ended < report.rounds.size()
+           && (report.rounds[ended].status == round_status::success
+               || report.rounds[ended].status == round_status::failed))
+      ++ended;
+    for (; printed < ended; ++printed)
+      std::cout << summary_line(summarize(report.rounds[printed]))
                 << std::endl;
-      if (auto err = write_outputs(a, *report))
+    // The controller answers at once for a session it is not running: one
+    // that never started would be asked again and again.
+    if (report.session.status == session_status::pending)
+      return caf::make_error(ec::invalid_state,
+                             "session " + id + " has not started");
+    if (is_terminal(report.session.status)) {
+      printed = print_rounds(report, printed);
+      std::cout << "session " << id << " "
+                << to_string(report.session.status)
+                << (report.session.reason.empty()
+                      ? ""
+                      : ": " + report.session.reason)
+                << std::endl;
+      if (auto err = write_outputs(a, report))
         return err;
-      if (report->session.status != session_status::finished)
+      if (report.session.status != session_status::finished)
         return caf::make_error(ec::invalid_state,
                                "session " + id + " ended "
-                                 + to_string(report->session.status)
+                                 + to_string(report.session.status)
                                  + ", not finished");
-      auto failed = std::count_if(report->rounds.begin(),
-                                  report->rounds.end(), [](auto& r) {
+      auto failed = std::count_if(report.rounds.begin(),
+                                  report.rounds.end(), [](auto& r) {
                                     return r.status != round_status::success;
                                   });
       if (failed > 0)
         return caf::make_error(ec::aggregation_failed,
                                std::to_string(failed) + " of "
-                                 + std::to_string(report->rounds.size())
+                                 + std::to_string(report.rounds.size())
                                  + " rounds of session " + id + " failed");
       return caf::none;
     }
   }
+}
+
+/// An HTTP date as the API renders times ("Sun, 06 Dec 2026 14:00:00
+/// GMT") as ISO 8601 UTC, one word for a table; "-" when absent.
+std::string iso_utc(const json& t) {
+  if (!t.is_string())
+    return "-";
+  std::tm tm{};
+  auto text = t.get<std::string>();
+  if (strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S", &tm) == nullptr)
+    return text;
+  std::ostringstream os;
+  os << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
+  return os.str();
 }
 
 void add_session_commands(CLI::App& app, int& exit_code) {
@@ -301,21 +698,32 @@ void add_session_commands(CLI::App& app, int& exit_code) {
   start->add_option("--metrics-csv", a->metrics_csv,
                     "With --follow: write per-round metrics.csv to FILE");
   start->callback([a, &exit_code] {
-    with_controller(a->common, exit_code, [&](controller_client& client)
+    with_controller(a->common, exit_code, [&](api_client& client)
                                              -> caf::error {
       auto cfg = build_config(*a);
       if (!cfg)
         return cfg.error();
-      auto id = client.ask<std::string>(*cfg);
-      if (!id)
-        return id.error();
-      std::cout << "session " << *id << " started: " << cfg->rounds
+      auto created = client.post("/api/v1/sessions/", session_body(*cfg));
+      if (!created)
+        return created.error();
+      auto id = text_of(*created, "session_id");
+      if (id.empty())
+        return caf::make_error(ec::invalid_state,
+                               "the controller created a session without "
+                               "a session_id: "
+                                 + created->dump());
+      auto started = client.post("/api/v1/sessions/start",
+                                 json{{"session_id", id},
+                                      {"rounds", cfg->rounds},
+                                      {"round_timeout", cfg->round_timeout}});
+      if (!started)
+        return started.error();
+      std::cout << "session " << id << " started: " << cfg->rounds
                 << (cfg->rounds == 1 ? " round" : " rounds")
                 << ", aggregator " << cfg->aggregator << std::endl;
       if (!a->follow)
         return caf::none;
-      return follow(client, *a, *id,
-                    cfg->round_timeout * 2 + cfg->grace + 120);
+      return follow(client, *a, id);
     });
   });
 
@@ -327,37 +735,31 @@ void add_session_commands(CLI::App& app, int& exit_code) {
   add_common(list, l->common);
   list->add_flag("--json", l->json, "Print JSON");
   list->callback([l, &exit_code] {
-    with_controller(l->common, exit_code, [&](controller_client& client)
+    with_controller(l->common, exit_code, [&](api_client& client)
                                              -> caf::error {
-      auto sessions = client.ask<std::vector<session_record>>(
-        caf::get_atom::value, session_atom::value);
+      auto sessions = list_all(client, "/api/v1/sessions/");
       if (!sessions)
         return sessions.error();
-      auto utc = [](double t) {
-        auto secs = static_cast<std::time_t>(t);
-        std::tm tm{};
-        gmtime_r(&secs, &tm);
-        std::ostringstream os;
-        os << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
-        return os.str();
-      };
+      auto rows = json::array();
+      for (auto& x : *sessions) {
+        auto r = session_from_json(x);
+        rows.push_back({{"session_id", r.session_id},
+                        {"status", to_string(r.status)},
+                        {"reason", r.reason},
+                        {"rounds", r.round_ids.size()},
+                        {"seed_model_id", r.seed_model_id},
+                        {"created_at", x.value("committed_at", json{})},
+                        {"ended_at", x.value("ended_at", json{})}});
+      }
       if (l->json) {
-        auto j = nlohmann::json::array();
-        for (auto& r : *sessions)
-          j.push_back({{"session_id", r.session_id},
-                       {"status", to_string(r.status)},
-                       {"reason", r.reason},
-                       {"rounds", r.round_ids.size()},
-                       {"seed_model_id", r.seed_model_id},
-                       {"created_at", r.created_at},
-                       {"ended_at", r.ended_at}});
-        std::cout << j.dump(2) << std::endl;
+        std::cout << rows.dump(2) << std::endl;
         return caf::none;
       }
       std::cout << "session_id status rounds created\n";
-      for (auto& r : *sessions)
-        std::cout << r.session_id << " " << to_string(r.status) << " "
-                  << r.round_ids.size() << " " << utc(r.created_at) << "\n";
+      for (auto& r : rows)
+        std::cout << r["session_id"].get<std::string>() << " "
+                  << r["status"].get<std::string>() << " " << r["rounds"]
+                  << " " << iso_utc(r["created_at"]) << "\n";
       return caf::none;
     });
   });
@@ -373,10 +775,9 @@ void add_session_commands(CLI::App& app, int& exit_code) {
   status->add_option("--metrics-csv", s->metrics_csv,
                      "Also write per-round metrics.csv to FILE");
   status->callback([s, &exit_code] {
-    with_controller(s->common, exit_code, [&](controller_client& client)
+    with_controller(s->common, exit_code, [&](api_client& client)
                                              -> caf::error {
-      auto report = client.ask<session_report>(
-        caf::get_atom::value, session_atom::value, s->session_id);
+      auto report = fetch_report(client, s->session_id);
       if (!report)
         return report.error();
       if (s->json) {
@@ -400,24 +801,26 @@ void add_session_commands(CLI::App& app, int& exit_code) {
   terminate->add_option("session_id", t->session_id, "Session id")
     ->required();
   terminate->callback([t, &exit_code] {
-    with_controller(t->common, exit_code, [&](controller_client& client)
+    with_controller(t->common, exit_code, [&](api_client& client)
                                              -> caf::error {
-      auto before = client.ask<session_report>(
-        caf::get_atom::value, session_atom::value, t->session_id);
+      auto before = client.get(with_id("/api/v1/sessions/", t->session_id));
       if (!before)
         return before.error();
-      if (is_terminal(before->session.status)) {
+      auto status = session_status_of(text_of(*before, "status"));
+      if (is_terminal(status)) {
         std::cout << "session " << t->session_id << " already ended ("
-                  << to_string(before->session.status)
-                  << "); nothing to terminate" << std::endl;
+                  << to_string(status) << "); nothing to terminate"
+                  << std::endl;
         return caf::none;
       }
-      auto report = client.ask<session_report>(terminate_atom::value,
-                                               t->session_id);
-      if (!report)
-        return report.error();
+      auto after = client.post(
+        with_id("/api/v1/sessions/", t->session_id, "/terminate"),
+        json::object());
+      if (!after)
+        return after.error();
       std::cout << "session " << t->session_id << " "
-                << to_string(report->session.status) << std::endl;
+                << to_string(session_status_of(text_of(*after, "status")))
+                << std::endl;
       return caf::none;
     });
   });
@@ -432,41 +835,21 @@ struct model_args {
   bool json = false;
 };
 
-/// Writes model `id` to `path` chunk by chunk (to `path`.partial, renamed
-/// once complete), verifying the chunk count, size and XXH3-64 checksum.
-caf::error export_model(controller_client& client, const std::string& id,
+/// Writes model `id` to `path` (to `path`.partial, renamed once
+/// complete).
+caf::error export_model(api_client& client, const std::string& id,
                         const std::string& path) {
   auto tmp = path + ".partial";
   std::ofstream out{tmp, std::ios::binary | std::ios::trunc};
   if (!out)
     return caf::make_error(ec::storage_error, "cannot write " + tmp);
-  auto* hash = XXH3_createState();
-  XXH3_64bits_reset(hash);
-  uint64_t count = 1, bytes = 0, total = 0, checksum = 0;
-  caf::error err;
-  for (uint64_t i = 0; i < count && !err; ++i) {
-    auto chunk = client.ask<model_chunk>(caf::get_atom::value, id, i);
-    if (!chunk) {
-      err = chunk.error();
-      break;
-    }
-    count = chunk->count;
-    total = chunk->total_bytes;
-    checksum = chunk->checksum;
-    bytes += chunk->bytes.size();
-    XXH3_64bits_update(hash, chunk->bytes.data(), chunk->bytes.size());
-    out.write(chunk->bytes.data(),
-              static_cast<std::streamsize>(chunk->bytes.size()));
-  }
-  auto digest = XXH3_64bits_digest(hash);
-  XXH3_freeState(hash);
+  auto bytes = client.download(with_id("/api/v1/models/", id, "/download"),
+                               out);
   out.close();
-  if (!err && (bytes != total || digest != checksum))
-    err = caf::make_error(ec::corrupt, "model " + id + " arrived damaged ("
-                                         + std::to_string(bytes) + " of "
-                                         + std::to_string(total)
-                                         + " bytes, checksum mismatch)");
-  if (!err && !out)
+  caf::error err;
+  if (!bytes)
+    err = bytes.error();
+  else if (!out)
     err = caf::make_error(ec::storage_error, "cannot write " + tmp);
   if (err) {
     std::filesystem::remove(tmp);
@@ -486,29 +869,32 @@ void add_model_commands(CLI::App& app, int& exit_code) {
   add_common(list, l->common);
   list->add_flag("--json", l->json, "Print JSON");
   list->callback([l, &exit_code] {
-    with_controller(l->common, exit_code, [&](controller_client& client)
+    with_controller(l->common, exit_code, [&](api_client& client)
                                              -> caf::error {
-      auto trail = client.ask<std::vector<model_record>>(
-        caf::get_atom::value, models_atom::value);
+      auto trail = list_all(client, "/api/v1/models/");
       if (!trail)
         return trail.error();
+      auto rows = json::array();
+      for (auto& m : *trail)
+        if (m.is_object())
+          rows.push_back({{"model_id", text_of(m, "model_id")},
+                          {"parent_id", text_of(m, "parent_model")},
+                          {"session_id", text_of(m, "session_id")},
+                          {"round_id", text_of(m, "round_id")},
+                          {"committed_at", m.value("committed_at", json{})}});
       if (l->json) {
-        auto j = nlohmann::json::array();
-        for (auto& m : *trail)
-          j.push_back({{"model_id", m.model_id},
-                       {"parent_id", m.parent_id},
-                       {"session_id", m.session_id},
-                       {"round_id", m.round_id},
-                       {"committed_at", m.committed_at}});
-        std::cout << j.dump(2) << std::endl;
+        std::cout << rows.dump(2) << std::endl;
         return caf::none;
       }
+      auto or_dash = [](const json& x) {
+        auto s = x.get<std::string>();
+        return s.empty() ? "-" : s;
+      };
       std::cout << "model_id parent_id session_id round_id\n";
-      for (auto& m : *trail)
-        std::cout << m.model_id << " "
-                  << (m.parent_id.empty() ? "-" : m.parent_id) << " "
-                  << (m.session_id.empty() ? "-" : m.session_id) << " "
-                  << (m.round_id.empty() ? "-" : m.round_id) << "\n";
+      for (auto& m : rows)
+        std::cout << or_dash(m["model_id"]) << " " << or_dash(m["parent_id"])
+                  << " " << or_dash(m["session_id"]) << " "
+                  << or_dash(m["round_id"]) << "\n";
       return caf::none;
     });
   });
@@ -520,7 +906,7 @@ void add_model_commands(CLI::App& app, int& exit_code) {
   exp->add_option("model_id", e->model_id, "Model id")->required();
   exp->add_option("file", e->file, "Output .npz file")->required();
   exp->callback([e, &exit_code] {
-    with_controller(e->common, exit_code, [&](controller_client& client) {
+    with_controller(e->common, exit_code, [&](api_client& client) {
       auto err = export_model(client, e->model_id, e->file);
       if (!err)
         std::cout << "model " << e->model_id << " -> " << e->file
@@ -536,32 +922,39 @@ void add_model_commands(CLI::App& app, int& exit_code) {
   add_common(seed, s->common);
   seed->add_option("file", s->file, "Model .npz file")->required();
   seed->add_option("--model-id", s->model_id,
-                   "Id to store it under (default: a new UUID)");
+                   "Id to store it under (sent as form field model_id; "
+                   "default: a new UUID)");
   seed->callback([s, &exit_code] {
-    with_controller(s->common, exit_code, [&](controller_client& client)
+    with_controller(s->common, exit_code, [&](api_client& client)
                                              -> caf::error {
-      std::error_code ec_size;
-      auto size = std::filesystem::file_size(s->file, ec_size);
-      if (ec_size)
-        return caf::make_error(ec::not_found, "cannot read " + s->file + ": "
-                                                + ec_size.message());
-      if (size > max_seed_bytes)
-        return caf::make_error(ec::too_large,
-                               s->file + " has " + std::to_string(size)
-                                 + " bytes; seeds are limited to "
-                                 + std::to_string(max_seed_bytes));
       std::ifstream in{s->file, std::ios::binary};
-      std::string bytes(size, '\0');
-      in.read(bytes.data(), static_cast<std::streamsize>(size));
       if (!in)
+        return caf::make_error(ec::not_found, "cannot read " + s->file);
+      std::stringstream bytes;
+      bytes << in.rdbuf();
+      if (!in && !in.eof())
         return caf::make_error(ec::storage_error, "cannot read " + s->file);
-      model_blob blob{s->model_id,
-                      std::make_shared<const std::string>(std::move(bytes))};
-      auto rec = client.ask<model_record>(caf::put_atom::value,
-                                          std::move(blob));
+      httplib::MultipartFormDataItems form{
+        {"file", bytes.str(),
+         std::filesystem::path{s->file}.filename().string(),
+         "application/octet-stream"}};
+      if (!s->model_id.empty())
+        form.push_back({"model_id", s->model_id, "", ""});
+      auto rec = client.post("/api/v1/models/", form);
       if (!rec)
         return rec.error();
-      std::cout << rec->model_id << std::endl;
+      auto id = text_of(*rec, "model_id");
+      if (id.empty())
+        id = text_of(*rec, "model");
+      if (id.empty())
+        return caf::make_error(ec::invalid_state,
+                               "the controller stored the seed but named no "
+                               "model_id: "
+                                 + rec->dump());
+      if (!s->model_id.empty() && id != s->model_id)
+        std::cerr << "warning: the controller stored the seed as " << id
+                  << ", not as --model-id " << s->model_id << std::endl;
+      std::cout << id << std::endl;
       return caf::none;
     });
   });

@@ -7,14 +7,19 @@
 # IID partition), seeds the global model, and runs a session of R rounds of
 # FedAvg training with a validation round after each. Everything runs
 # secured, as a federation across hosts must: a throwaway cluster CA and
-# certificates (mutual TLS between controller, combiner and operator), TLS
-# on the combiner's client port and one token per client, all in the
-# output folder's certs/. Progress is printed per round; metrics.csv,
-# session.json and final_model.npz land in the output folder. Exits 0 when
-# the session finished.
+# certificates (mutual TLS between controller and combiner), the
+# controller's HTTP API over HTTPS with an admin token for the operator
+# commands, TLS on the combiner's client port and one token per client, all
+# in the output folder's certs/. Progress is printed per round; metrics.csv,
+# session.json and final_model.npz land in the output folder, and the
+# dashboard's address (with the admin token) is printed. Exits 0 when the
+# session finished.
 #
 # Options: --rounds R (10)  --clients N (5)  --model softmax|mlp (softmax)
 #          --out DIR (out/quickstart-<time>)
+#          --keep-open: after the session, keep the controller, the
+#          combiner and the clients running (to browse the dashboard) until
+#          Ctrl-C
 # Ctrl-C stops every process this script started.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,10 +27,12 @@ rounds=10
 clients=5
 model=softmax
 out=""
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+keep_open=0
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
+    --keep-open) keep_open=1; shift ;;
     --rounds|--clients|--model|--out)
       if [[ $# -lt 2 ]]; then
         echo "quickstart: $1 needs a value (see --help)" >&2; exit 2
@@ -60,12 +67,13 @@ rondo="$root/build/apps/rondo"
 package="$root/examples/fashion-mnist"
 python=/usr/bin/python3
 
-# A throwaway cluster CA, one certificate per process (the loopback
-# address and localhost as subjectAltNames), the tokens' secret and one
-# token per client, each naming its client.
+# A throwaway cluster CA, one certificate per server (the loopback address
+# and localhost as subjectAltNames), the tokens' secret, one token per
+# client, each naming its client, and an admin token for the operator
+# commands and the dashboard.
 certs="$out/certs"
 "$rondo" certs init "$certs" > /dev/null
-for name in controller combiner-1 operator; do
+for name in controller combiner-1; do
   "$rondo" certs issue "$certs" "$name" --host 127.0.0.1 --host localhost \
     > /dev/null
 done
@@ -74,12 +82,13 @@ for ((i = 0; i < clients; i++)); do
   (umask 077 && "$rondo" token create --secret-file "$certs/token-secret" \
     --role client --client "client-$i" --ttl 1d > "$certs/client-$i.token")
 done
-# The mutual-TLS flags of each cluster member.
+(umask 077 && "$rondo" token create --secret-file "$certs/token-secret" \
+  --role admin --ttl 1d > "$certs/admin.token")
+# The mutual-TLS flags of each cluster member (the controller's certificate
+# and key also serve its HTTP API over HTTPS).
 controller_tls=(--cert "$certs/controller.crt" --key "$certs/controller.key"
   --ca "$certs/ca.crt")
 combiner_tls=(--cert "$certs/combiner-1.crt" --key "$certs/combiner-1.key"
-  --ca "$certs/ca.crt")
-operator_tls=(--cert "$certs/operator.crt" --key "$certs/operator.key"
   --ca "$certs/ca.crt")
 
 pids=()        # every process started here
@@ -115,18 +124,24 @@ wait_port() { # FILE: the port a process writes once listening (bounded)
 }
 
 "$rondo" controller --host 127.0.0.1 --port 0 --port-file "$out/controller.port" \
+  --http-port 0 --http-port-file "$out/controller-api.port" \
+  --auth-secret-file "$certs/token-secret" \
   --db "$out/controller-db" "${controller_tls[@]}" > "$out/controller.log" 2>&1 &
 pids+=($!)
 cport=$(wait_port "$out/controller.port")
 controller="127.0.0.1:$cport"
+api="127.0.0.1:$(wait_port "$out/controller-api.port")"
 "$rondo" combiner --host 127.0.0.1 --port 0 --port-file "$out/combiner.port" \
   --db "$out/combiner-db" --name combiner-1 --controller "$controller" \
   "${combiner_tls[@]}" --auth-secret-file "$certs/token-secret" \
   > "$out/combiner.log" 2>&1 &
 pids+=($!)
 port=$(wait_port "$out/combiner.port")
-echo "quickstart: output in $out; controller on $controller, combiner on" \
-  "127.0.0.1:$port (TLS, tokens; certificates in $certs)"
+echo "quickstart: output in $out; controller on $controller (API on" \
+  "https://$api), combiner on 127.0.0.1:$port (TLS, tokens; certificates" \
+  "in $certs)"
+echo "quickstart: dashboard: https://$api/#token=$(cat "$certs/admin.token")" \
+  "(the browser must trust $certs/ca.crt, or accept the certificate)"
 
 (cd "$package" && sh ./run.sh seed.py "$out/seed.npz" --model "$model")
 for ((i = 0; i < clients; i++)); do
@@ -139,7 +154,8 @@ for ((i = 0; i < clients; i++)); do
 done
 
 start=$(date +%s)
-operator=(--controller "$controller" "${operator_tls[@]}")
+operator=(--controller "$api" --ca "$certs/ca.crt"
+  --token-file "$certs/admin.token")
 seed_id=$("$rondo" seed "${operator[@]}" "$out/seed.npz")
 session="quickstart-$(date +%H%M%S)"
 echo "quickstart: seed model $seed_id; session $session: $clients clients," \
@@ -161,4 +177,12 @@ if [[ -n "$final" ]]; then
 fi
 echo "quickstart: metrics -> $out/metrics.csv; report -> $out/session.json"
 echo "quickstart: done in $(( $(date +%s) - start )) s"
+if [[ $keep_open == 1 ]]; then
+  echo "quickstart: --keep-open: the federation keeps running; dashboard:" \
+    "https://$api/#token=$(cat "$certs/admin.token"); Ctrl-C stops it"
+  trap 'interrupted=1; exit $status' INT TERM
+  # Until Ctrl-C, or until the controller stops by itself.
+  wait "${pids[0]}" || true
+  echo "quickstart: the controller stopped; see $out/controller.log" >&2
+fi
 exit $status

@@ -12,6 +12,7 @@ Usage: rest_api_test.py --case NAME  (RONDO_BIN names the rondo binary)
 """
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -257,6 +258,28 @@ def case_session_without_combiner(c):
     check(s["status"] == "Failed" and len(s["round_ids"]) == 3, s)
 
 
+def case_terminate(c):
+    """A running session (waiting for a combiner) stops at once."""
+    seed = upload(c, seed_bytes()).json()["model_id"]
+    sid = post_session(c, seed).json()["session_id"]
+    r = c.post("/api/v1/sessions/start", json={"session_id": sid})
+    check(r.status_code == 200, r.text)
+    check(c.get("/get_controller_status").json()["state"] == "instructing",
+          "controller state while picking combiners")
+    again = c.post("/api/v1/sessions/start", json={"session_id": sid})
+    expect_error(again, 400, "already running")
+    r = c.post("/api/v1/sessions/%s/terminate" % sid)
+    check(r.status_code == 200 and r.json()["status"] == "Terminated",
+          r.text)
+    check(c.get("/api/v1/sessions/" + sid).json()["status"] == "Terminated",
+          "stored status")
+    rounds = c.get("/api/v1/rounds/").json()
+    check(rounds["count"] == 1, rounds)
+    check(rounds["result"][0]["status"] == "Terminated", rounds)
+    check(c.get("/get_controller_status").json()["state"] == "idle",
+          "controller state after")
+
+
 def case_not_found(c):
     for path, ident in (("/api/v1/models/nope-1", "nope-1"),
                         ("/api/v1/models/nope-2/download", "nope-2"),
@@ -410,17 +433,109 @@ def case_statuses_from_clients(c):
         comb.stop()
 
 
+def case_training_session(c):
+    """A session over HTTP with a real combiner and two FEDn-like clients:
+    the round, the new model, the validations exactly as the clients sent
+    them, and the clients' status events."""
+    import harness
+    harness.load_stubs()
+    from fedn_client import FednClient
+    ctrl_port = wait_for_file(c.path("port"), c.proc)
+    comb = harness.Combiner(c.dir, name="combiner-a",
+                            args=["--controller", "127.0.0.1:" + ctrl_port])
+    comb.start()
+    clients = []
+    try:
+        seed_model = npz_lite.npz_bytes({"0": [0.0] * 4, "1": [2.0] * 2})
+        seed = upload(c, seed_model).json()["model_id"]
+        clients = [FednClient(comb.address, n) for n in ("client-a",
+                                                         "client-b")]
+        for cl in clients:
+            cl.start()
+        r = post_session(c, seed, clients_required=2, round_timeout=60,
+                         rounds=1)
+        check(r.status_code == 201, r.text)
+        sid = r.json()["session_id"]
+        r = c.post("/api/v1/sessions/start", json={"session_id": sid})
+        check(r.status_code == 200, r.text)
+        updates = {"client-a": ([1.0] * 4, [1.0] * 2, 100),
+                   "client-b": ([5.0] * 4, [3.0] * 2, 300)}
+        metrics = {"client-a": {"test_accuracy": 0.75, "test_loss": 0.5},
+                   "client-b": {"test_accuracy": 0.25, "test_loss": 1.5}}
+        for cl in clients:
+            task = cl.next_task(BOUND)
+            check(task is not None, cl.name + " got no training task")
+            t0, t1, n = updates[cl.name]
+            answer = cl.train(task, lambda _: npz_lite.npz_bytes(
+                {"0": t0, "1": t1}), n)
+            check(answer == "accepted", "update of %s: %s" % (cl.name,
+                                                              answer))
+        for cl in clients:
+            task = cl.next_task(BOUND)
+            check(task is not None, cl.name + " got no validation task")
+            check(cl.validate(task, metrics[cl.name]) == "accepted",
+                  "validation of " + cl.name)
+        end = time.time() + BOUND
+        while time.time() < end:
+            s = c.get("/api/v1/sessions/" + sid).json()
+            if s["status"] not in ("Created", "Started"):
+                break
+            time.sleep(0.2)
+        check(s["status"] == "Finished", s)
+        rnd = c.get("/api/v1/rounds/", params={"session_id": sid}).json()
+        check(rnd["count"] == 1, rnd)
+        rnd = rnd["result"][0]
+        check(rnd["status"] == "Finished" and rnd["reason"] == "", rnd)
+        check(sorted(rnd["clients_accepted"]) == ["client-a", "client-b"],
+              rnd)
+        check(rnd["num_examples"] == 400 and rnd["base_model_id"] == seed,
+              rnd)
+        check(rnd["combiners"][0]["name"] == "combiner-a", rnd)
+        new = rnd["model_id"]
+        avg = npz_lite.read_npz(c.get("/api/v1/models/%s/download"
+                                      % new).content)
+        # FedAvg by num_examples: (100 * 1 + 300 * 5) / 400 = 4.
+        check(avg["0"] == [4.0] * 4 and avg["1"] == [2.5] * 2, avg)
+        trail = c.get("/api/v1/models/%s/ancestors?include_self=true"
+                      % new).json()
+        check([m["model_id"] for m in trail] == [new, seed], trail)
+        check(c.get("/api/v1/models/", params={"session_id": sid})
+              .json()["count"] == 1, "models of the session")
+        vals = c.get("/api/v1/validations/", params={"sessionId": sid}).json()
+        check(vals["count"] == 2, vals)
+        for v in vals["result"]:
+            name = v["sender"]["name"]
+            check(json.loads(v["data"]) == metrics[name], v)
+            check(v["data"] == json.dumps(metrics[name]), v)
+            check(v["model_id"] == new and v["round_id"] == rnd["round_id"],
+                  v)
+        one = c.get("/api/v1/validations/", params={
+            "sender.name": "client-b", "modelId": new}).json()
+        check(one["count"] == 1, one)
+        sts = c.get("/api/v1/statuses/", params={
+            "session_id": sid, "sender.name": "client-a"}).json()
+        texts = [x["status"] for x in sts["result"]]
+        check("Model update completed." in texts
+              and "Model validation completed." in texts, texts)
+    finally:
+        for cl in clients:
+            cl.close()
+        comb.stop()
+
+
 CASES = {
     "seed_and_download": (case_seed_and_download, {}),
     "corrupt_upload": (case_corrupt_upload, {}),
     "paging": (case_paging, {}),
     "session_without_combiner": (case_session_without_combiner,
                                  {"extra": ["--client-wait", "1"]}),
+    "terminate": (case_terminate, {}),
     "not_found": (case_not_found, {}),
     "bad_input": (case_bad_input, {}),
     "health_and_status": (case_health_and_status, {}),
     "auth": (case_auth, {"secret": True}),
     "statuses_from_clients": (case_statuses_from_clients, {}),
+    "training_session": (case_training_session, {}),
 }
 
 

@@ -22,22 +22,35 @@ def wait_for(path, seconds=30):
 
 
 def case_taken_port(d):
+    # The controller's HTTP API port (--http-port) is checked as well.
+    http = {"combiner": [],
+            "controller": ["--http-port", "0", "--http-port-file",
+                           f"{d}/controller-api.port"]}
     for role in ("combiner", "controller"):
         first = subprocess.Popen(
             [RONDO, role, "--db", f"{d}/{role}-1", "--port", "0",
-             "--port-file", f"{d}/{role}.port"],
+             "--port-file", f"{d}/{role}.port"] + http[role],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             port = wait_for(f"{d}/{role}.port")
-            r = subprocess.run([RONDO, role, "--db", f"{d}/{role}-2",
-                                "--port", str(port)],
-                               capture_output=True, text=True, timeout=30)
-            check(r.returncode == 1, f"{role}: exit {r.returncode}")
-            check(f"cannot listen on 127.0.0.1:{port}: the port is in use"
-                  in r.stderr, r.stderr)
-            check(not os.path.exists(f"{d}/{role}-2"),
-                  f"{role}: the second database was created")
-            check(first.poll() is None, f"the first {role} died")
+            taken = [("--port", port)]
+            if role == "controller":
+                taken.append(("--http-port",
+                              wait_for(f"{d}/controller-api.port")))
+            for flag, busy in taken:
+                ports = {"--port": "0"}
+                if role == "controller":
+                    ports["--http-port"] = "0"
+                ports[flag] = str(busy)
+                r = subprocess.run([RONDO, role, "--db", f"{d}/{role}-2"]
+                                   + [x for kv in ports.items() for x in kv],
+                                   capture_output=True, text=True, timeout=30)
+                check(r.returncode == 1, f"{role} {flag}: exit {r.returncode}")
+                check(f"cannot listen on 127.0.0.1:{busy}: the port is in use"
+                      in r.stderr, r.stderr)
+                check(not os.path.exists(f"{d}/{role}-2"),
+                      f"{role} {flag}: the second database was created")
+                check(first.poll() is None, f"the first {role} died")
         finally:
             first.terminate()
             check(first.wait(timeout=30) == 0,

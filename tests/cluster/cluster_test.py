@@ -49,8 +49,8 @@ class Cluster:
             [self.rondo] + args, stdout=log, stderr=subprocess.STDOUT,
             env=env)
 
-    def wait_port(self, name):
-        path = os.path.join(self.work, name + ".port")
+    def wait_port(self, name, port_name=None):
+        path = os.path.join(self.work, (port_name or name) + ".port")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if os.path.exists(path) and open(path).read().strip():
@@ -64,8 +64,12 @@ class Cluster:
         self.spawn("controller", ["controller", "--port", "0", "--port-file",
                                   os.path.join(self.work, "controller.port"),
                                   "--db", os.path.join(self.work, "ctrl-db"),
-                                  "--client-wait", "60"])
+                                  "--client-wait", "60",
+                                  "--http-port", "0", "--http-port-file",
+                                  os.path.join(self.work, "api.port")])
+        # The middleman port (combiners) and the HTTP API (operators).
         self.controller = "127.0.0.1:%d" % self.wait_port("controller")
+        self.api = "127.0.0.1:%d" % self.wait_port("controller", "api")
         self.ports = ports = {}
         for c in ("A", "B"):
             self.spawn(c, ["combiner", "--port", "0", "--port-file",
@@ -84,7 +88,7 @@ class Cluster:
 
     def cli(self, *args, timeout=120):
         r = subprocess.run([self.rondo] + list(args) +
-                           ["--controller", self.controller],
+                           ["--controller", self.api],
                            capture_output=True, text=True, timeout=timeout)
         return r
 
@@ -167,7 +171,7 @@ def run(c):
     round_timeout, grace = 60, 20
     t0 = time.monotonic()
     follow = subprocess.Popen(
-        [c.rondo, "session", "start", "--controller", c.controller,
+        [c.rondo, "session", "start", "--controller", c.api,
          "--session-id", "lose-b", "--rounds", "1", "--clients-required",
          "2", "--round-timeout", str(round_timeout), "--grace", str(grace),
          "--validate", "true", "--client-settings", settings, "--follow"],
@@ -238,7 +242,7 @@ def rejoin_and_freeze(c):
     settings = json.dumps({"sleepers": ["b1", "b2"], "sleep": 120})
     t0 = time.monotonic()
     follow = subprocess.Popen(
-        [c.rondo, "session", "start", "--controller", c.controller,
+        [c.rondo, "session", "start", "--controller", c.api,
          "--session-id", "freeze-b", "--rounds", "1", "--clients-required",
          "2", "--round-timeout", "60", "--grace", "20", "--validate",
          "false", "--client-settings", settings, "--follow"],

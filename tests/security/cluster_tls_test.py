@@ -26,9 +26,13 @@ Cases (--case NAME):
                               verification); restarted with the right one, it
                               is.
   refuses_open_host           `rondo controller --host 0.0.0.0` without
-                              certificates exits 2 naming --cert/--key/--ca;
-                              with --insecure it starts and warns; with
-                              certificates it starts without the warning.
+                              certificates exits 2 naming --cert/--key/--ca,
+                              with certificates but no --auth-secret-file
+                              (its HTTP API) it exits 2 naming that; with
+                              --insecure it starts and warns; with both it
+                              starts without the warning, serves an
+                              operator with an admin token over HTTPS (not
+                              one without) and a combiner over mutual TLS.
 
 Usage: cluster_tls_test.py --rondo PATH --case NAME [--plaintext] [--keep].
 Exit 0 on success, 1 on a failed check (with the logs' tails). Every wait is
@@ -79,8 +83,11 @@ class Procs:
     def log(self, name):
         return open(self.log_path(name), errors="replace").read()
 
-    def wait_port(self, name, timeout=30):
+    def wait_port(self, name, timeout=30, proc=None):
+        """The port in `name`.port, written by process `proc` (default:
+        name)."""
         path = os.path.join(self.work, name + ".port")
+        name = proc or name
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if os.path.exists(path) and open(path).read().strip():
@@ -261,9 +268,13 @@ def case_certs(rondo, work, procs):
 
 def start_controller(procs, work, flags, name="controller", port=0,
                      extra=()):
+    """Starts a controller; @returns its middleman port (combiners). Its
+    HTTP API port (operators) is then in procs.wait_port(name + "-api")."""
     procs.spawn(name, ["controller", "--port", str(port), "--port-file",
                        os.path.join(work, name + ".port"), "--db",
-                       os.path.join(work, "ctrl-db"), "--client-wait", "60"]
+                       os.path.join(work, "ctrl-db"), "--client-wait", "60",
+                       "--http-port", "0", "--http-port-file",
+                       os.path.join(work, name + "-api.port")]
                 + flags + list(extra))
     return procs.wait_port(name)
 
@@ -298,7 +309,11 @@ def case_stranger(rondo, work, procs, plaintext):
         procs.spawn("c%d" % i, ["client", "--host", "127.0.0.1", "--port",
                                 str(comb_port), "--name", "c%d" % i,
                                 "--package", PACKAGE] + client_tls, env=env)
-    op = ["--controller", "127.0.0.1:%d" % port] + flags("op")
+    # The operator reaches the controller's HTTP API: over HTTPS (the
+    # controller's --cert/--key) verified with --ca unless plaintext.
+    api_port = procs.wait_port("controller-api", proc="controller")
+    op = ["--controller", "127.0.0.1:%d" % api_port] + (
+        [] if plaintext else ["--ca", ca])
     seed = os.path.join(work, "seed.npz")
     from array import array
     npz_task.write_npz(seed, [("0.npy", "<f4", (3,), array("f", [0, 0, 0]))])
@@ -457,7 +472,7 @@ def case_refuses_open_host(rondo, work, procs):
           "--host 0.0.0.0 without certificates exits 2: " + r.stderr.strip())
     check(not os.path.exists(db), "and creates no database")
     d = os.path.join(work, "certs")
-    make_certs(rondo, d, "ctrl", "op")
+    make_certs(rondo, d, "ctrl", "comb")
     r = rondo_run(rondo, "controller", "--host", "0.0.0.0", "--port", "0",
                   "--db", db, "--cert", os.path.join(d, "ctrl.crt"))
     check(r.returncode == 2 and "missing: --key, --ca" in r.stderr,
@@ -465,7 +480,7 @@ def case_refuses_open_host(rondo, work, procs):
     procs.spawn("insecure", ["controller", "--host", "0.0.0.0", "--port", "0",
                              "--port-file",
                              os.path.join(work, "insecure.port"),
-                             "--db", db, "--insecure"])
+                             "--http-port", "0", "--db", db, "--insecure"])
     procs.wait_port("insecure")
     log = procs.log("insecure")
     check("--insecure" in log and "0.0.0.0" in log
@@ -473,22 +488,47 @@ def case_refuses_open_host(rondo, work, procs):
           "with --insecure it starts and warns: "
           + [x for x in log.splitlines() if "insecure" in x][0])
     check(procs.stop("insecure") == 0, "and stops with exit 0")
+    # The HTTP API on 0.0.0.0 needs HTTPS and tokens as well.
+    secret = os.path.join(work, "token-secret")
+    with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write("s3cret-for-the-open-host-case-0123456789abcdef\n")
+    r = rondo_run(rondo, "controller", "--host", "0.0.0.0", "--port", "0",
+                  "--http-port", "0", "--db", db, *tls_flags(d, "ctrl"))
+    check(r.returncode == 2 and "--auth-secret-file" in r.stderr,
+          "mutual TLS without --auth-secret-file exits 2 (the API): "
+          + r.stderr.strip())
     procs.spawn("tls", ["controller", "--host", "0.0.0.0", "--port", "0",
                         "--port-file", os.path.join(work, "tls.port"),
+                        "--http-port", "0", "--http-port-file",
+                        os.path.join(work, "tls-api.port"),
+                        "--auth-secret-file", secret,
                         "--db", db] + tls_flags(d, "ctrl"))
     port = procs.wait_port("tls")
+    api_port = procs.wait_port("tls-api", proc="tls")
     log = procs.log("tls")
     check("mutual TLS" in log and "insecure" not in log,
-          "with --cert/--key/--ca it starts on 0.0.0.0 without a warning")
+          "with --cert/--key/--ca and --auth-secret-file it starts on "
+          "0.0.0.0 without a warning")
+    token = rondo_run(rondo, "token", "create", "--secret-file", secret,
+                      "--role", "admin", "--ttl", "1h").stdout.strip()
+    op = ["--controller", "127.0.0.1:%d" % api_port, "--ca",
+          os.path.join(d, "ca.crt")]
+    r = rondo_run(rondo, "session", "list", *op)
+    check(r.returncode == 1 and "refused the token" in r.stderr,
+          "an operator without a token is refused: " + r.stderr.strip())
     # CAF loads the files again per connection and aborts when it cannot:
     # the controller must not depend on them staying in place.
     os.rename(os.path.join(d, "ctrl.key"), os.path.join(d, "moved.key"))
-    r = rondo_run(rondo, "session", "list", "--controller",
-                  "127.0.0.1:%d" % port, *tls_flags(d, "op"))
+    r = rondo_run(rondo, "session", "list", *op, "--token", token)
     check(r.returncode == 0 and procs.procs["tls"].poll() is None,
           "with its key file moved away, the controller still serves an "
-          "operator (%s)" % r.stderr.strip())
-    check(procs.stop("tls") == 0, "and stops with exit 0")
+          "operator over HTTPS (%s)" % r.stderr.strip())
+    start_combiner(procs, work, "comb", port, tls_flags(d, "comb"))
+    procs.wait_log("comb", "joined the controller")
+    check(procs.procs["tls"].poll() is None,
+          "and a combiner joins its middleman port over mutual TLS")
+    check(procs.stop("comb") == 0 and procs.stop("tls") == 0,
+          "both stop with exit 0")
 
 
 def main():
