@@ -15,7 +15,7 @@ namespace {
 const char* const column_family_names[] = {
   "default",  "model_meta", "model_chunks", "model_pending",
   "jobs",     "rounds",     "sessions",     "models",
-  "validations", "clients", "metrics", "statuses",
+  "validations", "clients", "metrics", "statuses", "predictions",
 };
 static_assert(std::size(column_family_names)
               == static_cast<size_t>(cf::count_));

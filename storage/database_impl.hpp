@@ -27,6 +27,7 @@ enum class cf : size_t {
   clients,
   metrics,
   statuses,
+  predictions,
   count_,
 };
 

@@ -26,6 +26,7 @@ RONDO_RECORD(validation_record, validations, validation_id, false)
 RONDO_RECORD(client_record, clients, client_id, false)
 RONDO_RECORD(metric_record, metrics, metric_id, false)
 RONDO_RECORD(status_record, statuses, status_id, false)
+RONDO_RECORD(prediction_record, predictions, key, false)
 #undef RONDO_RECORD
 
 template <class Record>
@@ -148,6 +149,7 @@ RONDO_INSTANTIATE(validation_record)
 RONDO_INSTANTIATE(client_record)
 RONDO_INSTANTIATE(metric_record)
 RONDO_INSTANTIATE(status_record)
+RONDO_INSTANTIATE(prediction_record)
 #undef RONDO_INSTANTIATE
 
 } // namespace rondo::storage

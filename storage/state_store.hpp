@@ -18,12 +18,13 @@ namespace rondo::storage {
 /// keyed by its id: job_record (job_id), round_record (round_id),
 /// session_record (session_id), model_record (model_id),
 /// validation_record (validation_id), client_record (client_id),
-/// metric_record (metric_id), status_record (status_id).
+/// metric_record (metric_id), status_record (status_id),
+/// prediction_record (key).
 ///
 /// Durability: writes of jobs, rounds, sessions and the model trail use a
 /// synced WAL (they survive a power loss once the call returns); clients,
-/// validations, metrics and statuses do not (they survive a process crash,
-/// and a power loss may lose the last few).
+/// validations, metrics, statuses and predictions do not (they survive a
+/// process crash, and a power loss may lose the last few).
 template <class Record>
 struct record_traits;
 

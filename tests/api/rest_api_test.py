@@ -332,8 +332,11 @@ def case_bad_input(c):
     expect_error(c.post("/api/v1/predictions/start", json={}), 400,
                  "prediction_id")
     expect_error(c.post("/api/v1/predictions/start",
+                        json={"prediction_id": "p1", "model_id": "gone"}),
+                 404, "gone")
+    expect_error(c.post("/api/v1/predictions/start",
                         json={"prediction_id": "p1", "model_id": seed}),
-                 400, "not supported")
+                 400, "no combiner")
 
 
 def case_health_and_status(c):
@@ -440,6 +443,7 @@ def case_training_session(c):
     import harness
     harness.load_stubs()
     from fedn_client import FednClient
+    import fedn_pb2 as fedn
     ctrl_port = wait_for_file(c.path("port"), c.proc)
     comb = harness.Combiner(c.dir, name="combiner-a",
                             args=["--controller", "127.0.0.1:" + ctrl_port])
@@ -517,6 +521,37 @@ def case_training_session(c):
         texts = [x["status"] for x in sts["result"]]
         check("Model update completed." in texts
               and "Model validation completed." in texts, texts)
+        # A prediction run of the new model: each client's output is
+        # stored as it sent it.
+        r = c.post("/api/v1/predictions/start",
+                   json={"prediction_id": "p1", "model_id": new})
+        check(r.status_code == 200, r.text)
+        outputs = {"client-a": {"y": [0.5, 0.25]}, "client-b": {"y": [1]}}
+        for cl in clients:
+            task = cl.next_task(BOUND)
+            check(task is not None, cl.name + " got no prediction task")
+            check(task.type == fedn.MODEL_PREDICTION and task.model_id == new,
+                  "prediction task %s" % task)
+            msg = fedn.ModelPrediction(
+                sender=cl.sender(), receiver=task.sender,
+                model_id=task.model_id, data=json.dumps(outputs[cl.name]),
+                correlation_id=task.correlation_id,
+                prediction_id=task.session_id)
+            answer = cl.combiner.SendModelPrediction(
+                msg, metadata=cl.metadata, timeout=BOUND).response
+            check(answer == "accepted", "prediction of %s: %s"
+                  % (cl.name, answer))
+        end = time.time() + BOUND
+        while time.time() < end:
+            preds = c.get("/api/v1/predictions/",
+                          params={"prediction_id": "p1"}).json()
+            if preds["count"] == 2:
+                break
+            time.sleep(0.2)
+        check(preds["count"] == 2, preds)
+        for p in preds["result"]:
+            check(p["data"] == json.dumps(outputs[p["sender"]["name"]]), p)
+            check(p["model_id"] == new, p)
     finally:
         for cl in clients:
             cl.close()
