@@ -214,6 +214,16 @@ def post_session(c, model_id, **overrides):
         "name": "test", "seed_model_id": model_id, "session_config": cfg})
 
 
+def session_end(c, sid):
+    """The session once it is neither Created nor Started (bounded)."""
+    end = time.time() + BOUND
+    while True:
+        s = c.get("/api/v1/sessions/" + sid).json()
+        if s["status"] not in ("Created", "Started") or time.time() > end:
+            return s
+        time.sleep(0.2)
+
+
 def case_session_without_combiner(c):
     seed = upload(c, seed_bytes()).json()["model_id"]
     r = post_session(c, seed)
@@ -226,12 +236,7 @@ def case_session_without_combiner(c):
     r = c.post("/api/v1/sessions/start",
                json={"session_id": sid, "rounds": 2, "round_timeout": 5})
     check(r.status_code == 200, "%d %s" % (r.status_code, r.text))
-    end = time.time() + BOUND
-    while time.time() < end:
-        s = c.get("/api/v1/sessions/" + sid).json()
-        if s["status"] not in ("Created", "Started"):
-            break
-        time.sleep(0.2)
+    s = session_end(c, sid)
     check(s["status"] == "Failed", "session did not end failed: %s" % s)
     check("no round succeeded" in s["reason"], s)
     rounds = c.get("/api/v1/rounds/", params={"session_id": sid}).json()
@@ -249,12 +254,7 @@ def case_session_without_combiner(c):
     r = c.post("/api/v1/sessions/start",
                json={"session_id": sid, "rounds": 1, "round_timeout": 5})
     check(r.status_code == 200, r.text)
-    end = time.time() + BOUND
-    while time.time() < end:
-        s = c.get("/api/v1/sessions/" + sid).json()
-        if s["status"] != "Started":
-            break
-        time.sleep(0.2)
+    s = session_end(c, sid)
     check(s["status"] == "Failed" and len(s["round_ids"]) == 3, s)
 
 
@@ -479,12 +479,7 @@ def case_training_session(c):
             check(task is not None, cl.name + " got no validation task")
             check(cl.validate(task, metrics[cl.name]) == "accepted",
                   "validation of " + cl.name)
-        end = time.time() + BOUND
-        while time.time() < end:
-            s = c.get("/api/v1/sessions/" + sid).json()
-            if s["status"] not in ("Created", "Started"):
-                break
-            time.sleep(0.2)
+        s = session_end(c, sid)
         check(s["status"] == "Finished", s)
         rnd = c.get("/api/v1/rounds/", params={"session_id": sid}).json()
         check(rnd["count"] == 1, rnd)
