@@ -62,6 +62,7 @@ typename Inspector::result_type inspect(Inspector& f, combiner_info& x) {
            x.host, x.fqdn, x.ip, x.port, x.tls);
 }
 using status_atom = caf::atom_constant<caf::atom("status")>;
+using prediction_atom = caf::atom_constant<caf::atom("prediction")>;
 
 /// The edge's end of one client's task stream: receives the tasks the
 /// client's session forwards. The edge writes them to the gRPC stream.
@@ -266,6 +267,11 @@ typename Inspector::result_type inspect(Inspector& f, combiner_status& x) {
 ///   is at the combiners or being reduced or validated).
 /// - status_record: a client's status event from a combiner: stored (the
 ///   newest controller_config::max_statuses are kept).
+/// - (prediction, prediction_id, model_id) -> prediction_id: run a
+///   prediction round of `model_id` ("" the newest model) at every
+///   combiner; each client's answer is stored as a prediction_record
+///   (ec::invalid_state while a session or a prediction runs or with no
+///   combiner; ec::not_found for an unknown model).
 /// - combiner_round_done, timer_tick: internal.
 using controller_actor = caf::typed_actor<
   caf::replies_to<caf::join_atom, combiner_info, combiner_actor>::with<
@@ -290,6 +296,8 @@ using controller_actor = caf::typed_actor<
                   std::string>::with<session_record>,
   caf::replies_to<caf::get_atom, status_atom>::with<std::string>,
   caf::reacts_to<status_record>,
+  caf::replies_to<prediction_atom, std::string, std::string>::with<
+    std::string>,
   caf::reacts_to<combiner_round_done>, caf::reacts_to<timer_tick>>;
 
 } // namespace rondo

@@ -371,10 +371,35 @@ void reduce(self_ptr self) {
 }
 
 // Reacts to one combiner's report in the training or validation phase.
+// Stores the clients' answers of the prediction run that ended.
+void finish_prediction(self_ptr self) {
+  auto& st = self->state;
+  close_phase(self);
+  storage::state_batch batch;
+  for (auto& v : st.validations) {
+    prediction_record p;
+    p.key = v.correlation_id.empty() ? new_id() : v.correlation_id;
+    p.prediction_id = st.prediction_id;
+    p.model_id = v.model_id;
+    p.data = v.metrics_json;
+    p.correlation_id = v.correlation_id;
+    p.client_id = v.client_id;
+    p.timestamp = v.received_at;
+    batch.put(p);
+  }
+  if (auto err = st.state->commit(batch))
+    log("cannot store prediction " + st.prediction_id + ": " + render(err));
+  log("prediction " + st.prediction_id + " ended: "
+      + std::to_string(st.validations.size()) + " answers");
+  st.validations.clear();
+  st.current = stage::idle;
+}
+
 void on_report(self_ptr self, const combiner_round_done& done) {
   auto& st = self->state;
   if (done.epoch != st.epoch
-      || (st.current != stage::training && st.current != stage::validating))
+      || (st.current != stage::training && st.current != stage::validating
+          && st.current != stage::predicting))
     return;
   auto i = st.reports.find(done.combiner_id);
   if (i == st.reports.end() || i->second.status != round_status::running)
@@ -403,7 +428,8 @@ void on_report(self_ptr self, const combiner_round_done& done) {
     // "<round>-validation").
     for (auto& v : done.record.validations) {
       st.validations.push_back(v);
-      st.validations.back().round_id = st.round.round_id;
+      if (st.current == stage::validating)
+        st.validations.back().round_id = st.round.round_id;
     }
   }
   auto all = std::none_of(st.reports.begin(), st.reports.end(), [](auto& kv) {
@@ -413,6 +439,8 @@ void on_report(self_ptr self, const combiner_round_done& done) {
     return;
   if (st.current == stage::training) {
     reduce(self);
+  } else if (st.current == stage::predicting) {
+    finish_prediction(self);
   } else {
     // Validation outcomes do not fail the round; they are recorded.
     end_round(self, round_status::success, {}, st.global_model);
@@ -433,6 +461,8 @@ void on_phase_timeout(self_ptr self) {
   }
   if (st.current == stage::training)
     reduce(self);
+  else if (st.current == stage::predicting)
+    finish_prediction(self);
   else
     end_round(self, round_status::success, {}, st.global_model);
 }
@@ -595,6 +625,10 @@ caf::result<std::string> start_session(self_ptr self, session_config cfg) {
     return caf::make_error(ec::invalid_state,
                            "session " + st.record.session_id
                              + " is still running");
+  if (st.current == stage::predicting)
+    return caf::make_error(ec::invalid_state,
+                           "prediction " + st.prediction_id
+                             + " is still running");
   std::optional<session_record> stored;
   if (!cfg.session_id.empty())
     if (auto rec = st.state->get<session_record>(cfg.session_id))
@@ -641,6 +675,50 @@ void store_status(self_ptr self, status_record x) {
   if (auto err = st.state->commit(batch))
     log("cannot store a status event of client " + x.sender_client_id + ": "
         + render(err));
+}
+
+// Runs a prediction round of `model_id` at every combiner.
+caf::result<std::string> start_prediction(self_ptr self,
+                                          const std::string& prediction_id,
+                                          std::string model_id) {
+  auto& st = self->state;
+  if (prediction_id.empty())
+    return caf::make_error(ec::invalid_argument, "prediction_id is empty");
+  if (st.current != stage::idle || st.record.status == session_status::running)
+    return caf::make_error(ec::invalid_state,
+                           st.current == stage::predicting
+                             ? "prediction " + st.prediction_id
+                                 + " is still running"
+                             : "session " + st.record.session_id
+                                 + " is still running");
+  if (st.combiners.empty())
+    return caf::make_error(ec::invalid_state,
+                           "no combiner connected: a prediction needs one");
+  if (model_id.empty())
+    model_id = newest_model(st);
+  if (auto have = st.models->exists(model_id); !have || !*have)
+    return caf::make_error(ec::not_found,
+                           model_id.empty() ? std::string{"no model yet"}
+                                            : "model " + model_id
+                                                + " does not exist");
+  close_phase(self);
+  st.current = stage::predicting;
+  st.prediction_id = prediction_id;
+  st.validations.clear();
+  round_config c;
+  c.round_id = "prediction-" + prediction_id;
+  c.session_id = prediction_id;
+  c.model_id = model_id;
+  c.task = round_task::prediction;
+  c.clients_required = 1;
+  c.validate = false;
+  std::vector<std::string> ids;
+  for (auto& [id, handle] : st.combiners)
+    ids.push_back(id);
+  log("prediction " + prediction_id + " of model " + model_id + " at "
+      + std::to_string(ids.size()) + " combiner(s)");
+  push_round(self, ids, c);
+  return prediction_id;
 }
 
 // FEDn's ReducerState names.
@@ -927,6 +1005,10 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
       return controller_status(self->state);
     },
     [self](status_record& x) { store_status(self, std::move(x)); },
+    [self](prediction_atom, const std::string& prediction_id,
+           std::string& model_id) {
+      return start_prediction(self, prediction_id, std::move(model_id));
+    },
     [self](const combiner_round_done& done) { on_report(self, done); },
     [self](const timer_tick& tick) {
       auto& st = self->state;
@@ -942,7 +1024,8 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
                     + " s");
       else if (tick.what == "phase"
                && (st.current == stage::training
-                   || st.current == stage::validating))
+                   || st.current == stage::validating
+                   || st.current == stage::predicting))
         on_phase_timeout(self);
     },
   };

@@ -48,7 +48,15 @@ struct controller_config {
 struct controller_state {
   static inline constexpr const char* name = "controller";
 
-  enum class stage { idle, selecting, training, reducing, validating };
+  /// predicting: a prediction run (no session) is at the combiners.
+  enum class stage {
+    idle,
+    selecting,
+    training,
+    reducing,
+    validating,
+    predicting,
+  };
 
   controller_config cfg;
   std::shared_ptr<storage::model_store> models;
@@ -90,6 +98,9 @@ struct controller_state {
     caf::typed_response_promise<session_report> promise;
   };
   std::vector<waiter> waiters;
+
+  /// The prediction run in progress (stage predicting).
+  std::string prediction_id;
 
   /// Ids of the stored status events, oldest first (for the bound).
   std::deque<std::string> statuses;

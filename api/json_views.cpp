@@ -203,6 +203,20 @@ json to_fedn_json(const status_record& x) {
               {"combiner_id", or_null(x.combiner_id)}};
 }
 
+json to_fedn_json(const prediction_record& x) {
+  return json{{"prediction_id", x.prediction_id},
+              {"model_id", or_null(x.model_id)},
+              {"data", x.data},
+              {"correlation_id", or_null(x.correlation_id)},
+              {"timestamp", http_date(x.timestamp)},
+              {"meta", nullptr},
+              {"sender", sender(x.client_id, "CLIENT", x.client_id)},
+              {"receiver", json{{"name", nullptr}, {"role", nullptr}}},
+              {"committed_at", http_date(x.timestamp)},
+              {"updated_at", nullptr},
+              {"key", x.key}};
+}
+
 caf::expected<session_config> session_config_from_fedn(const json& in) {
   if (!in.is_object())
     return config_error("session_config must be a JSON object");

@@ -78,6 +78,13 @@ nlohmann::json to_fedn_json(const validation_record& x);
 /// client_id}, committed_at, updated_at (null); and Rondo's combiner_id.
 nlohmann::json to_fedn_json(const status_record& x);
 
+/// FEDn's PredictionDTO: prediction_id (the run), model_id, data (the
+/// client's output exactly as sent), correlation_id, timestamp, meta
+/// (null), sender {name, role "CLIENT", client_id}, receiver (null
+/// fields), committed_at, updated_at (null); and Rondo's key (the id
+/// of /predictions/{id}: one answer).
+nlohmann::json to_fedn_json(const prediction_record& x);
+
 /// A session config from FEDn's `session_config` object (POST
 /// /api/v1/sessions/). Keys as FEDn's SessionConfigDTO plus Rondo's
 /// (client_settings, stop_on_failure, grace, selected_clients, rounds);

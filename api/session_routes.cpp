@@ -244,30 +244,39 @@ void add_statuses(server& srv, const controller_context& ctx) {
   add_get<status_record>(srv, ctx, "statuses");
 }
 
-// Predictions: Rondo's combiners run prediction rounds, but its controller
-// has no prediction phase yet, so none is ever stored.
+// Predictions: a prediction round at every combiner; each client's answer
+// is stored when the round ends.
 void add_predictions(server& srv, const controller_context& ctx) {
   add_listing(srv, ctx, "predictions",
-              [](const controller_context&)
-                -> caf::expected<std::vector<listed>> {
-                return std::vector<listed>{};
-              });
-  srv.route("GET", "/api/v1/predictions/([^/]+)", right::admin,
-            [](const request& req) { return not_found(req.params.at(0)); });
-  srv.route("POST", "/api/v1/predictions/start", right::admin,
-            [ctx](const request& req) {
-              auto body = parse_json_object(req.body);
-              if (!body)
-                return error_reply(body.error());
-              auto id = required_string(*body, "prediction_id");
-              if (id.empty())
-                return reply::error(400, "prediction_id is required");
-              return reply::error(
-                400, "predictions are not supported by this controller: "
-                     "it runs training and validation rounds only (no "
-                     "prediction phase), so prediction '"
-                       + id + "' cannot start");
-            });
+              stored<prediction_record>(
+                [](const prediction_record& x) { return x.timestamp; }));
+  add_get<prediction_record>(srv, ctx, "predictions");
+  srv.route(
+    "POST", "/api/v1/predictions/start", right::admin,
+    [ctx](const request& req) {
+      auto body = parse_json_object(req.body);
+      if (!body)
+        return error_reply(body.error());
+      auto id = required_string(*body, "prediction_id");
+      if (id.empty())
+        return reply::error(400, "prediction_id is required");
+      auto model_id = required_string(*body, "model_id");
+      if (!model_id.empty()) {
+        if (auto m = ctx.state->get<model_record>(model_id); !m)
+          return m.error() == ec::not_found
+                   ? reply::error(404, "Model " + model_id + " not found")
+                   : error_reply(m.error());
+      } else if (auto trail = ctx.state->list<model_record>();
+                 trail && trail->empty()) {
+        return reply::error(400, "No models available");
+      }
+      auto started = ask_controller<std::string>(ctx, prediction_atom::value,
+                                                 id, model_id);
+      if (!started)
+        return error_reply(started.error());
+      return reply::json(json{{"message", "Prediction session started"},
+                              {"prediction_id", *started}});
+    });
 }
 
 } // namespace

@@ -91,6 +91,10 @@ auto fields(const status_record& x) {
                   x.sender_role, x.sender_client_id, x.combiner_id,
                   x.timestamp);
 }
+auto fields(const prediction_record& x) {
+  return std::tie(x.key, x.prediction_id, x.model_id, x.data,
+                  x.correlation_id, x.client_id, x.timestamp);
+}
 
 } // namespace
 
@@ -107,6 +111,7 @@ RONDO_EQ(client_record)
 RONDO_EQ(metric_record)
 RONDO_EQ(client_assignment_record)
 RONDO_EQ(status_record)
+RONDO_EQ(prediction_record)
 #undef RONDO_EQ
 
 } // namespace rondo

@@ -211,6 +211,22 @@ struct status_record {
   double timestamp = 0;
 };
 
+/// One client's answer to a prediction run (FEDn's ModelPrediction, as
+/// FEDn's prediction store keeps it), stored by the controller.
+struct prediction_record {
+  /// Storage key: the task's correlation id (one answer per task).
+  std::string key;
+  /// The prediction run (FEDn's prediction_id).
+  std::string prediction_id;
+  std::string model_id;
+  /// The client's output, exactly as it sent it (JSON text).
+  std::string data;
+  std::string correlation_id;
+  std::string client_id;
+  /// Unix seconds when the combiner received it.
+  double timestamp = 0;
+};
+
 #define RONDO_EQ(T) \
   bool operator==(const T& x, const T& y); \
   inline bool operator!=(const T& x, const T& y) { return !(x == y); }
@@ -225,6 +241,7 @@ RONDO_EQ(client_record)
 RONDO_EQ(metric_record)
 RONDO_EQ(client_assignment_record)
 RONDO_EQ(status_record)
+RONDO_EQ(prediction_record)
 #undef RONDO_EQ
 
 template <class Inspector>
@@ -304,6 +321,13 @@ typename Inspector::result_type inspect(Inspector& f, status_record& x) {
            x.status, x.log_level, x.type, x.data, x.correlation_id,
            x.session_id, x.extra, x.sender_name, x.sender_role,
            x.sender_client_id, x.combiner_id, x.timestamp);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, prediction_record& x) {
+  return f(caf::meta::type_name("rondo.prediction_record"), x.key,
+           x.prediction_id, x.model_id, x.data, x.correlation_id,
+           x.client_id, x.timestamp);
 }
 
 } // namespace rondo

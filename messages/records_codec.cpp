@@ -455,4 +455,30 @@ caf::error decode(std::string_view bytes, status_record& out) {
   return caf::none;
 }
 
+std::string encode(const prediction_record& x) {
+  pb::PredictionRecord m;
+  m.set_key(x.key);
+  m.set_prediction_id(x.prediction_id);
+  m.set_model_id(x.model_id);
+  m.set_data(x.data);
+  m.set_correlation_id(x.correlation_id);
+  m.set_client_id(x.client_id);
+  m.set_timestamp(x.timestamp);
+  return m.SerializeAsString();
+}
+
+caf::error decode(std::string_view bytes, prediction_record& out) {
+  pb::PredictionRecord m;
+  if (auto err = parse(bytes, m, "prediction"))
+    return err;
+  out.key = m.key();
+  out.prediction_id = m.prediction_id();
+  out.model_id = m.model_id();
+  out.data = m.data();
+  out.correlation_id = m.correlation_id();
+  out.client_id = m.client_id();
+  out.timestamp = m.timestamp();
+  return caf::none;
+}
+
 } // namespace rondo

@@ -22,6 +22,7 @@ std::string encode(const client_record& x);
 std::string encode(const metric_record& x);
 std::string encode(const client_assignment_record& x);
 std::string encode(const status_record& x);
+std::string encode(const prediction_record& x);
 
 /// Decodes `bytes` into `out`. @returns `ec::corrupt` ("<kind> record is
 /// corrupt: ...") if the bytes do not parse or hold an out-of-range value.
@@ -34,5 +35,6 @@ caf::error decode(std::string_view bytes, client_record& out);
 caf::error decode(std::string_view bytes, metric_record& out);
 caf::error decode(std::string_view bytes, client_assignment_record& out);
 caf::error decode(std::string_view bytes, status_record& out);
+caf::error decode(std::string_view bytes, prediction_record& out);
 
 } // namespace rondo

@@ -28,7 +28,7 @@ struct database_options {
 /// An open RocksDB database with Rondo's column families: the model store's
 /// (model_meta, model_chunks, model_pending) and one per state-record kind
 /// (jobs, rounds, sessions, models, validations, clients, metrics,
-/// statuses).
+/// statuses, predictions).
 /// Thread-safe; share it as `std::shared_ptr`.
 class database {
 public:

@@ -28,6 +28,7 @@ enum class cf : size_t {
   metrics,
   client_assignments,
   statuses,
+  predictions,
   count_,
 };
 

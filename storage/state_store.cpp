@@ -27,6 +27,7 @@ RONDO_RECORD(client_record, clients, client_id, false)
 RONDO_RECORD(metric_record, metrics, metric_id, false)
 RONDO_RECORD(client_assignment_record, client_assignments, client_id, true)
 RONDO_RECORD(status_record, statuses, status_id, false)
+RONDO_RECORD(prediction_record, predictions, key, false)
 #undef RONDO_RECORD
 
 template <class Record>
@@ -150,6 +151,7 @@ RONDO_INSTANTIATE(client_record)
 RONDO_INSTANTIATE(metric_record)
 RONDO_INSTANTIATE(client_assignment_record)
 RONDO_INSTANTIATE(status_record)
+RONDO_INSTANTIATE(prediction_record)
 #undef RONDO_INSTANTIATE
 
 } // namespace rondo::storage

@@ -19,12 +19,12 @@ namespace rondo::storage {
 /// session_record (session_id), model_record (model_id),
 /// validation_record (validation_id), client_record (client_id),
 /// metric_record (metric_id), client_assignment_record (client_id),
-/// status_record (status_id).
+/// status_record (status_id), prediction_record (key).
 ///
 /// Durability: writes of jobs, rounds, sessions, the model trail and client
 /// assignments use a synced WAL (they survive a power loss once the call
-/// returns); clients, validations, metrics and statuses do not (they
-/// survive a process crash, and a power loss may lose the last few).
+/// returns); clients, validations, metrics, statuses and predictions do not
+/// (they survive a process crash, and a power loss may lose the last few).
 template <class Record>
 struct record_traits;
 

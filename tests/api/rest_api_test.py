@@ -214,6 +214,16 @@ def post_session(c, model_id, **overrides):
         "name": "test", "seed_model_id": model_id, "session_config": cfg})
 
 
+def session_end(c, sid):
+    """The session once it is neither Created nor Started (bounded)."""
+    end = time.time() + BOUND
+    while True:
+        s = c.get("/api/v1/sessions/" + sid).json()
+        if s["status"] not in ("Created", "Started") or time.time() > end:
+            return s
+        time.sleep(0.2)
+
+
 def case_session_without_combiner(c):
     seed = upload(c, seed_bytes()).json()["model_id"]
     r = post_session(c, seed)
@@ -226,12 +236,7 @@ def case_session_without_combiner(c):
     r = c.post("/api/v1/sessions/start",
                json={"session_id": sid, "rounds": 2, "round_timeout": 5})
     check(r.status_code == 200, "%d %s" % (r.status_code, r.text))
-    end = time.time() + BOUND
-    while time.time() < end:
-        s = c.get("/api/v1/sessions/" + sid).json()
-        if s["status"] not in ("Created", "Started"):
-            break
-        time.sleep(0.2)
+    s = session_end(c, sid)
     check(s["status"] == "Failed", "session did not end failed: %s" % s)
     check("no round succeeded" in s["reason"], s)
     rounds = c.get("/api/v1/rounds/", params={"session_id": sid}).json()
@@ -249,12 +254,7 @@ def case_session_without_combiner(c):
     r = c.post("/api/v1/sessions/start",
                json={"session_id": sid, "rounds": 1, "round_timeout": 5})
     check(r.status_code == 200, r.text)
-    end = time.time() + BOUND
-    while time.time() < end:
-        s = c.get("/api/v1/sessions/" + sid).json()
-        if s["status"] != "Started":
-            break
-        time.sleep(0.2)
+    s = session_end(c, sid)
     check(s["status"] == "Failed" and len(s["round_ids"]) == 3, s)
 
 
@@ -332,8 +332,11 @@ def case_bad_input(c):
     expect_error(c.post("/api/v1/predictions/start", json={}), 400,
                  "prediction_id")
     expect_error(c.post("/api/v1/predictions/start",
+                        json={"prediction_id": "p1", "model_id": "gone"}),
+                 404, "gone")
+    expect_error(c.post("/api/v1/predictions/start",
                         json={"prediction_id": "p1", "model_id": seed}),
-                 400, "not supported")
+                 400, "no combiner")
 
 
 def case_health_and_status(c):
@@ -440,6 +443,7 @@ def case_training_session(c):
     import harness
     harness.load_stubs()
     from fedn_client import FednClient
+    import fedn_pb2 as fedn
     ctrl_port = wait_for_file(c.path("port"), c.proc)
     comb = harness.Combiner(c.dir, name="combiner-a",
                             args=["--controller", "127.0.0.1:" + ctrl_port])
@@ -475,12 +479,7 @@ def case_training_session(c):
             check(task is not None, cl.name + " got no validation task")
             check(cl.validate(task, metrics[cl.name]) == "accepted",
                   "validation of " + cl.name)
-        end = time.time() + BOUND
-        while time.time() < end:
-            s = c.get("/api/v1/sessions/" + sid).json()
-            if s["status"] not in ("Created", "Started"):
-                break
-            time.sleep(0.2)
+        s = session_end(c, sid)
         check(s["status"] == "Finished", s)
         rnd = c.get("/api/v1/rounds/", params={"session_id": sid}).json()
         check(rnd["count"] == 1, rnd)
@@ -517,6 +516,37 @@ def case_training_session(c):
         texts = [x["status"] for x in sts["result"]]
         check("Model update completed." in texts
               and "Model validation completed." in texts, texts)
+        # A prediction run of the new model: each client's output is
+        # stored as it sent it.
+        r = c.post("/api/v1/predictions/start",
+                   json={"prediction_id": "p1", "model_id": new})
+        check(r.status_code == 200, r.text)
+        outputs = {"client-a": {"y": [0.5, 0.25]}, "client-b": {"y": [1]}}
+        for cl in clients:
+            task = cl.next_task(BOUND)
+            check(task is not None, cl.name + " got no prediction task")
+            check(task.type == fedn.MODEL_PREDICTION and task.model_id == new,
+                  "prediction task %s" % task)
+            msg = fedn.ModelPrediction(
+                sender=cl.sender(), receiver=task.sender,
+                model_id=task.model_id, data=json.dumps(outputs[cl.name]),
+                correlation_id=task.correlation_id,
+                prediction_id=task.session_id)
+            answer = cl.combiner.SendModelPrediction(
+                msg, metadata=cl.metadata, timeout=BOUND).response
+            check(answer == "accepted", "prediction of %s: %s"
+                  % (cl.name, answer))
+        end = time.time() + BOUND
+        while time.time() < end:
+            preds = c.get("/api/v1/predictions/",
+                          params={"prediction_id": "p1"}).json()
+            if preds["count"] == 2:
+                break
+            time.sleep(0.2)
+        check(preds["count"] == 2, preds)
+        for p in preds["result"]:
+            check(p["data"] == json.dumps(outputs[p["sender"]["name"]]), p)
+            check(p["model_id"] == new, p)
     finally:
         for cl in clients:
             cl.close()

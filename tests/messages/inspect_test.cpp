@@ -100,6 +100,11 @@ status_record sample_status() {
           "c1",     "combiner-a", 1.7e9 + 0.25};
 }
 
+prediction_record sample_prediction() {
+  return {"corr-2", "p1", "m-4", R"({"y": [1, 2]})", "corr-2", "c1",
+          1.7e9 + 0.5};
+}
+
 template <class T>
 T binary_round_trip(const T& x) {
   std::vector<char> buf;
@@ -134,6 +139,7 @@ TEST_CASE("inspect: every message type round-trips through CAF") {
   CHECK(binary_round_trip(sample_client()) == sample_client());
   CHECK(binary_round_trip(sample_metric()) == sample_metric());
   CHECK(binary_round_trip(sample_status()) == sample_status());
+  CHECK(binary_round_trip(sample_prediction()) == sample_prediction());
   auto rej = rejected_update{"c9", "stale"};
   CHECK(binary_round_trip(rej) == rej);
   auto rep = combiner_report{"cb", round_status::failed, "combiner lost", "",
@@ -156,6 +162,7 @@ TEST_CASE("records codec: every record round-trips through protobuf") {
   CHECK(proto_round_trip(sample_client()) == sample_client());
   CHECK(proto_round_trip(sample_metric()) == sample_metric());
   CHECK(proto_round_trip(sample_status()) == sample_status());
+  CHECK(proto_round_trip(sample_prediction()) == sample_prediction());
 }
 
 TEST_CASE("records codec: a round record's client lists round-trip at "
