@@ -86,11 +86,17 @@ class Cluster(cluster_test.Cluster):
                 "--ca", os.path.join(self.certs, "ca.crt")]
 
     def operator(self, *args, timeout=60):
-        """A `rondo` operator command against the controller."""
-        return subprocess.run(
-            [self.rondo] + list(args) + ["--controller", self.controller]
-            + self.tls_flags("operator"),
-            capture_output=True, text=True, timeout=timeout)
+        """A `rondo` operator command against the controller's API (with
+        the cluster CA when it serves HTTPS, and an admin token when it
+        wants tokens)."""
+        flags = ["--controller", self.url]
+        if self.certs:
+            flags += ["--ca", os.path.join(self.certs, "ca.crt")]
+        if getattr(self, "secret", None):
+            flags += ["--token", self.token("admin")]
+        return subprocess.run([self.rondo] + list(args) + flags,
+                              capture_output=True, text=True,
+                              timeout=timeout)
 
     def start_controller(self, auth=False):
         args = ["controller", "--port", "0", "--port-file",

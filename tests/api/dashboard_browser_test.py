@@ -79,7 +79,7 @@ def run(f, shot):
           "GET /dashboard/dashboard.js is served")
     settings = json.dumps({"sleepers": ["c1"], "sleep": 2})
     session = subprocess.Popen(
-        [f.rondo, "session", "start", "--controller", f.controller,
+        [f.rondo, "session", "start", "--controller", f.api, "--token", f.admin,
          "--session-id", "dash", "--rounds", "3", "--clients-required", "2",
          "--round-timeout", "60", "--validate", "true", "--model-id", seed,
          "--client-settings", settings, "--follow"],

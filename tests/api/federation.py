@@ -94,6 +94,10 @@ class Federation(Cluster):
                                                    "--package", PACKAGE],
                        env=env)
 
+    def cli(self, *args, timeout=120):
+        """An operator command against the API with an admin token."""
+        return super().cli(*args, "--token", self.admin, timeout=timeout)
+
     def token(self, role):
         r = subprocess.run([self.rondo, "token", "create", "--secret-file",
                             self.secret_file, "--role", role, "--ttl", "1h"],
