@@ -41,34 +41,6 @@ reply error_reply(const caf::error& err) {
   return reply::error(http_status(err), error_detail(err));
 }
 
-reply not_found(const std::string& id) {
-  return reply::error(404, "Entity with id: " + id + " not found");
-}
-
-void add_listing(server& srv, const controller_context& ctx,
-                 const std::string& kind, item_source items,
-                 filter_aliases aliases) {
-  auto list = [ctx, kind, items, aliases](const request& req,
-                                          bool count_only) {
-    auto page = parse_paging([&](const char* h) { return req.header(h); });
-    if (!page)
-      return error_reply(page.error());
-    auto xs = items(ctx);
-    if (!xs)
-      return error_reply(xs.error());
-    auto answer = list_answer(std::move(*xs), req.query, *page, kind,
-                              aliases);
-    if (!answer)
-      return error_reply(answer.error());
-    return reply::json(count_only ? (*answer)["count"] : *answer);
-  };
-  auto base = "/api/v1/" + kind;
-  srv.route("GET", base + "/?", right::admin,
-            [list](const request& req) { return list(req, false); });
-  srv.route("GET", base + "/count", right::admin,
-            [list](const request& req) { return list(req, true); });
-}
-
 namespace {
 
 // GET /api/v1/models/{id}/ancestors: the model's parents, nearest first

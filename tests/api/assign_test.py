@@ -252,8 +252,21 @@ def case_balance(c):
           and r.json()["status"] == "offline"
           and r.json()["package"] == "local",
           "clients/c0: its combiner, offline (never connected)")
-    check(c.api("GET", "/api/v1/clients/nobody").status_code == 404,
-          "clients/nobody is 404")
+    r = c.api("GET", "/api/v1/clients/nobody")
+    check(r.status_code == 404 and "nobody" in r.json()["message"],
+          "clients/nobody is 404 naming it: %s" % r.text)
+    r = c.api("GET", "/api/v1/clients/", params={"combiner": "A"},
+              headers={"X-Sort-Key": "client_id", "X-Sort-Order": "asc"})
+    ids = [x["client_id"] for x in r.json()["result"]]
+    check(r.json()["count"] == 4 and ids == sorted(ids)
+          and "pref2" in ids and "pref" not in ids,
+          "clients/?combiner=A: A's four, sorted by client_id: %s" % ids)
+    r = c.api("GET", "/api/v1/clients/", headers={"X-Limit": "many"})
+    check(r.status_code == 400 and "X-Limit" in r.json()["message"],
+          "a bad X-Limit is 400 naming it: %s" % r.text)
+    r = c.api("GET", "/api/v1/combiners/", params={"colour": "red"})
+    check(r.status_code == 400 and "colour" in r.json()["message"],
+          "an unknown filter is 400 naming it: %s" % r.text)
     r = c.api("GET", "/api/v1/combiners/count")
     check(r.json() == 2, "combiners/count is 2")
 
