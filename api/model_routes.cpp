@@ -81,12 +81,24 @@ reply ancestors(const controller_context& ctx, const request& req) {
 
 // POST /api/v1/models/: FEDn's set_active_model. The npz is checked here
 // (a readable archive of finite tensors) and added to the trail by the
-// controller as a seed.
+// controller as a seed, under the form field `model_id` when given (`rondo
+// seed --model-id`), else a new UUID. An id the trail has is refused with
+// 409 naming it; the stored model is untouched (the model store refuses to
+// write an id twice).
 reply upload_model(const controller_context& ctx, const request& req) {
   auto part = req.form.find("file");
   if (part == req.form.end())
     return reply::error(400, "no 'file' field: send the model as "
                              "multipart/form-data field 'file'");
+  auto model_id = req.form_or("model_id");
+  if (req.form.count("model_id") > 0) {
+    if (auto err = storage::validate_model_id(model_id))
+      return reply::error(400, "model_id: " + error_detail(err));
+    // The id is a path segment of /api/v1/models/{id}.
+    if (model_id.find('/') != std::string::npos)
+      return reply::error(400, "model_id must not contain '/', got '"
+                                 + model_id + "'");
+  }
   auto helper = req.form_or("helper", "numpyhelper");
   if (helper != "numpyhelper")
     return reply::error(400, "helper must be 'numpyhelper' (the one model "
@@ -104,7 +116,10 @@ reply upload_model(const controller_context& ctx, const request& req) {
     return reply::error(400, "the model is not usable: "
                                + error_detail(err));
   auto rec = ask_controller<model_record>(ctx, caf::put_atom::value,
-                                          model_blob{{}, bytes});
+                                          model_blob{model_id, bytes});
+  if (!rec && rec.error() == ec::already_exists)
+    return reply::error(409, "model_id: model '" + model_id
+                               + "' already exists in the trail");
   if (!rec)
     return error_reply(rec.error());
   return reply::json(json{{"success", true},
