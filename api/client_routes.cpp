@@ -246,7 +246,9 @@ reply add_client(const controller_context& ctx, const request& req) {
      {"port", chosen->info.port},
      {"tls", chosen->info.tls},
      {"combiner", chosen->info.combiner_id},
-     {"helper_type", active ? active->helper : std::string{"numpyhelper"}},
+     // The active package's helper, else the one PUT
+     // /api/v1/helpers/active set, else FEDn's default numpyhelper.
+     {"helper_type", (*store)->active_helper().value_or("numpyhelper")},
      {"client_id", rec.client_id}});
 }
 

@@ -2,6 +2,7 @@
 // controller's model trail.
 
 #include "api/listing_routes.hpp"
+#include "api/package_store.hpp"
 #include "model/npz.hpp"
 #include "model/validate.hpp"
 #include "storage/model_store.hpp"
@@ -11,8 +12,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <filesystem>
-#include <fstream>
 #include <map>
 
 namespace rondo::api {
@@ -127,21 +126,20 @@ reply upload_model(const controller_context& ctx, const request& req) {
                           {"model_id", rec->model_id}});
 }
 
-std::filesystem::path helper_file(const controller_context& ctx) {
-  return ctx.data_dir / "active_helper";
-}
-
-// GET /api/v1/helpers/active: the helper as a JSON string, or FEDn's 404
-// when none was set.
+// GET /api/v1/helpers/active: the active helper (package_store's
+// active_helper) as a JSON string, or FEDn's 404 when there is none.
 reply get_helper(const controller_context& ctx) {
-  std::ifstream in{helper_file(ctx)};
-  std::string name;
-  if (!in || !std::getline(in, name) || name.empty())
+  auto store = package_store::open(ctx.data_dir);
+  if (!store)
+    return error_reply(store.error());
+  auto name = (*store)->active_helper();
+  if (!name)
     return reply::error(404, "No active helper");
-  return reply::json(name);
+  return reply::json(*name);
 }
 
-// PUT /api/v1/helpers/active {"helper": "numpyhelper"}.
+// PUT /api/v1/helpers/active {"helper": "numpyhelper"}: the helper for
+// when no compute package is active.
 reply put_helper(const controller_context& ctx, const request& req) {
   auto body = parse_json_object(req.body);
   if (!body)
@@ -153,20 +151,11 @@ reply put_helper(const controller_context& ctx, const request& req) {
     return reply::error(400, "helper must be 'numpyhelper' (the one model "
                              "helper Rondo has), got '"
                                + i->get<std::string>() + "'");
-  auto path = helper_file(ctx);
-  auto tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out{tmp, std::ios::trunc};
-    out << "numpyhelper\n";
-    if (!out.flush())
-      return reply::error(500, "cannot write " + tmp.string());
-  }
-  std::error_code failed;
-  std::filesystem::rename(tmp, path, failed);
-  if (failed)
-    return reply::error(500, "cannot write " + path.string() + ": "
-                               + failed.message());
+  auto store = package_store::open(ctx.data_dir);
+  if (!store)
+    return error_reply(store.error());
+  if (auto err = (*store)->set_active_helper(i->get<std::string>()))
+    return error_reply(err);
   return reply::json(json{{"message", "Active helper set"}});
 }
 

@@ -295,6 +295,8 @@ def case_packages(c):
     r = c.api("GET", "/api/v1/packages/checksum")
     check(r.status_code == 404 and r.json()["checksum"] is None,
           "no checksum before upload")
+    r = c.api("PUT", "/api/v1/helpers/active", json={"helper": "numpyhelper"})
+    check(r.status_code == 200, "PUT helpers/active: %s" % r.text)
     bad = {
         "dotdot": (tgz([("fedn.yaml", GOOD_YAML), ("../evil", b"x")]),
                    "'../evil' has a '..' component"),
@@ -346,6 +348,15 @@ def case_packages(c):
     check(r.status_code == 200 and r.json()["package"] == "remote"
           and r.json()["helper_type"] == "numpyhelper",
           "remote package after upload: assigned")
+    # A newer package is active: its helper wins over the one PUT set.
+    r = upload(c, cluster_package(), helper="binaryhelper")
+    check(r.status_code == 200, "a binaryhelper package: %s" % r.text)
+    r = add(c, "late2", package="remote")
+    check(r.status_code == 200 and r.json()["helper_type"] == "binaryhelper",
+          "clients/add answers the active package's helper: %s" % r.text)
+    r = c.api("GET", "/api/v1/helpers/active")
+    check(r.status_code == 200 and r.json() == "binaryhelper",
+          "helpers/active is the active package's helper: %s" % r.text)
 
 
 def case_auth(c):
