@@ -3,6 +3,7 @@
 
 #include "api/listing_routes.hpp"
 #include "api/package_store.hpp"
+#include "messages/config_values.hpp"
 #include "model/npz.hpp"
 #include "model/validate.hpp"
 #include "storage/model_store.hpp"
@@ -11,7 +12,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <map>
 
 namespace rondo::api {
@@ -57,13 +57,8 @@ reply ancestors(const controller_context& ctx, const request& req) {
     return not_found(id);
   if (!self)
     return error_reply(self.error());
-  auto lower = [](std::string s) {
-    for (auto& c : s)
-      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-  };
   json out = json::array();
-  if (lower(req.query_or("include_self")) == "true")
+  if (ascii_lower(req.query_or("include_self")) == "true")
     out.push_back(to_fedn_json(*self));
   auto parent = self->parent_id;
   for (size_t i = 0; i < limit && !parent.empty(); ++i) {
@@ -73,7 +68,7 @@ reply ancestors(const controller_context& ctx, const request& req) {
     out.push_back(to_fedn_json(*m));
     parent = m->parent_id;
   }
-  if (lower(req.header("X-Reverse")) == "true")
+  if (ascii_lower(req.header("X-Reverse")) == "true")
     std::reverse(out.begin(), out.end());
   return reply::json(out);
 }
