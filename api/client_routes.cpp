@@ -1,17 +1,11 @@
 // Clients and combiners (FEDn 0.33's client_routes.py, combiner_routes.py):
 // POST /api/v1/clients/add assigns a client to a combiner; the listings
 // join the controller's assignments with each combiner's live client
-// status.
+// status; paged and filtered as every listing (api/listing_routes.hpp).
 
-#include "actors/type_ids.hpp"
-#include "api/controller_api.hpp"
-#include "api/list_page.hpp"
+#include "api/json_views.hpp"
+#include "api/listing_routes.hpp"
 #include "api/package_store.hpp"
-#include "messages/error.hpp"
-#include "storage/state_store.hpp"
-
-#include <caf/actor_system.hpp>
-#include <caf/scoped_actor.hpp>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -29,20 +23,6 @@ constexpr auto live_status_bound = std::chrono::seconds(5);
 /// FEDn's HTTP_STATUS_PACKAGE_MISSING (fedn_client.py): the client waits
 /// and asks again.
 constexpr int status_package_missing = 203;
-
-/// Asks the controller for every combiner it knows.
-caf::expected<std::vector<combiner_status>>
-combiners_of(const controller_context& ctx) {
-  caf::scoped_actor self{*ctx.sys};
-  caf::expected<std::vector<combiner_status>> out
-    = caf::make_error(ec::timeout, "the controller did not answer");
-  self
-    ->request(ctx.controller, ctx.request_timeout, caf::get_atom::value,
-              combiners_atom::value)
-    .receive([&](std::vector<combiner_status>& xs) { out = std::move(xs); },
-             [&](caf::error& err) { out = std::move(err); });
-  return out;
-}
 
 /// Each alive combiner's clients (live status), by client id; a combiner
 /// that does not answer within the bound is left out (its clients show
@@ -90,10 +70,10 @@ nlohmann::json client_json(const client_assignment_record& a,
                                    : nlohmann::json(a.combiner_preferred)},
           {"ip", a.ip},
           {"status", online ? "online" : "offline"},
-          {"last_seen", iso_time(last_seen)},
+          {"last_seen", http_date(last_seen)},
           {"package", a.package},
-          {"committed_at", iso_time(a.assigned_at)},
-          {"updated_at", iso_time(last_seen)}};
+          {"committed_at", http_date(a.assigned_at)},
+          {"updated_at", http_date(last_seen)}};
 }
 
 nlohmann::json combiner_json(const combiner_status& c,
@@ -119,12 +99,8 @@ nlohmann::json combiner_json(const combiner_status& c,
           {"alive", c.alive},
           {"clients_assigned", c.clients_assigned},
           {"clients_online", online},
-          {"committed_at", iso_time(c.joined_at)},
-          {"updated_at", iso_time(c.joined_at)}};
-}
-
-reply storage_failure(const caf::error& err) {
-  return reply::error(500, render(err));
+          {"committed_at", http_date(c.joined_at)},
+          {"updated_at", http_date(c.joined_at)}};
 }
 
 /// What the listings join: the controller's combiners, the stored
@@ -137,7 +113,8 @@ struct federation_view {
 
 caf::expected<federation_view> load_view(const controller_context& ctx) {
   federation_view out;
-  auto combiners = combiners_of(ctx);
+  auto combiners = ask_controller<std::vector<combiner_status>>(
+    ctx, caf::get_atom::value, combiners_atom::value);
   if (!combiners)
     return combiners.error();
   out.combiners = std::move(*combiners);
@@ -149,25 +126,30 @@ caf::expected<federation_view> load_view(const controller_context& ctx) {
   return out;
 }
 
-/// Every client as FEDn lists them.
-caf::expected<nlohmann::json> all_clients(const controller_context& ctx) {
+/// Every client as FEDn lists them, sorted by default on when it was
+/// assigned.
+caf::expected<std::vector<listed>>
+all_clients(const controller_context& ctx) {
   auto view = load_view(ctx);
   if (!view)
     return view.error();
-  auto out = nlohmann::json::array();
+  std::vector<listed> out;
   for (auto& a : view->assigned)
-    out.push_back(client_json(a, view->live));
+    out.push_back(make_listed(client_json(a, view->live), a.assigned_at));
   return out;
 }
 
-/// Every combiner as FEDn lists them, with Rondo's alive and counts.
-caf::expected<nlohmann::json> all_combiners(const controller_context& ctx) {
+/// Every combiner as FEDn lists them, with Rondo's alive and counts,
+/// sorted by default on when it joined.
+caf::expected<std::vector<listed>>
+all_combiners(const controller_context& ctx) {
   auto view = load_view(ctx);
   if (!view)
     return view.error();
-  auto out = nlohmann::json::array();
+  std::vector<listed> out;
   for (auto& c : view->combiners)
-    out.push_back(combiner_json(c, view->live, view->assigned));
+    out.push_back(make_listed(combiner_json(c, view->live, view->assigned),
+                              c.joined_at));
   return out;
 }
 
@@ -223,7 +205,7 @@ reply add_client(const controller_context& ctx, const request& req) {
   rec.ip = req.remote_addr;
   auto store = package_store::open(ctx.data_dir);
   if (!store)
-    return storage_failure(store.error());
+    return error_reply(store.error());
   auto active = (*store)->active();
   if (rec.package == "remote" && !active)
     return reply::json({{"success", false},
@@ -249,7 +231,7 @@ reply add_client(const controller_context& ctx, const request& req) {
                                         {"message", error_detail(err)}},
                                        400);
                else
-                 refusal = reply::error(500, render(err));
+                 refusal = error_reply(err);
              });
   if (!chosen)
     return refusal;
@@ -264,43 +246,10 @@ reply add_client(const controller_context& ctx, const request& req) {
      {"port", chosen->info.port},
      {"tls", chosen->info.tls},
      {"combiner", chosen->info.combiner_id},
-     {"helper_type", active ? active->helper : std::string{"numpyhelper"}},
+     // The active package's helper, else the one PUT
+     // /api/v1/helpers/active set, else FEDn's default numpyhelper.
+     {"helper_type", (*store)->active_helper().value_or("numpyhelper")},
      {"client_id", rec.client_id}});
-}
-
-/// Answers the one item of `items` whose `key` is `id`, else 404.
-reply one_of(const caf::expected<nlohmann::json>& items, const char* key,
-             const std::string& id, const char* kind) {
-  if (!items)
-    return storage_failure(items.error());
-  for (auto& item : *items)
-    if (item.value(key, "") == id)
-      return reply::json(item);
-  return reply::error(404, std::string{kind} + " " + id + " not found");
-}
-
-/// GET /api/v1/<kind>/ (paged), /<kind>/count and /<kind>/{id} over the
-/// items `fetch` lists (each carries its id under `key`).
-template <class Fetch>
-void add_listing(server& srv, const std::string& kind, const char* key,
-                 const char* singular, Fetch fetch) {
-  auto base = "/api/v1/" + kind + "/";
-  srv.route("GET", base + "?", right::admin, [fetch](const request& req) {
-    auto items = fetch();
-    if (!items)
-      return storage_failure(items.error());
-    return reply::json(list_page(std::move(*items), req, "committed_at"));
-  });
-  srv.route("GET", base + "count", right::admin, [fetch](const request& req) {
-    auto items = fetch();
-    if (!items)
-      return storage_failure(items.error());
-    return reply::json(list_count(*items, req));
-  });
-  srv.route("GET", base + "([^/]+)", right::admin,
-            [fetch, key, singular](const request& req) {
-              return one_of(fetch(), key, req.params.at(0), singular);
-            });
 }
 
 } // namespace
@@ -308,10 +257,10 @@ void add_listing(server& srv, const std::string& kind, const char* key,
 void add_client_routes(server& srv, const controller_context& ctx) {
   srv.route("POST", "/api/v1/clients/add", right::client,
             [ctx](const request& req) { return add_client(ctx, req); });
-  add_listing(srv, "clients", "client_id", "client",
-              [ctx] { return all_clients(ctx); });
-  add_listing(srv, "combiners", "combiner_id", "combiner",
-              [ctx] { return all_combiners(ctx); });
+  add_listing(srv, ctx, "clients", all_clients);
+  add_find(srv, ctx, "clients", all_clients, "client_id");
+  add_listing(srv, ctx, "combiners", all_combiners);
+  add_find(srv, ctx, "combiners", all_combiners, "combiner_id");
 }
 
 } // namespace rondo::api

@@ -16,12 +16,6 @@ namespace rondo::api {
 
 namespace {
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
-
 void send(const reply& r, httplib::Response& res) {
   res.status = r.status;
   for (auto& [k, v] : r.headers)
@@ -38,7 +32,7 @@ std::string request::query_or(const std::string& name,
 }
 
 std::string request::header(const std::string& name) const {
-  auto i = headers.find(lower(name));
+  auto i = headers.find(ascii_lower(name));
   return i == headers.end() ? std::string{} : i->second;
 }
 
@@ -191,7 +185,7 @@ void server::route(const std::string& method, const std::string& pattern,
     for (auto& [k, v] : req.params)
       in.query.emplace(k, v);
     for (auto& [k, v] : req.headers)
-      in.headers.emplace(lower(k), v);
+      in.headers.emplace(ascii_lower(k), v);
     in.remote_addr = req.remote_addr;
     reply out;
     if (auto refused = self->admit(needed, req, in)) {

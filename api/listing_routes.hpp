@@ -1,8 +1,10 @@
 #pragma once
 
 // The route shapes every FEDn REST v1 record kind shares: a listing with
-// paging, filters and /count, and one record by id with FEDn's 404.
-// Included by route files only; a .cpp that instantiates these includes
+// paging, filters and /count, and one record by id with FEDn's 404. Every
+// listing (models, sessions, rounds, validations, statuses, predictions,
+// clients, combiners, packages) goes through add_listing. Included by
+// route files only; a .cpp that instantiates these includes
 // nlohmann/json.hpp.
 
 #include "api/controller_ask.hpp"
@@ -45,6 +47,13 @@ item_source stored(Time time) {
 void add_listing(server& srv, const controller_context& ctx,
                  const std::string& kind, item_source items,
                  filter_aliases aliases = {});
+
+/// GET /api/v1/<kind>/{id}: the item of `items` whose view's `id_field`
+/// equals id, or not_found(id); for kinds that are not one stored record
+/// each (rounds in progress, clients, combiners).
+void add_find(server& srv, const controller_context& ctx,
+              const std::string& kind, item_source items,
+              const std::string& id_field);
 
 /// GET /api/v1/<kind>/{id}: the stored record's view, or not_found(id).
 template <class Record>

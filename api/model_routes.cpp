@@ -2,6 +2,8 @@
 // controller's model trail.
 
 #include "api/listing_routes.hpp"
+#include "api/package_store.hpp"
+#include "messages/config_values.hpp"
 #include "model/npz.hpp"
 #include "model/validate.hpp"
 #include "storage/model_store.hpp"
@@ -10,9 +12,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cctype>
-#include <filesystem>
-#include <fstream>
 #include <map>
 
 namespace rondo::api {
@@ -41,34 +40,6 @@ reply error_reply(const caf::error& err) {
   return reply::error(http_status(err), error_detail(err));
 }
 
-reply not_found(const std::string& id) {
-  return reply::error(404, "Entity with id: " + id + " not found");
-}
-
-void add_listing(server& srv, const controller_context& ctx,
-                 const std::string& kind, item_source items,
-                 filter_aliases aliases) {
-  auto list = [ctx, kind, items, aliases](const request& req,
-                                          bool count_only) {
-    auto page = parse_paging([&](const char* h) { return req.header(h); });
-    if (!page)
-      return error_reply(page.error());
-    auto xs = items(ctx);
-    if (!xs)
-      return error_reply(xs.error());
-    auto answer = list_answer(std::move(*xs), req.query, *page, kind,
-                              aliases);
-    if (!answer)
-      return error_reply(answer.error());
-    return reply::json(count_only ? (*answer)["count"] : *answer);
-  };
-  auto base = "/api/v1/" + kind;
-  srv.route("GET", base + "/?", right::admin,
-            [list](const request& req) { return list(req, false); });
-  srv.route("GET", base + "/count", right::admin,
-            [list](const request& req) { return list(req, true); });
-}
-
 namespace {
 
 // GET /api/v1/models/{id}/ancestors: the model's parents, nearest first
@@ -86,13 +57,8 @@ reply ancestors(const controller_context& ctx, const request& req) {
     return not_found(id);
   if (!self)
     return error_reply(self.error());
-  auto lower = [](std::string s) {
-    for (auto& c : s)
-      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-  };
   json out = json::array();
-  if (lower(req.query_or("include_self")) == "true")
+  if (ascii_lower(req.query_or("include_self")) == "true")
     out.push_back(to_fedn_json(*self));
   auto parent = self->parent_id;
   for (size_t i = 0; i < limit && !parent.empty(); ++i) {
@@ -102,19 +68,31 @@ reply ancestors(const controller_context& ctx, const request& req) {
     out.push_back(to_fedn_json(*m));
     parent = m->parent_id;
   }
-  if (lower(req.header("X-Reverse")) == "true")
+  if (ascii_lower(req.header("X-Reverse")) == "true")
     std::reverse(out.begin(), out.end());
   return reply::json(out);
 }
 
 // POST /api/v1/models/: FEDn's set_active_model. The npz is checked here
 // (a readable archive of finite tensors) and added to the trail by the
-// controller as a seed.
+// controller as a seed, under the form field `model_id` when given (`rondo
+// seed --model-id`), else a new UUID. An id the trail has is refused with
+// 409 naming it; the stored model is untouched (the model store refuses to
+// write an id twice).
 reply upload_model(const controller_context& ctx, const request& req) {
   auto part = req.form.find("file");
   if (part == req.form.end())
     return reply::error(400, "no 'file' field: send the model as "
                              "multipart/form-data field 'file'");
+  auto model_id = req.form_or("model_id");
+  if (req.form.count("model_id") > 0) {
+    if (auto err = storage::validate_model_id(model_id))
+      return reply::error(400, "model_id: " + error_detail(err));
+    // The id is a path segment of /api/v1/models/{id}.
+    if (model_id.find('/') != std::string::npos)
+      return reply::error(400, "model_id must not contain '/', got '"
+                                 + model_id + "'");
+  }
   auto helper = req.form_or("helper", "numpyhelper");
   if (helper != "numpyhelper")
     return reply::error(400, "helper must be 'numpyhelper' (the one model "
@@ -132,7 +110,10 @@ reply upload_model(const controller_context& ctx, const request& req) {
     return reply::error(400, "the model is not usable: "
                                + error_detail(err));
   auto rec = ask_controller<model_record>(ctx, caf::put_atom::value,
-                                          model_blob{{}, bytes});
+                                          model_blob{model_id, bytes});
+  if (!rec && rec.error() == ec::already_exists)
+    return reply::error(409, "model_id: model '" + model_id
+                               + "' already exists in the trail");
   if (!rec)
     return error_reply(rec.error());
   return reply::json(json{{"success", true},
@@ -140,21 +121,20 @@ reply upload_model(const controller_context& ctx, const request& req) {
                           {"model_id", rec->model_id}});
 }
 
-std::filesystem::path helper_file(const controller_context& ctx) {
-  return ctx.data_dir / "active_helper";
-}
-
-// GET /api/v1/helpers/active: the helper as a JSON string, or FEDn's 404
-// when none was set.
+// GET /api/v1/helpers/active: the active helper (package_store's
+// active_helper) as a JSON string, or FEDn's 404 when there is none.
 reply get_helper(const controller_context& ctx) {
-  std::ifstream in{helper_file(ctx)};
-  std::string name;
-  if (!in || !std::getline(in, name) || name.empty())
+  auto store = package_store::open(ctx.data_dir);
+  if (!store)
+    return error_reply(store.error());
+  auto name = (*store)->active_helper();
+  if (!name)
     return reply::error(404, "No active helper");
-  return reply::json(name);
+  return reply::json(*name);
 }
 
-// PUT /api/v1/helpers/active {"helper": "numpyhelper"}.
+// PUT /api/v1/helpers/active {"helper": "numpyhelper"}: the helper for
+// when no compute package is active.
 reply put_helper(const controller_context& ctx, const request& req) {
   auto body = parse_json_object(req.body);
   if (!body)
@@ -166,20 +146,11 @@ reply put_helper(const controller_context& ctx, const request& req) {
     return reply::error(400, "helper must be 'numpyhelper' (the one model "
                              "helper Rondo has), got '"
                                + i->get<std::string>() + "'");
-  auto path = helper_file(ctx);
-  auto tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out{tmp, std::ios::trunc};
-    out << "numpyhelper\n";
-    if (!out.flush())
-      return reply::error(500, "cannot write " + tmp.string());
-  }
-  std::error_code failed;
-  std::filesystem::rename(tmp, path, failed);
-  if (failed)
-    return reply::error(500, "cannot write " + path.string() + ": "
-                               + failed.message());
+  auto store = package_store::open(ctx.data_dir);
+  if (!store)
+    return error_reply(store.error());
+  if (auto err = (*store)->set_active_helper(i->get<std::string>()))
+    return error_reply(err);
   return reply::json(json{{"message", "Active helper set"}});
 }
 

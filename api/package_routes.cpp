@@ -1,8 +1,8 @@
 // Compute packages (FEDn 0.33's package_routes.py): upload (checked, then
 // active), listing, the active package, its checksum and download.
 
-#include "api/controller_api.hpp"
-#include "api/list_page.hpp"
+#include "api/json_views.hpp"
+#include "api/listing_routes.hpp"
 #include "api/package_store.hpp"
 #include "messages/error.hpp"
 
@@ -25,14 +25,7 @@ nlohmann::json package_json(const package_info& p) {
           {"checksum", p.checksum},
           {"size_bytes", p.size_bytes},
           {"active", p.active},
-          {"committed_at", iso_time(p.committed_at)}};
-}
-
-nlohmann::json all_packages(const package_store& store) {
-  auto out = nlohmann::json::array();
-  for (auto& p : store.list())
-    out.push_back(package_json(p));
-  return out;
+          {"committed_at", http_date(p.committed_at)}};
 }
 
 /// The package named by the `name` query parameter (its storage file name,
@@ -80,12 +73,14 @@ void add_package_routes(server& srv, const controller_context& ctx) {
     spdlog::error("compute packages unavailable: {}",
                   render(opened.error()));
   auto store = opened ? *opened : nullptr;
-  auto with_store = [store, reason = opened ? std::string{}
-                                            : render(opened.error())](
-                      auto fn) {
-    return [store, reason, fn](const request& req) {
+  auto unavailable = opened ? caf::error{}
+                            : caf::make_error(ec::storage_error,
+                                              "compute packages unavailable: "
+                                                + render(opened.error()));
+  auto with_store = [store, unavailable](auto fn) {
+    return [store, unavailable, fn](const request& req) {
       if (!store)
-        return reply::error(500, "compute packages unavailable: " + reason);
+        return reply::error(500, error_detail(unavailable));
       return fn(*store, req);
     };
   };
@@ -93,15 +88,17 @@ void add_package_routes(server& srv, const controller_context& ctx) {
             with_store([](package_store& s, const request& req) {
               return upload(s, req);
             }));
-  srv.route("GET", "/api/v1/packages/?", right::admin,
-            with_store([](package_store& s, const request& req) {
-              return reply::json(
-                list_page(all_packages(s), req, "committed_at"));
-            }));
-  srv.route("GET", "/api/v1/packages/count", right::admin,
-            with_store([](package_store& s, const request& req) {
-              return reply::json(list_count(all_packages(s), req));
-            }));
+  // Sorted by default on when each was uploaded.
+  add_listing(srv, ctx, "packages",
+              [store, unavailable](const controller_context&)
+                -> caf::expected<std::vector<listed>> {
+                if (!store)
+                  return unavailable;
+                std::vector<listed> out;
+                for (auto& p : store->list())
+                  out.push_back(make_listed(package_json(p), p.committed_at));
+                return out;
+              });
   srv.route("GET", "/api/v1/packages/active", right::admin,
             with_store([](package_store& s, const request&) {
               auto p = s.active();
@@ -145,8 +142,7 @@ void add_package_routes(server& srv, const controller_context& ctx) {
             with_store([](package_store& s, const request& req) {
               auto p = s.find(req.params.at(0));
               if (!p)
-                return reply::error(404, "package " + req.params.at(0)
-                                           + " not found");
+                return not_found(req.params.at(0));
               return reply::json(package_json(*p));
             }));
 }

@@ -64,6 +64,15 @@ caf::error write_atomically(const std::filesystem::path& path,
   return caf::none;
 }
 
+caf::error check_helper(const std::string& helper) {
+  if (known_helper(helper))
+    return caf::none;
+  return caf::make_error(ec::invalid_argument,
+                         "helper: '" + helper
+                           + "' is not one of numpyhelper, binaryhelper, "
+                             "androidhelper");
+}
+
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size()
          && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
@@ -140,11 +149,8 @@ caf::expected<package_info> package_store::add(const std::string& bytes,
     return caf::make_error(ec::invalid_argument,
                            "file: '" + meta.file_name
                              + "' must be a .tgz or .tar.gz archive");
-  if (!known_helper(meta.helper))
-    return caf::make_error(ec::invalid_argument,
-                           "helper: '" + meta.helper
-                             + "' is not one of numpyhelper, binaryhelper, "
-                               "androidhelper");
+  if (auto err = check_helper(meta.helper))
+    return err;
   if (auto contents = client::check_package_archive(bytes); !contents)
     return contents.error();
   meta.package_id = new_id();
@@ -189,6 +195,29 @@ std::optional<package_info> package_store::active() const {
     if (p.active)
       return p;
   return std::nullopt;
+}
+
+std::filesystem::path package_store::helper_file() const {
+  return dir_.parent_path() / "active_helper";
+}
+
+std::optional<std::string> package_store::active_helper() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  for (auto& p : packages_)
+    if (p.active && !p.helper.empty())
+      return p.helper;
+  std::ifstream in{helper_file()};
+  std::string name;
+  if (in && std::getline(in, name) && !name.empty())
+    return name;
+  return std::nullopt;
+}
+
+caf::error package_store::set_active_helper(const std::string& helper) {
+  if (auto err = check_helper(helper))
+    return err;
+  std::lock_guard<std::mutex> guard{mtx_};
+  return write_atomically(helper_file(), helper + "\n");
 }
 
 caf::expected<std::string>

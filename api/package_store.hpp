@@ -4,7 +4,9 @@
 // FEDN_COMPUTE_PACKAGE_DIR): each uploaded archive under
 // `<data_dir>/packages/<package_id>.tgz`, their metadata in
 // `<data_dir>/packages/index.json` (rewritten atomically), at most one
-// active. Thread-safe (one mutex): the HTTP handlers share one store.
+// active; and the active helper set by PUT /api/v1/helpers/active in
+// `<data_dir>/active_helper`. Thread-safe (one mutex): the HTTP handlers
+// share one store.
 
 #include <caf/expected.hpp>
 
@@ -72,11 +74,25 @@ public:
   ///          read.
   caf::expected<std::string> read(const package_info& pkg) const;
 
+  /// The model helper the controller's clients use (clients/add's
+  /// helper_type, GET /api/v1/helpers/active): the active package's
+  /// helper when a package is active, else the one stored by
+  /// set_active_helper, else none (callers answering a client default to
+  /// "numpyhelper", as FEDn's).
+  std::optional<std::string> active_helper() const;
+
+  /// Stores `helper` as the active helper for when no package is active
+  /// (FEDn's set_active_helper); rewritten atomically.
+  /// @returns ec::invalid_argument naming an unknown helper (known_helper);
+  ///          ec::storage_error when it cannot be written.
+  caf::error set_active_helper(const std::string& helper);
+
 private:
   explicit package_store(std::filesystem::path dir);
   static caf::expected<std::shared_ptr<package_store>>
   load(const std::filesystem::path& dir);
   caf::error save_index() const;
+  std::filesystem::path helper_file() const;
 
   std::filesystem::path dir_;
   mutable std::mutex mtx_;

@@ -15,12 +15,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
-
 caf::expected<size_t> whole_number(const char* header,
                                    const std::string& raw) {
   auto text = trim(raw);
@@ -61,11 +55,11 @@ const json* field(const json& view, const std::string& path) {
 
 bool matches(const json& value, const std::string& wanted) {
   if (value.is_null())
-    return lower(wanted) == "null";
+    return ascii_lower(wanted) == "null";
   if (value.is_string())
     return value.get<std::string>() == wanted;
   if (value.is_boolean())
-    return lower(wanted) == (value.get<bool>() ? "true" : "false");
+    return ascii_lower(wanted) == (value.get<bool>() ? "true" : "false");
   if (value.is_number()) {
     char* end = nullptr;
     auto x = std::strtod(wanted.c_str(), &end);
@@ -113,7 +107,7 @@ caf::expected<page_request> parse_paging_values(const std::string& limit,
   out.limit = *l;
   out.skip = *s;
   out.sort_key = trim(sort_key);
-  auto o = lower(trim(order));
+  auto o = ascii_lower(trim(order));
   if (o == "asc")
     out.descending = false;
   else if (o.empty() || o == "desc")

@@ -211,17 +211,7 @@ void add_sessions(server& srv, const controller_context& ctx) {
 
 void add_rounds(server& srv, const controller_context& ctx) {
   add_listing(srv, ctx, "rounds", round_items);
-  srv.route("GET", "/api/v1/rounds/([^/]+)", right::admin,
-            [ctx](const request& req) {
-              auto& id = req.params.at(0);
-              auto xs = round_items(ctx);
-              if (!xs)
-                return error_reply(xs.error());
-              for (auto& x : *xs)
-                if ((*x.view)["round_id"] == id)
-                  return reply::json(*x.view);
-              return not_found(id);
-            });
+  add_find(srv, ctx, "rounds", round_items, "round_id");
 }
 
 void add_validations(server& srv, const controller_context& ctx) {

@@ -24,6 +24,10 @@ std::string quoted(const std::string& s);
 /// `s` without leading and trailing white space.
 std::string trim(const std::string& s);
 
+/// `s` with its ASCII letters in lower case (header names, and values
+/// compared in any case such as "asc" or "true").
+std::string ascii_lower(std::string s);
+
 /// A finite number ("60", "1e2", " 2.5 ").
 caf::expected<double> parse_config_double(const std::string& key,
                                           const std::string& raw);

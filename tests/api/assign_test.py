@@ -252,8 +252,21 @@ def case_balance(c):
           and r.json()["status"] == "offline"
           and r.json()["package"] == "local",
           "clients/c0: its combiner, offline (never connected)")
-    check(c.api("GET", "/api/v1/clients/nobody").status_code == 404,
-          "clients/nobody is 404")
+    r = c.api("GET", "/api/v1/clients/nobody")
+    check(r.status_code == 404 and "nobody" in r.json()["message"],
+          "clients/nobody is 404 naming it: %s" % r.text)
+    r = c.api("GET", "/api/v1/clients/", params={"combiner": "A"},
+              headers={"X-Sort-Key": "client_id", "X-Sort-Order": "asc"})
+    ids = [x["client_id"] for x in r.json()["result"]]
+    check(r.json()["count"] == 4 and ids == sorted(ids)
+          and "pref2" in ids and "pref" not in ids,
+          "clients/?combiner=A: A's four, sorted by client_id: %s" % ids)
+    r = c.api("GET", "/api/v1/clients/", headers={"X-Limit": "many"})
+    check(r.status_code == 400 and "X-Limit" in r.json()["message"],
+          "a bad X-Limit is 400 naming it: %s" % r.text)
+    r = c.api("GET", "/api/v1/combiners/", params={"colour": "red"})
+    check(r.status_code == 400 and "colour" in r.json()["message"],
+          "an unknown filter is 400 naming it: %s" % r.text)
     r = c.api("GET", "/api/v1/combiners/count")
     check(r.json() == 2, "combiners/count is 2")
 
@@ -282,6 +295,8 @@ def case_packages(c):
     r = c.api("GET", "/api/v1/packages/checksum")
     check(r.status_code == 404 and r.json()["checksum"] is None,
           "no checksum before upload")
+    r = c.api("PUT", "/api/v1/helpers/active", json={"helper": "numpyhelper"})
+    check(r.status_code == 200, "PUT helpers/active: %s" % r.text)
     bad = {
         "dotdot": (tgz([("fedn.yaml", GOOD_YAML), ("../evil", b"x")]),
                    "'../evil' has a '..' component"),
@@ -333,6 +348,15 @@ def case_packages(c):
     check(r.status_code == 200 and r.json()["package"] == "remote"
           and r.json()["helper_type"] == "numpyhelper",
           "remote package after upload: assigned")
+    # A newer package is active: its helper wins over the one PUT set.
+    r = upload(c, cluster_package(), helper="binaryhelper")
+    check(r.status_code == 200, "a binaryhelper package: %s" % r.text)
+    r = add(c, "late2", package="remote")
+    check(r.status_code == 200 and r.json()["helper_type"] == "binaryhelper",
+          "clients/add answers the active package's helper: %s" % r.text)
+    r = c.api("GET", "/api/v1/helpers/active")
+    check(r.status_code == 200 and r.json() == "binaryhelper",
+          "helpers/active is the active package's helper: %s" % r.text)
 
 
 def case_auth(c):

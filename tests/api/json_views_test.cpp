@@ -3,6 +3,7 @@
 
 #include "api/json_views.hpp"
 #include "api/paging.hpp"
+#include "messages/config_values.hpp"
 #include "messages/error.hpp"
 
 #include <doctest/doctest.h>
@@ -227,4 +228,14 @@ TEST_CASE("paging: dotted filters reach nested fields; aliases rename") {
   REQUIRE(a);
   CHECK((*a)["count"] == 1);
   CHECK((*a)["result"][0]["validation_id"] == "v3");
+}
+
+TEST_CASE("paging: header names and values compare in any ASCII case") {
+  CHECK(ascii_lower("X-Sort-Order") == "x-sort-order");
+  CHECK(ascii_lower("TRUE") == "true");
+  // Bytes outside ASCII (here UTF-8 "Ä") are kept as they are.
+  CHECK(ascii_lower("\xc3\x84SC") == "\xc3\x84sc");
+  auto mixed = parse_paging_values("", "", "", "Desc");
+  REQUIRE(mixed);
+  CHECK(mixed->descending);
 }

@@ -154,12 +154,30 @@ def case_seed_and_download(c):
     anc = c.get("/api/v1/models/%s/ancestors?include_self=true" % model_id)
     check(anc.status_code == 200 and [x["model_id"] for x in anc.json()]
           == [model_id], anc.text)
+    # A seed stored under the id the operator names (rondo seed --model-id).
+    r = c.post("/api/v1/models/", files={"file": ("m.npz", seed_bytes(3.0))},
+               data={"helper": "numpyhelper", "model_id": "my-seed"})
+    check(r.status_code == 200 and r.json()["model_id"] == "my-seed", r.text)
+    check(c.get("/api/v1/models/my-seed/download").content
+          == seed_bytes(3.0), "stored under model_id my-seed")
+    r = c.post("/api/v1/models/", files={"file": ("m.npz", seed_bytes(4.0))},
+               data={"helper": "numpyhelper", "model_id": "my-seed"})
+    expect_error(r, 409, "my-seed", "already exists")
+    check(c.get("/api/v1/models/my-seed/download").content
+          == seed_bytes(3.0), "my-seed untouched by the refused upload")
+    for bad in ("a/b", "bell\x07", ""):
+        r = c.post("/api/v1/models/",
+                   files={"file": ("m.npz", seed_bytes(5.0))},
+                   data={"helper": "numpyhelper", "model_id": bad})
+        expect_error(r, 400, "model_id")
+    check(c.get("/api/v1/models/count").json() == 2,
+          "refused model ids stored nothing")
     # APIClient.get_active_model: the newest model.
     second = upload(c, seed_bytes(2.0)).json()["model_id"]
     newest = c.get("/api/v1/models/", headers={
         "X-Limit": "1", "X-Sort-Key": "committed_at",
         "X-Sort-Order": "desc"}).json()
-    check(newest["count"] == 2 and newest["result"][0]["model_id"] == second,
+    check(newest["count"] == 3 and newest["result"][0]["model_id"] == second,
           newest)
 
 

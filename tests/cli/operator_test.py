@@ -185,6 +185,24 @@ def case_seed_and_export(d):
         check(r.returncode == 0 and open(out, "rb").read()
               == open(seed, "rb").read(),
               "export gives back the seed's bytes: " + r.stderr)
+        r = run("seed", seed, "--model-id", "named-seed", *op)
+        check(r.returncode == 0 and r.stdout.strip() == "named-seed"
+              and "warning" not in r.stderr,
+              "seed --model-id stores it under that id: "
+              + r.stdout + r.stderr)
+        r = run("models", "list", "--json", *op)
+        check(sorted(m["model_id"] for m in json.loads(r.stdout))
+              == sorted([m1, "named-seed"]), "the trail has named-seed")
+        r = run("seed", seed, "--model-id", "named-seed", *op)
+        check(r.returncode == 1 and "named-seed" in r.stderr
+              and "already exists" in r.stderr,
+              "seeding an id the trail has again: exit 1 naming it: "
+              + r.stderr)
+        out2 = os.path.join(d, "named.npz")
+        r = run("models", "export", "named-seed", out2, *op)
+        check(r.returncode == 0 and open(out2, "rb").read()
+              == open(seed, "rb").read(),
+              "the stored named-seed is untouched: " + r.stderr)
         out = os.path.join(d, "nosuch.npz")
         r = run("models", "export", "nosuch", out, *op)
         check(r.returncode == 1 and "nosuch" in r.stderr
