@@ -18,6 +18,8 @@ packages=(
   clang-14 libfuzzer-14-dev libclang-rt-14-dev openssl
   # Python side: test client, example compute package, numpy comparisons
   python3 python3-numpy python3-grpcio python3-protobuf python3-requests
+  # the quickstart uploads its compute package to the API with curl
+  curl
   # the dashboard's browser test: headless Chromium driven by selenium
   chromium chromium-driver python3-selenium
   # real data for the main job

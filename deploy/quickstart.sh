@@ -144,11 +144,23 @@ echo "quickstart: dashboard: https://$api/#token=$(cat "$certs/admin.token")" \
   "(the browser must trust $certs/ca.crt, or accept the certificate)"
 
 (cd "$package" && sh ./run.sh seed.py "$out/seed.npz" --model "$model")
+# The compute package goes to the controller (FEDn's set_active_package);
+# the clients join as FEDn clients do: through the API (clients/add assigns
+# them the combiner), downloading the package and checking its sha256.
+tar -czf "$out/package.tgz" -C "$(dirname "$package")" \
+  --exclude=__pycache__ "$(basename "$package")"
+curl --silent --show-error --fail-with-body --max-time 60 \
+  --cacert "$certs/ca.crt" \
+  -H "Authorization: Bearer $(cat "$certs/admin.token")" \
+  -F "file=@$out/package.tgz" -F name=fashion-mnist -F helper=numpyhelper \
+  -F "description=examples/fashion-mnist" \
+  "https://$api/api/v1/packages/" > "$out/package-upload.json"
+echo "quickstart: compute package $out/package.tgz uploaded to the controller"
 for ((i = 0; i < clients; i++)); do
   FMNIST_CLIENT_INDEX=$i FMNIST_NUM_CLIENTS=$clients \
-    "$rondo" client --host 127.0.0.1 --port "$port" --name "client-$i" \
-    --package "$package" --ca "$certs/ca.crt" \
-    --token-file "$certs/client-$i.token" > "$out/client-$i.log" 2>&1 &
+    "$rondo" client --api-url "https://$api" --name "client-$i" \
+    --ca "$certs/ca.crt" --token-file "$certs/client-$i.token" \
+    --work-dir "$out/client-$i" > "$out/client-$i.log" 2>&1 &
   pids+=($!)
   client_pids+=($!)
 done
