@@ -384,6 +384,7 @@ void finish_prediction(self_ptr self) {
     p.data = v.metrics_json;
     p.correlation_id = v.correlation_id;
     p.client_id = v.client_id;
+    p.client_name = v.client_name;
     p.timestamp = v.received_at;
     batch.put(p);
   }

@@ -500,6 +500,7 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
       vr.validation_id = cid;
       vr.model_id = v.model_id;
       vr.client_id = v.client_id;
+      vr.client_name = v.client_name;
       vr.correlation_id = cid;
       vr.session_id = st.job.config.session_id;
       vr.round_id = st.job.config.round_id;

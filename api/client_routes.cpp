@@ -1,7 +1,10 @@
 // Clients and combiners (FEDn 0.33's client_routes.py, combiner_routes.py):
 // POST /api/v1/clients/add assigns a client to a combiner; the listings
 // join the controller's assignments with each combiner's live client
-// status; paged and filtered as every listing (api/listing_routes.hpp).
+// status, and also list the clients that connected to a combiner directly
+// (`rondo client --host --port`, FEDn's --combiner path) without an
+// assignment; paged and filtered as every listing
+// (api/listing_routes.hpp).
 
 #include "api/json_views.hpp"
 #include "api/listing_routes.hpp"
@@ -12,6 +15,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 namespace rondo::api {
 
@@ -24,13 +28,27 @@ constexpr auto live_status_bound = std::chrono::seconds(5);
 /// and asks again.
 constexpr int status_package_missing = 203;
 
-/// Each alive combiner's clients (live status), by client id; a combiner
+/// A client as a combiner reported it, and which combiner that was.
+struct live_client {
+  client_record record;
+  std::string combiner_id;
+};
+
+/// The alive combiners' clients (live status).
+struct live_view {
+  /// By client id; a client seen online on any combiner is online (and
+  /// listed on that combiner).
+  std::map<std::string, live_client> by_id;
+  /// Each combiner's online clients, by combiner id.
+  std::map<std::string, uint64_t> online;
+};
+
+/// Asks each alive combiner for its clients (`(get, clients)`); a combiner
 /// that does not answer within the bound is left out (its clients show
-/// offline).
-std::map<std::string, client_record>
-live_clients(const controller_context& ctx,
-             const std::vector<combiner_status>& combiners) {
-  std::map<std::string, client_record> out;
+/// offline, or are not listed when nothing assigned them).
+live_view live_clients(const controller_context& ctx,
+                       const std::vector<combiner_status>& combiners) {
+  live_view out;
   caf::scoped_actor self{*ctx.sys};
   auto bound = std::min<caf::timespan>(ctx.request_timeout,
                                        live_status_bound);
@@ -41,10 +59,14 @@ live_clients(const controller_context& ctx,
       ->request(c.handle, bound, caf::get_atom::value, clients_atom::value)
       .receive(
         [&](std::vector<client_record>& xs) {
-          for (auto& x : xs)
-            // A client seen online anywhere is online.
-            if (out.count(x.client_id) == 0 || x.status == "online")
-              out[x.client_id] = std::move(x);
+          for (auto& x : xs) {
+            if (x.status == "online")
+              ++out.online[c.info.combiner_id];
+            auto id = x.client_id;
+            auto i = out.by_id.find(id);
+            if (i == out.by_id.end() || x.status == "online")
+              out.by_id[id] = {std::move(x), c.info.combiner_id};
+          }
         },
         [&](caf::error& err) {
           spdlog::warn("combiner {} did not list its clients: {}",
@@ -55,11 +77,12 @@ live_clients(const controller_context& ctx,
 }
 
 nlohmann::json client_json(const client_assignment_record& a,
-                           const std::map<std::string, client_record>& live) {
-  auto i = live.find(a.client_id);
-  auto online = i != live.end() && i->second.status == "online";
-  auto last_seen = i != live.end() && i->second.last_seen > 0
-                     ? i->second.last_seen
+                           const live_view& live) {
+  auto i = live.by_id.find(a.client_id);
+  auto found = i != live.by_id.end();
+  auto online = found && i->second.record.status == "online";
+  auto last_seen = found && i->second.record.last_seen > 0
+                     ? i->second.record.last_seen
                      : a.assigned_at;
   return {{"client_id", a.client_id},
           {"id", a.client_id},
@@ -76,16 +99,30 @@ nlohmann::json client_json(const client_assignment_record& a,
           {"updated_at", http_date(last_seen)}};
 }
 
-nlohmann::json combiner_json(const combiner_status& c,
-                             const std::map<std::string, client_record>& live,
-                             const std::vector<client_assignment_record>& as) {
-  uint64_t online = 0;
-  for (auto& a : as)
-    if (a.combiner_id == c.info.combiner_id) {
-      auto i = live.find(a.client_id);
-      if (i != live.end() && i->second.status == "online")
-        ++online;
-    }
+/// A client that connected to a combiner without an assignment, as FEDn
+/// lists a client: Rondo keeps no record of it, so it is listed only while
+/// a combiner reports it (FEDn stores a client record on connect); no ip,
+/// package or preferred combiner are known.
+nlohmann::json client_json(const live_client& c) {
+  auto& x = c.record;
+  return {{"client_id", x.client_id},
+          {"id", x.client_id},
+          {"name", x.name.empty() ? x.client_id : x.name},
+          {"combiner", c.combiner_id},
+          {"combiner_preferred", nullptr},
+          {"ip", nullptr},
+          {"status", x.status == "online" ? "online" : "offline"},
+          {"last_seen", http_date(x.last_seen)},
+          {"package", nullptr},
+          {"committed_at", nullptr},
+          {"updated_at", http_date(x.last_seen)}};
+}
+
+/// A combiner as FEDn lists it; `clients_online` counts the clients the
+/// combiner reports online, assigned or connected directly.
+nlohmann::json combiner_json(const combiner_status& c, const live_view& live) {
+  auto i = live.online.find(c.info.combiner_id);
+  uint64_t online = i == live.online.end() ? 0 : i->second;
   return {{"combiner_id", c.info.combiner_id},
           {"id", c.info.combiner_id},
           {"name", c.info.combiner_id},
@@ -108,7 +145,7 @@ nlohmann::json combiner_json(const combiner_status& c,
 struct federation_view {
   std::vector<combiner_status> combiners;
   std::vector<client_assignment_record> assigned;
-  std::map<std::string, client_record> live;
+  live_view live;
 };
 
 caf::expected<federation_view> load_view(const controller_context& ctx) {
@@ -126,16 +163,23 @@ caf::expected<federation_view> load_view(const controller_context& ctx) {
   return out;
 }
 
-/// Every client as FEDn lists them, sorted by default on when it was
-/// assigned.
+/// Every client as FEDn lists them: the assigned ones, then those the
+/// combiners report without an assignment; sorted by default on when it was
+/// assigned (last seen for a client without an assignment).
 caf::expected<std::vector<listed>>
 all_clients(const controller_context& ctx) {
   auto view = load_view(ctx);
   if (!view)
     return view.error();
   std::vector<listed> out;
-  for (auto& a : view->assigned)
+  std::set<std::string> assigned;
+  for (auto& a : view->assigned) {
+    assigned.insert(a.client_id);
     out.push_back(make_listed(client_json(a, view->live), a.assigned_at));
+  }
+  for (auto& [id, c] : view->live.by_id)
+    if (assigned.count(id) == 0)
+      out.push_back(make_listed(client_json(c), c.record.last_seen));
   return out;
 }
 
@@ -148,8 +192,7 @@ all_combiners(const controller_context& ctx) {
     return view.error();
   std::vector<listed> out;
   for (auto& c : view->combiners)
-    out.push_back(make_listed(combiner_json(c, view->live, view->assigned),
-                              c.joined_at));
+    out.push_back(make_listed(combiner_json(c, view->live), c.joined_at));
   return out;
 }
 

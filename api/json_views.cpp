@@ -33,6 +33,12 @@ json sender(const std::string& name, const std::string& role,
               {"client_id", or_null(client_id)}};
 }
 
+// A client's answer's sender as FEDn keeps it: its name (the client id for
+// records stored before the name was kept), role CLIENT, its client id.
+json client_sender(const std::string& name, const std::string& client_id) {
+  return sender(name.empty() ? client_id : name, "CLIENT", client_id);
+}
+
 } // namespace
 
 json http_date(double unix_seconds) {
@@ -179,7 +185,7 @@ json to_fedn_json(const validation_record& x) {
               {"timestamp", http_date(x.received_at)},
               {"session_id", or_null(x.session_id)},
               {"meta", nullptr},
-              {"sender", sender(x.client_id, "CLIENT", x.client_id)},
+              {"sender", client_sender(x.client_name, x.client_id)},
               {"receiver", json{{"name", nullptr}, {"role", nullptr}}},
               {"committed_at", http_date(x.received_at)},
               {"updated_at", nullptr},
@@ -210,7 +216,7 @@ json to_fedn_json(const prediction_record& x) {
               {"correlation_id", or_null(x.correlation_id)},
               {"timestamp", http_date(x.timestamp)},
               {"meta", nullptr},
-              {"sender", sender(x.client_id, "CLIENT", x.client_id)},
+              {"sender", client_sender(x.client_name, x.client_id)},
               {"receiver", json{{"name", nullptr}, {"role", nullptr}}},
               {"committed_at", http_date(x.timestamp)},
               {"updated_at", nullptr},

@@ -400,9 +400,10 @@ validation_record validation_from_json(const json& j) {
   v.metrics_json = text_of(j, "data");
   if (auto sender = j.find("sender"); sender != j.end()
                                       && sender->is_object()) {
+    v.client_name = text_of(*sender, "name");
     v.client_id = text_of(*sender, "client_id");
     if (v.client_id.empty())
-      v.client_id = text_of(*sender, "name");
+      v.client_id = v.client_name;
   }
   return v;
 }

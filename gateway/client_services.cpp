@@ -725,6 +725,7 @@ private:
       return reactor;
     core_->touch(to_info(who));
     v.client_id = who.id;
+    v.client_name = who.name;
     ask_verdict(core_, std::move(call), what, std::move(v));
     return reactor;
   }

@@ -47,10 +47,10 @@ bool operator==(const model_update& x, const model_update& y) {
 }
 
 bool operator==(const model_validation& x, const model_validation& y) {
-  return std::tie(x.client_id, x.correlation_id, x.model_id, x.session_id,
-                  x.data)
-         == std::tie(y.client_id, y.correlation_id, y.model_id, y.session_id,
-                     y.data);
+  return std::tie(x.client_id, x.client_name, x.correlation_id, x.model_id,
+                  x.session_id, x.data)
+         == std::tie(y.client_id, y.client_name, y.correlation_id, y.model_id,
+                     y.session_id, y.data);
 }
 
 bool operator==(const update_verdict& x, const update_verdict& y) {

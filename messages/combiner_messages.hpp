@@ -88,6 +88,9 @@ struct model_validation {
   std::string session_id;
   /// JSON object of metrics (validation) or predictions.
   std::string data;
+  /// The client's display name: the `sender.name` it sent (the edge falls
+  /// back to the client id); empty when unknown.
+  std::string client_name;
 };
 
 /// Whether a model update or validation was taken, and if not, why.
@@ -168,7 +171,8 @@ typename Inspector::result_type inspect(Inspector& f, model_update& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, model_validation& x) {
   return f(caf::meta::type_name("rondo.model_validation"), x.client_id,
-           x.correlation_id, x.model_id, x.session_id, x.data);
+           x.correlation_id, x.model_id, x.session_id, x.data,
+           x.client_name);
 }
 
 template <class Inspector>

@@ -68,7 +68,7 @@ auto fields(const model_record& x) {
                   x.committed_at);
 }
 auto fields(const validation_record& x) {
-  return std::tie(x.validation_id, x.model_id, x.client_id,
+  return std::tie(x.validation_id, x.model_id, x.client_id, x.client_name,
                   x.correlation_id, x.session_id, x.round_id,
                   x.metrics_json, x.received_at);
 }
@@ -93,7 +93,8 @@ auto fields(const status_record& x) {
 }
 auto fields(const prediction_record& x) {
   return std::tie(x.key, x.prediction_id, x.model_id, x.data,
-                  x.correlation_id, x.client_id, x.timestamp);
+                  x.correlation_id, x.client_id, x.client_name,
+                  x.timestamp);
 }
 
 } // namespace

@@ -56,6 +56,9 @@ struct validation_record {
   /// The metrics as the client's JSON object text.
   std::string metrics_json;
   double received_at = 0;
+  /// The validator's display name (the `sender.name` it sent, as FEDn keeps
+  /// a validation's sender); empty in records stored before it was kept.
+  std::string client_name;
 };
 
 /// A client whose model update was rejected, and why.
@@ -225,6 +228,9 @@ struct prediction_record {
   std::string client_id;
   /// Unix seconds when the combiner received it.
   double timestamp = 0;
+  /// The client's display name (the `sender.name` it sent); empty in
+  /// records stored before it was kept.
+  std::string client_name;
 };
 
 #define RONDO_EQ(T) \
@@ -291,7 +297,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, validation_record& x) {
   return f(caf::meta::type_name("rondo.validation_record"), x.validation_id,
            x.model_id, x.client_id, x.correlation_id, x.session_id,
-           x.round_id, x.metrics_json, x.received_at);
+           x.round_id, x.metrics_json, x.received_at, x.client_name);
 }
 
 template <class Inspector>
@@ -327,7 +333,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, prediction_record& x) {
   return f(caf::meta::type_name("rondo.prediction_record"), x.key,
            x.prediction_id, x.model_id, x.data, x.correlation_id,
-           x.client_id, x.timestamp);
+           x.client_id, x.timestamp, x.client_name);
 }
 
 } // namespace rondo

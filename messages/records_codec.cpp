@@ -145,6 +145,7 @@ void to_proto(const validation_record& x, pb::ValidationRecord& m) {
   m.set_round_id(x.round_id);
   m.set_metrics_json(x.metrics_json);
   m.set_received_at(x.received_at);
+  m.set_client_name(x.client_name);
 }
 
 void from_proto(const pb::ValidationRecord& m, validation_record& out) {
@@ -156,6 +157,7 @@ void from_proto(const pb::ValidationRecord& m, validation_record& out) {
   out.round_id = m.round_id();
   out.metrics_json = m.metrics_json();
   out.received_at = m.received_at();
+  out.client_name = m.client_name();
 }
 
 } // namespace
@@ -464,6 +466,7 @@ std::string encode(const prediction_record& x) {
   m.set_correlation_id(x.correlation_id);
   m.set_client_id(x.client_id);
   m.set_timestamp(x.timestamp);
+  m.set_client_name(x.client_name);
   return m.SerializeAsString();
 }
 
@@ -478,6 +481,7 @@ caf::error decode(std::string_view bytes, prediction_record& out) {
   out.correlation_id = m.correlation_id();
   out.client_id = m.client_id();
   out.timestamp = m.timestamp();
+  out.client_name = m.client_name();
   return caf::none;
 }
 

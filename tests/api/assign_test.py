@@ -18,6 +18,10 @@ Cases (--case):
 - auth: with --auth-secret-file: clients/add and package download refuse
   no token (401); package upload refuses a client token (403); a token
   naming client c1 cannot add c2 (403) but adds c1.
+- direct: two clients that connect to combiner A directly (`rondo client
+  --host --port`, no --api-url, so no assignment) are listed by GET
+  /api/v1/clients/ with combiner A and status online, once each, next to
+  an assigned client, and GET /api/v1/combiners/A counts them online.
 - api_client_trains: `rondo client --api-url` without --package downloads
   the uploaded package, verifies its checksum, joins the combiner the
   controller assigned and trains in a session.
@@ -382,6 +386,51 @@ def case_auth(c):
     check(r.status_code == 200, "a client token downloads the package")
 
 
+def case_direct(c):
+    c.start_controller()
+    port = c.start_combiner("A")
+    c.wait_alive(["A"])
+    check(add(c, "assigned1").status_code == 200, "assigned1 assigned")
+    for name in ("d1", "d2"):
+        env = dict(os.environ, RONDO_TEST_NAME=name, RONDO_TEST_DELTA="1",
+                   RONDO_TEST_EXAMPLES="10", RONDO_TEST_MARKS=c.marks)
+        c.spawn(name, ["client", "--host", "127.0.0.1", "--port", str(port),
+                       "--name", name, "--package", CLUSTER_PACKAGE],
+                env=env)
+    deadline = time.monotonic() + 30
+    while True:
+        r = c.api("GET", "/api/v1/clients/", params={"status": "online"})
+        found = r.json()["result"] if r.status_code == 200 else []
+        if len(found) >= 2:
+            break
+        if (time.monotonic() > deadline or c.procs["d1"].poll() is not None
+                or c.procs["d2"].poll() is not None):
+            raise AssertionError("d1 and d2 not listed online within 30 s: "
+                                 "%s" % r.text)
+        time.sleep(0.1)
+    check(sorted(x["name"] for x in found) == ["d1", "d2"]
+          and all(x["combiner"] == "A" and x["client_id"]
+                  and x["last_seen"] is not None for x in found),
+          "clients/?status=online: d1 and d2 on combiner A (%s)" % found)
+    r = c.api("GET", "/api/v1/clients/")
+    names = sorted(x["name"] for x in r.json()["result"])
+    check(r.json()["count"] == 3 and names == ["assigned1", "d1", "d2"],
+          "clients/ lists the assigned client and the direct ones once "
+          "each: %s" % names)
+    d1 = [x for x in found if x["name"] == "d1"][0]
+    r = c.api("GET", "/api/v1/clients/" + d1["client_id"])
+    check(r.status_code == 200 and r.json()["combiner"] == "A"
+          and r.json()["status"] == "online",
+          "clients/{id} of d1: %s" % r.text)
+    r = c.api("GET", "/api/v1/clients/", params={"name": "assigned1"})
+    check(r.json()["count"] == 1
+          and r.json()["result"][0]["status"] == "offline",
+          "assigned1 (never connected) stays offline: %s" % r.text)
+    r = c.api("GET", "/api/v1/combiners/A")
+    check(r.status_code == 200 and r.json()["clients_online"] == 2,
+          "combiners/A counts d1 and d2 online: %s" % r.text)
+
+
 def train_through_api(c):
     """`rondo client --api-url` (with --ca under TLS) downloads the package,
     verifies it, joins the assigned combiner and trains in a session."""
@@ -451,7 +500,7 @@ def case_api_client_tls(c):
 
 
 CASES = {"balance": case_balance, "packages": case_packages,
-         "auth": case_auth, "api_client_trains": case_api_client_trains,
+         "auth": case_auth, "direct": case_direct, "api_client_trains": case_api_client_trains,
          "api_client_tls": case_api_client_tls}
 
 

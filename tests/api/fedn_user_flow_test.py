@@ -394,10 +394,8 @@ def case_session(f):
         check(vals["count"] == 2 * ROUNDS,
               "%d validations in the session (%d)"
               % (2 * ROUNDS, vals["count"]))
-        # Keyed by the sender's client id. (FEDn stores the sender as the
-        # message names it, so sender.name would be "py1"; Rondo's
-        # validation record keeps only the client id, which its listing
-        # shows as the name too.)
+        # Keyed by the sender's client id; the sender's name is the one
+        # the message gave (FEDn stores the sender as sent).
         by = {(v["sender"]["client_id"], v["model_id"]): v
               for v in vals["result"]}
         for i, (rd, model) in enumerate(zip(chain, got_models), 1):
@@ -411,6 +409,7 @@ def case_session(f):
                   "round %d: %s's metrics as sent %s" % (i, PY_NAME,
                                                          mine["data"]))
             check(mine["sender"]["role"] == "CLIENT"
+                  and mine["sender"]["name"] == PY_NAME
                   and mine["session_id"] == sid,
                   "round %d: sender %s" % (i, mine["sender"]))
             c1 = by.get(("c1", rd["model_id"]))
@@ -425,6 +424,15 @@ def case_session(f):
                   "round %d: c1's metrics %s are its package's validate() "
                   "(accuracy %.6f)" % (i, c1["data"], accuracy))
 
+        named = ok(f.get("/api/v1/validations/",
+                         params={"sender.name": PY_NAME}),
+                   "GET validations/?sender.name=%s" % PY_NAME).json()
+        check(named["count"] == ROUNDS
+              and {v["validation_id"] for v in named["result"]}
+              == {v["validation_id"] for v in vals["result"]
+                  if v["sender"]["client_id"] == py.client_id},
+              "validations/?sender.name=%s lists exactly its %d validations"
+              " (%d)" % (PY_NAME, ROUNDS, named["count"]))
         clients = ok(f.get("/api/v1/clients/"), "GET clients/").json()
         found = {x["name"]: x for x in clients["result"]}
         check(clients["count"] == 2 and set(found) == {"c1", PY_NAME},

@@ -85,6 +85,27 @@ TEST_CASE("json views: a validation keeps the client's metrics text "
   CHECK(j["timestamp"] == "Tue, 07 Jan 2025 10:00:00 GMT");
 }
 
+TEST_CASE("json views: a validation's and a prediction's sender is the "
+          "client's name and id") {
+  validation_record v;
+  v.validation_id = "v1";
+  v.client_id = "2f6c0c4e-uuid";
+  v.client_name = "py1";
+  auto j = to_fedn_json(v);
+  CHECK(j["sender"]["name"] == "py1");
+  CHECK(j["sender"]["client_id"] == "2f6c0c4e-uuid");
+  CHECK(j["sender"]["role"] == "CLIENT");
+  prediction_record p;
+  p.key = "k1";
+  p.client_id = "2f6c0c4e-uuid";
+  p.client_name = "py1";
+  auto pj = to_fedn_json(p);
+  CHECK(pj["sender"]["name"] == "py1");
+  CHECK(pj["sender"]["client_id"] == "2f6c0c4e-uuid");
+  p.client_name.clear(); // stored before the name was kept
+  CHECK(to_fedn_json(p)["sender"]["name"] == "2f6c0c4e-uuid");
+}
+
 TEST_CASE("json views: sessions and models in FEDn's shape") {
   session_config cfg;
   cfg.session_id = "s1";

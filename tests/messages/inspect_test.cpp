@@ -83,7 +83,7 @@ model_record sample_model() {
 
 validation_record sample_validation() {
   return {"v-1", "m-4", "c1", "corr-1", "sess", "4",
-          R"({"test_accuracy":0.85})", 1.7e9};
+          R"({"test_accuracy":0.85})", 1.7e9, "client one"};
 }
 
 client_record sample_client() {
@@ -102,7 +102,7 @@ status_record sample_status() {
 
 prediction_record sample_prediction() {
   return {"corr-2", "p1", "m-4", R"({"y": [1, 2]})", "corr-2", "c1",
-          1.7e9 + 0.5};
+          1.7e9 + 0.5, "client one"};
 }
 
 template <class T>
@@ -165,6 +165,15 @@ TEST_CASE("records codec: every record round-trips through protobuf") {
   CHECK(proto_round_trip(sample_prediction()) == sample_prediction());
 }
 
+TEST_CASE("records codec: a validation and a prediction keep the sender's "
+          "name") {
+  CHECK(proto_round_trip(sample_validation()).client_name == "client one");
+  CHECK(proto_round_trip(sample_prediction()).client_name == "client one");
+  CHECK(binary_round_trip(sample_validation()).client_name == "client one");
+  model_validation v{"id-1", "corr", "m-3", "sess", "{}", "alice"};
+  CHECK(binary_round_trip(v).client_name == "alice");
+}
+
 TEST_CASE("records codec: a round record's client lists round-trip at "
           "every length") {
   auto r = sample_round();
@@ -213,7 +222,7 @@ TEST_CASE("inspect: combiner and controller messages round-trip") {
   model_update update{"id-1", "corr", "m-3", "u-9", 120.5, R"({"a":1})"};
   CHECK(binary_round_trip(update) == update);
   model_validation validation{"id-1", "corr", "m-3", "sess",
-                              R"({"test_accuracy":0.8})"};
+                              R"({"test_accuracy":0.8})", "alice"};
   CHECK(binary_round_trip(validation) == validation);
   update_verdict verdict{false, "stale update: no round is running"};
   CHECK(binary_round_trip(verdict) == verdict);
