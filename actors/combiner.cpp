@@ -162,10 +162,14 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
     },
     [self](caf::get_atom, clients_atom) {
       std::vector<client_record> result;
+      // An online client was seen within its session's liveness timeout
+      // (else the session would have reported it inactive): last seen now.
+      // An offline one was last seen when it went offline.
+      auto now = unix_now();
       for (auto& [id, c] : self->state.clients)
         result.push_back({c.info.client_id, c.info.name, c.info.trainer,
                           c.info.validator, c.active ? "online" : "offline",
-                          c.changed_at});
+                          c.active ? now : c.changed_at});
       return result;
     },
     [self](round_config& cfg, round_report_actor& report_to) {

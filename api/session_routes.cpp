@@ -139,10 +139,15 @@ reply start_session(const controller_context& ctx, const request& req) {
   if (!cfg)
     return error_reply(cfg.error());
   cfg->session_id = id;
-  // FEDn: a missing or non-integer `rounds` keeps the session's.
-  if (auto r = body->find("rounds");
-      r != body->end() && r->is_number_integer())
+  // A missing or null `rounds` keeps the session's (FEDn silently keeps it
+  // for any non-integer too; Rondo refuses one, as it refuses a bad
+  // round_timeout).
+  if (auto r = body->find("rounds"); r != body->end() && !r->is_null()) {
+    if (!r->is_number_integer())
+      return reply::error(400, "rounds must be an integer, got "
+                                 + r->dump());
     cfg->rounds = r->get<int64_t>();
+  }
   if (auto t = body->find("round_timeout"); t != body->end() && !t->is_null()) {
     auto secs = parse_config_double("round_timeout", text_of(*t));
     if (!secs)

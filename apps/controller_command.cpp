@@ -71,12 +71,10 @@ std::string missing_tls(const controller_args& a) {
   return a.tls.any() ? "" : "--cert, --key, --ca";
 }
 
-/// The flags that would secure the HTTP port and are missing: HTTPS and
-/// tokens.
-std::string missing_http_security(const controller_args& a) {
-  std::string missing;
-  if (!a.tls.any())
-    missing = "--cert, --key";
+/// Every flag that would secure the middleman or the HTTP port and is
+/// missing, each named once.
+std::string missing_security(const controller_args& a) {
+  auto missing = missing_tls(a);
   if (a.auth_secret_file.empty())
     missing += std::string{missing.empty() ? "" : ", "}
                + "--auth-secret-file";
@@ -91,13 +89,10 @@ std::string check(const controller_args& a) {
     return "--host must not be empty";
   if (auto problem = check_middleman_tls(a.tls); !problem.empty())
     return problem;
+  // One refusal naming every missing flag of both ports.
   if (auto refused = security::check_listen_policy(server_name, a.host,
-                                                   missing_tls(a), a.insecure);
-      !refused.empty())
-    return refused;
-  if (auto refused = security::check_listen_policy(
-        std::string{server_name} + " API (--http-port)", a.host,
-        missing_http_security(a), a.insecure);
+                                                   missing_security(a),
+                                                   a.insecure);
       !refused.empty())
     return refused;
   if (a.port < 0 || a.port > 65535)
@@ -127,8 +122,7 @@ int run(const controller_args& a) {
     return 2;
   }
   setup_logger("rondo-controller", a.log_level);
-  if (security::exposed_unsecured(a.host, missing_tls(a))
-      || security::exposed_unsecured(a.host, missing_http_security(a)))
+  if (security::exposed_unsecured(a.host, missing_security(a)))
     spdlog::warn(security::insecure_warning(server_name, a.host));
   std::string auth_secret;
   if (!a.auth_secret_file.empty()) {

@@ -341,6 +341,9 @@ def case_bad_input(c):
     expect_error(c.post("/api/v1/sessions/start",
                         json={"session_id": sid, "round_timeout": -1}), 400,
                  "round_timeout")
+    expect_error(c.post("/api/v1/sessions/start",
+                        json={"session_id": sid, "rounds": "abc"}), 400,
+                 "rounds must be an integer")
     expect_error(c.put("/api/v1/helpers/active", json={"helper": "x"}), 400,
                  "numpyhelper")
     expect_error(c.get("/api/v1/helpers/active"), 404, "No active helper")

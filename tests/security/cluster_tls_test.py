@@ -467,7 +467,8 @@ def case_refuses_open_host(rondo, work, procs):
     db = os.path.join(work, "db")
     r = rondo_run(rondo, "controller", "--host", "0.0.0.0", "--port", "0",
                   "--db", db)
-    check(r.returncode == 2 and "--cert, --key, --ca" in r.stderr
+    check(r.returncode == 2
+          and "--cert, --key, --ca, --auth-secret-file" in r.stderr
           and "0.0.0.0" in r.stderr,
           "--host 0.0.0.0 without certificates exits 2: " + r.stderr.strip())
     check(not os.path.exists(db), "and creates no database")
