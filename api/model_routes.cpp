@@ -10,6 +10,7 @@
 #include "storage/state_store.hpp"
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <map>
@@ -116,6 +117,14 @@ reply upload_model(const controller_context& ctx, const request& req) {
                                + "' already exists in the trail");
   if (!rec)
     return error_reply(rec.error());
+  // A seed makes its helper the active one when none is (FEDn's
+  // APIClient.set_active_model PUTs it first; `rondo seed` does not), so
+  // that APIClient.start_session finds an active helper.
+  if (auto store = package_store::open(ctx.data_dir);
+      store && !(*store)->active_helper())
+    if (auto err = (*store)->set_active_helper(helper))
+      spdlog::warn("cannot make {} the active helper: {}", helper,
+                   render(err));
   return reply::json(json{{"success", true},
                           {"message", "Model added successfully"},
                           {"model_id", rec->model_id}});
