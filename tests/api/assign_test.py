@@ -35,6 +35,7 @@ Every wait is bounded.
 """
 
 import argparse
+import email.utils
 import hashlib
 import io
 import json
@@ -422,6 +423,13 @@ def case_direct(c):
     check(r.status_code == 200 and r.json()["combiner"] == "A"
           and r.json()["status"] == "online",
           "clients/{id} of d1: %s" % r.text)
+    # An online client's last_seen is current, not the time it connected.
+    time.sleep(2.5)
+    r = c.api("GET", "/api/v1/clients/" + d1["client_id"])
+    seen = email.utils.parsedate_to_datetime(r.json()["last_seen"])
+    age = time.time() - seen.timestamp()
+    check(age < 2.0, "d1's last_seen is current (%.1f s old): %s"
+          % (age, r.text))
     r = c.api("GET", "/api/v1/clients/", params={"name": "assigned1"})
     check(r.json()["count"] == 1
           and r.json()["result"][0]["status"] == "offline",
