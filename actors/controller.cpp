@@ -370,7 +370,6 @@ void reduce(self_ptr self) {
               std::move(ok));
 }
 
-// Reacts to one combiner's report in the training or validation phase.
 // Stores the clients' answers of the prediction run that ended.
 void finish_prediction(self_ptr self) {
   auto& st = self->state;
@@ -396,6 +395,8 @@ void finish_prediction(self_ptr self) {
   st.current = stage::idle;
 }
 
+// Reacts to one combiner's report in the training, validation or
+// prediction phase.
 void on_report(self_ptr self, const combiner_round_done& done) {
   auto& st = self->state;
   if (done.epoch != st.epoch

@@ -92,14 +92,15 @@ package_store::package_store(std::filesystem::path dir)
 
 caf::expected<std::shared_ptr<package_store>>
 package_store::open(const std::filesystem::path& data_dir) {
-  // One store per folder in a process: the client and package routes
-  // share it.
+  // One store per folder for the life of the process: the client, model
+  // and package routes share it, and its index is read from disk once,
+  // not per request (a weak reference would let it go after each one).
   static std::mutex registry_mtx;
-  static std::map<std::filesystem::path, std::weak_ptr<package_store>>
+  static std::map<std::filesystem::path, std::shared_ptr<package_store>>
     registry;
   auto dir = (data_dir / "packages").lexically_normal();
   std::lock_guard<std::mutex> registry_guard{registry_mtx};
-  if (auto open = registry[dir].lock())
+  if (auto& open = registry[dir])
     return open;
   auto made = load(dir);
   if (made)

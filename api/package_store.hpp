@@ -46,7 +46,8 @@ bool known_helper(const std::string& helper);
 class package_store {
 public:
   /// Opens (and creates) `<data_dir>/packages`; every caller in the
-  /// process gets the same store for the same folder.
+  /// process gets the same store for the same folder, loaded once and
+  /// kept until the process ends.
   /// @returns ec::storage_error naming the folder or index that cannot be
   ///          created or read; ec::corrupt for an unreadable index.
   static caf::expected<std::shared_ptr<package_store>>
