@@ -8,7 +8,8 @@ Usage (from the repository root, after a build):
   bench/combiner_load.py --rondo build/apps/rondo \\
       --stubs build/tests/pystubs [--clients 3,20,50] [--rounds 10]
       [--format deflate|stored] [--idle-seconds 20] [--perf FILE]
-      [--big [--big-bytes 1073741824]] [--bad] [--combiner-args "..."]
+      [--big [--big-bytes 1073741824] [--big-round]] [--bad]
+      [--combiner-args "..."]
 or `cmake --build build --target bench_combiner_load` (the defaults, with
 the build's rondo and stubs). Needs Debian's python3-numpy, python3-grpcio
 and python3-protobuf, and the Python stubs of fedn.proto that the build
@@ -32,7 +33,8 @@ folder:
     round, the combiner's utime+stime (/proc/PID/stat) over --idle-seconds,
     as a percentage of one core;
  4. --rounds rounds, one after another, through FEDn's Control.Start with
-    wait=true (clients_required = N, buffer_size -1, round_timeout
+    wait=true (clients_required = max_clients = N, buffer_size -1,
+    round_timeout
     --round-timeout, model_id = the previous round's model). Per round: the
     combiner's CPU seconds (utime+stime over the Start call), the round's
     wall time (the Start call), and "close": the time from the last
@@ -49,7 +51,11 @@ the rounds of the largest N (read it with `perf report --no-children
 --big-bytes (default 1 GiB: a STORED npz of one float32 tensor, written
 once to a temporary file and streamed from it in 1 MiB chunks) at once,
 under distinct model ids; prints the combiner's peak RSS against issue
-#14's bound 2 x model + 8 x 4 MiB + 64 MiB.
+#14's bound 2 x model + 8 x 4 MiB + 64 MiB. With --big-round, then one
+training round on the same combiner: the model uploaded as global model,
+8 clients download it (counting its bytes, not keeping them) and upload it
+as their update (num_examples 100..107), FedAvg; its peak RSS is counted
+from the round's start (VmHWM reset through /proc/PID/clear_refs).
 --bad: a fresh combiner; 100 uploads (--bad-count) of 64 MiB
 (--bad-bytes) that are not valid models, one after another: half a zip
 local header of a DEFLATE "0.npy" member followed by random bytes, half a
@@ -187,10 +193,10 @@ def bad_models(nbytes):
 
 # -- clients ----------------------------------------------------------------
 
-def bench_client_class():
+def bench_client_class(big=False):
     """FednClient (tests/conformance/fedn_client.py) that also notes when
     each SendModelUpdate reply arrives, and serves training tasks on a
-    thread with an update prepared in advance."""
+    thread with an update prepared in advance (with `big`, in a file)."""
     import fedn_pb2 as fedn
     from fedn_client import FednClient
 
@@ -228,7 +234,66 @@ def bench_client_class():
             self.start()
             self._spawn(self.serve)
 
-    return BenchClient
+    class BigClient(BenchClient):
+        """A BenchClient whose update is a file, streamed in 1 MiB chunks,
+        and which counts the global model's bytes instead of keeping
+        them (eight 1 GiB models would not fit in this process)."""
+
+        def download(self, model_id, timeout=300, unknown_wait=20):
+            n = 0
+            for r in self.models.Download(fedn.ModelRequest(id=model_id),
+                                          metadata=self.metadata,
+                                          timeout=timeout):
+                if r.status == fedn.IN_PROGRESS:
+                    n += len(r.data)
+                elif r.status == fedn.OK:
+                    return n
+                else:
+                    return None
+            return None
+
+        def upload(self, model_id, path, timeout=300):
+            return self.upload_chunks(model_id, file_chunks(path), timeout)
+
+    return BigClient if big else BenchClient
+
+
+def check_round(rec, round_id, clients):
+    """Fails the bench unless round `round_id` (its record `rec`) succeeded
+    with an accepted update of every one of `clients`. Returns the clients'
+    (reply time, response) of their SendModelUpdate."""
+    n = len(clients)
+    problems = [f"{c.name}: {e}" for c in clients for e in c.errors]
+    if problems:
+        fail(f"round {round_id}: " + "; ".join(problems[:5]))
+    if rec.get("status") != "success" \
+            or rec.get("nr_aggregated_models") != str(n):
+        fail(f"round {round_id} with {n} clients: status "
+             f"{rec.get('status')!r}, {rec.get('nr_aggregated_models')} "
+             f"aggregated models, reason {rec.get('reason')!r}")
+    replies = [c.replied.get(round_id) for c in clients]
+    if any(x is None or x[1] != "accepted" for x in replies):
+        fail(f"round {round_id}: updates not accepted: {replies}")
+    return replies
+
+
+def connect(clients, admin, timeout=60):
+    """Starts `clients` serving and waits (bounded) until the combiner
+    lists them all online, each with a heartbeat answered."""
+    for c in clients:
+        c.start_serving()
+    ids = {c.client_id for c in clients}
+    wait_for(lambda: all(c.heartbeats for c in clients)
+             and ids <= online_clients(admin), timeout,
+             f"{len(clients)} clients online with a heartbeat answered")
+
+
+def round_config(round_id, model_id, n, args):
+    """The Control.Start parameters of a training round of `n` clients."""
+    return {"round_id": round_id, "session_id": SESSION,
+            "model_id": model_id, "round_timeout": args.round_timeout,
+            "clients_required": n, "max_clients": n, "buffer_size": -1,
+            "validate": "false"}
 
 
 def wait_for(pred, timeout, what, step=0.1):
@@ -304,6 +369,7 @@ def run_clients(n, rounds, args, perf_path):
         out["rss_start"] = status_mib(pid, "VmRSS")
         admin = FednClient(comb.address, "bench-admin")
         clients = []
+        perf = None
         try:
             reply = admin.upload("seed", seed)
             if reply.status != fedn.OK:
@@ -311,12 +377,7 @@ def run_clients(n, rounds, args, perf_path):
             out["rss_seed"] = status_mib(pid, "VmRSS")
             clients = [BenchClient(comb.address, f"client-{i}", updates[i],
                                    100 + i) for i in range(n)]
-            for c in clients:
-                c.start_serving()
-            ids = {c.client_id for c in clients}
-            wait_for(lambda: all(c.heartbeats for c in clients)
-                     and ids <= online_clients(admin), 60,
-                     f"{n} clients online with a heartbeat answered")
+            connect(clients, admin)
             # Let connection set-up settle: a few heartbeats each.
             time.sleep(2.0)
             out["rss_connected"] = status_mib(pid, "VmRSS")
@@ -325,35 +386,20 @@ def run_clients(n, rounds, args, perf_path):
             out["idle_cpu_pct"] = (100 * (cpu_seconds(pid) - c0)
                                    / (time.monotonic() - t0))
 
-            perf = start_perf(pid, perf_path) if perf_path else None
+            if perf_path:
+                perf = start_perf(pid, perf_path)
             cpu, wall, close = [], [], []
             model_id = "seed"
             for r in range(1, rounds + 1):
                 round_id = str(r)
-                config = {"round_id": round_id, "session_id": SESSION,
-                          "model_id": model_id,
-                          "round_timeout": args.round_timeout,
-                          "clients_required": n, "buffer_size": -1,
-                          "validate": "false"}
                 c0, t0 = cpu_seconds(pid), time.monotonic()
-                rec = run_round(comb.address, config,
+                rec = run_round(comb.address,
+                                round_config(round_id, model_id, n, args),
                                 timeout=args.round_timeout + 120)
                 t1 = time.monotonic()
                 cpu.append(cpu_seconds(pid) - c0)
                 wall.append(t1 - t0)
-                problems = [f"{c.name}: {e}" for c in clients
-                            for e in c.errors]
-                if problems:
-                    fail(f"round {r}: " + "; ".join(problems[:5]))
-                if rec.get("status") != "success" \
-                        or rec.get("nr_aggregated_models") != str(n):
-                    fail(f"round {r} with {n} clients: status "
-                         f"{rec.get('status')!r}, "
-                         f"{rec.get('nr_aggregated_models')} aggregated "
-                         f"models, reason {rec.get('reason')!r}")
-                replies = [c.replied.get(round_id) for c in clients]
-                if any(x is None or x[1] != "accepted" for x in replies):
-                    fail(f"round {r}: updates not accepted: {replies}")
+                replies = check_round(rec, round_id, clients)
                 close.append(t1 - max(x[0] for x in replies))
                 model_id = rec["model_id"]
                 print(f"  N={n} round {r}: cpu {cpu[-1]:.3f} s, wall "
@@ -362,12 +408,16 @@ def run_clients(n, rounds, args, perf_path):
                       flush=True)
             if perf:
                 stop_perf(perf, perf_path)
+                perf = None
             out["cpu"] = summary(cpu)
             out["wall"] = summary(wall)
             out["close_ms"] = summary([1000 * x for x in close])
             out["rss_after"] = status_mib(pid, "VmRSS")
             out["peak_rss"] = status_mib(pid, "VmHWM")
         finally:
+            if perf:
+                perf.kill()
+                perf.wait(timeout=10)
             for c in clients:
                 c.close()
             admin.close()
@@ -441,12 +491,58 @@ def run_big(args):
             finally:
                 for c in clients:
                     c.close()
+            if args.big_round:
+                out["round"] = big_round(comb, path, n, args)
     print(f"\n== {n} concurrent uploads of {size / MIB:.0f} MiB (STORED) ==")
     print(f"wall {wall:.1f} s ({n * size / wall / 1e9:.2f} GB/s in all); "
           f"RSS (MiB): start {out['rss_start']:.0f}, after "
           f"{out['rss_after']:.0f}, peak (VmHWM) {out['peak_rss']:.0f}; "
           f"bound 2 x model + {n} x 4 MiB + 64 MiB = {out['bound']:.0f}",
           flush=True)
+    if "round" in out:
+        r = out["round"]
+        print(f"one round of {n} clients with it (seed upload, {n} "
+              f"downloads, {n} concurrent uploads, FedAvg): wall "
+              f"{r['wall']:.1f} s, combiner CPU {r['cpu']:.1f} s; RSS (MiB) "
+              f"before {r['rss_before']:.0f}, after {r['rss_after']:.0f}, "
+              f"peak (VmHWM) {r['peak_rss']:.0f}", flush=True)
+    return out
+
+
+def big_round(comb, path, n, args):
+    """One training round of `n` clients on the combiner `comb` whose
+    global model and updates are the model file `path`; the combiner's peak
+    RSS counted from the round's start (VmHWM reset through
+    /proc/PID/clear_refs)."""
+    import fedn_pb2 as fedn
+    from fedn_client import FednClient
+    from harness import run_round
+
+    BigClient = bench_client_class(big=True)
+    pid = comb.proc.pid
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS (proc(5))
+    out = {"rss_before": status_mib(pid, "VmRSS")}
+    admin = FednClient(comb.address, "bench-admin")
+    clients = [BigClient(comb.address, f"big-trainer-{i}", path, 100 + i)
+               for i in range(n)]
+    try:
+        c0, t0 = cpu_seconds(pid), time.monotonic()
+        reply = admin.upload_chunks("big-seed", file_chunks(path),
+                                    timeout=args.round_timeout)
+        if reply.status != fedn.OK:
+            fail(f"big seed upload: {reply}")
+        connect(clients, admin)
+        rec = run_round(comb.address, round_config("big", "big-seed", n, args),
+                        timeout=args.round_timeout + 120)
+        check_round(rec, "big", clients)
+        out.update(wall=time.monotonic() - t0, cpu=cpu_seconds(pid) - c0,
+                   rss_after=status_mib(pid, "VmRSS"),
+                   peak_rss=status_mib(pid, "VmHWM"))
+    finally:
+        for c in clients:
+            c.close()
+        admin.close()
     return out
 
 
@@ -542,6 +638,9 @@ def main(argv):
                    help="its model size in bytes (default %(default)s)")
     p.add_argument("--big-clients", type=int, default=8,
                    help="its concurrent uploads (default %(default)s)")
+    p.add_argument("--big-round", action="store_true",
+                   help="then one training round of as many clients with "
+                        "that model as global model and as every update")
     p.add_argument("--bad", action="store_true",
                    help="also the corrupt-upload case")
     p.add_argument("--bad-count", type=int, default=100,
@@ -622,6 +721,9 @@ def main(argv):
                f"big_peak_rss_mib={big['peak_rss']:.0f}",
                f"big_bound_mib={big['bound']:.0f}",
                f"big_within_bound={int(big['peak_rss'] <= big['bound'])}"]
+        if "round" in big:
+            kv += [f"big_round_peak_rss_mib={big['round']['peak_rss']:.0f}",
+                   f"big_round_cpu_s={big['round']['cpu']:.1f}"]
     if bad:
         kv += [f"bad_uploads={bad['count']}",
                f"bad_rss_before_mib={bad['before']:.1f}",
