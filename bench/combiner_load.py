@@ -325,6 +325,7 @@ def combiner(workdir, args):
 
 
 def summary(xs):
+    """mean, min and max of the numbers `xs`."""
     return {"mean": sum(xs) / len(xs), "min": min(xs), "max": max(xs)}
 
 
@@ -342,6 +343,7 @@ def start_perf(pid, path):
 
 
 def stop_perf(proc, path):
+    """Stops `perf record` (SIGINT: it writes its file), bounded."""
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=120)
