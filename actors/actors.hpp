@@ -138,16 +138,20 @@ typename Inspector::result_type inspect(Inspector& f, active_client& x) {
 }
 
 /// Aggregates one training round's updates as they arrive.
-/// - model_update -> update_verdict: load the update from the model store,
-///   validate it against the global model, fold it in (or reject it and
-///   leave the aggregate as it was).
-/// - (finish, new_model_id) -> model_record: write the aggregate to the
-///   model store under new_model_id; the record carries no parent/session
-///   (the round fills them). Fails with ec::aggregation_failed when no
-///   update was accepted or the result is not finite.
+/// - model_update -> update_verdict: take the decoded update from the
+///   update cache (else decode it from the model store), validate it
+///   against the global model, fold it in (or reject it and leave the
+///   aggregate as it was); the verdict says how long the fold took.
+/// - (finish, new_model_id) -> (model_record, aggregate_seconds,
+///   write_seconds): compute the aggregate, then write it to the model
+///   store under new_model_id, with the seconds each step took; the record
+///   carries no parent/session (the round fills them). Fails with
+///   ec::aggregation_failed when no update was accepted or the result is
+///   not finite.
 using aggregator_actor = caf::typed_actor<
   caf::replies_to<model_update>::with<update_verdict>,
-  caf::replies_to<finish_atom, std::string>::with<model_record>>;
+  caf::replies_to<finish_atom, std::string>::with<model_record, double,
+                                                  double>>;
 
 /// Makes models available to rounds: memory cache, else the model store,
 /// else a model source, with bounded retries.

@@ -5,7 +5,9 @@
 #include "messages/error.hpp"
 #include "model/aggregator.hpp"
 #include "model/npz.hpp"
+#include "model/npz_stream.hpp"
 #include "storage/model_store.hpp"
+#include "storage/update_cache.hpp"
 
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -32,17 +34,35 @@ update_verdict aggregator_actor_state::add(const model_update& update) {
   if (folded.count(update.model_update_id) > 0)
     return reject("model update " + update.model_update_id
                   + " was already aggregated");
-  auto bytes = store->get(update.model_update_id);
-  if (!bytes)
-    return reject("cannot load model update " + update.model_update_id
-                  + ": " + render(bytes.error()));
-  auto reader = npz_reader::open_bytes(std::string_view{*bytes});
-  if (!reader)
-    return reject("model update " + update.model_update_id
-                  + " is not a valid model: " + error_detail(reader.error()));
-  if (auto err = agg->add(**reader, update.num_examples))
+  fold_seconds = 0;
+  auto& id = update.model_update_id;
+  // Uploads are decoded as they arrive (the update cache); a model update
+  // that reached the store otherwise is decoded from it chunk by chunk.
+  caf::expected<std::shared_ptr<decoded_update>> decoded{caf::error{}};
+  auto& cache = store->updates();
+  if (cache)
+    decoded = cache->find(id);
+  bool cached = cache && (decoded || decoded.error() != ec::not_found);
+  if (!cached) {
+    auto opts = cache ? cache->decoder_options() : npz_stream_options{};
+    decoded = storage::read_decoded(*store, id, opts);
+    if (!decoded && decoded.error() == ec::not_found)
+      return reject("cannot load model update " + id + ": "
+                    + render(decoded.error()));
+  }
+  if (!decoded)
+    return reject("model update " + id + " is not a valid model: "
+                  + error_detail(decoded.error()));
+  auto t0 = std::chrono::steady_clock::now();
+  auto err = agg->add(**decoded, update.num_examples);
+  fold_seconds += seconds_since(t0);
+  if (err)
     return reject(render(err));
-  folded.insert(update.model_update_id);
+  folded.insert(id);
+  // Folded: its values are no longer needed (a rejected one stays, for the
+  // edge to delete or keep).
+  if (cached)
+    cache->remove(id);
   return {true, {}};
 }
 
@@ -51,13 +71,17 @@ aggregator_actor_state::finish(const std::string& model_id) {
   auto fail = [&](const std::string& why) {
     return caf::make_error(ec::aggregation_failed, why);
   };
+  auto t0 = std::chrono::steady_clock::now();
   auto result = agg->finish();
+  aggregate_seconds = seconds_since(t0);
   if (!result)
     return fail(render(result.error()));
+  t0 = std::chrono::steady_clock::now();
   auto bytes = write_npz_bytes(*result);
   if (!bytes)
     return fail("cannot encode the aggregate: " + render(bytes.error()));
   auto info = store->put(model_id, *bytes);
+  write_seconds = seconds_since(t0);
   if (!info)
     return fail("cannot store the aggregate as " + model_id + ": "
                 + render(info.error()));
@@ -77,19 +101,21 @@ aggregator_actor_impl(aggregator_actor::stateful_pointer<aggregator_actor_state>
     [self](const model_update& update) {
       auto t0 = std::chrono::steady_clock::now();
       auto verdict = self->state.add(update);
+      verdict.fold_seconds = self->state.fold_seconds;
       metrics::observe_aggregation(metrics::aggregation_step::update,
                                    seconds_since(t0));
       return verdict;
     },
     [self](finish_atom, const std::string& model_id)
-      -> caf::result<model_record> {
+      -> caf::result<model_record, double, double> {
       auto t0 = std::chrono::steady_clock::now();
       auto rec = self->state.finish(model_id);
       metrics::observe_aggregation(metrics::aggregation_step::finish,
                                    seconds_since(t0));
       if (!rec)
         return rec.error();
-      return *rec;
+      return {*rec, self->state.aggregate_seconds,
+              self->state.write_seconds};
     },
   };
 }

@@ -1,9 +1,10 @@
 #pragma once
 
-// The aggregator actor: one per training round. It loads each model update
-// from the model store, validates it against the global model and folds it
-// into the running aggregate (model/aggregator.hpp), and on `finish` writes
-// the new global model to the model store.
+// The aggregator actor: one per training round. It takes each model update
+// decoded from the update cache (or decodes it from the model store),
+// validates it against the global model and folds it into the running
+// aggregate (model/aggregator.hpp), and on `finish` writes the new global
+// model to the model store.
 
 #include "actors/actors.hpp"
 
@@ -27,11 +28,19 @@ struct aggregator_actor_state {
   std::shared_ptr<storage::model_store> store;
   /// Ids of the updates already folded in (each counts once).
   std::unordered_set<std::string> folded;
+  /// Seconds spent in the last add()'s check and fold (not its load).
+  double fold_seconds = 0;
+  /// Seconds the last finish() spent computing the aggregate and writing
+  /// it to the store.
+  double aggregate_seconds = 0;
+  double write_seconds = 0;
 
-  /// Loads the update from the store and folds it in. Rejected (with the
-  /// reason) when it cannot be read, is not a valid npz, does not match the
-  /// global model, holds a non-finite value, or has a bad num_examples; the
-  /// aggregate is then unchanged.
+  /// Takes the decoded update from the store's update cache (else decodes
+  /// it from the store chunk by chunk) and folds it in; an accepted update
+  /// leaves the cache at once. Rejected (with the reason) when it cannot be
+  /// read, is not a valid npz, does not match the global model, holds a
+  /// non-finite value, or has a bad num_examples; the aggregate is then
+  /// unchanged.
   update_verdict add(const model_update& update);
 
   /// Finishes the aggregation and stores the result as `model_id` (STORED

@@ -8,6 +8,7 @@
 #include "model/aggregator.hpp"
 #include "model/npz.hpp"
 #include "storage/model_store.hpp"
+#include "storage/update_cache.hpp"
 #include "storage/state_store.hpp"
 
 #include <caf/actor_cast.hpp>
@@ -298,18 +299,15 @@ void reduce_next(self_ptr self, std::shared_ptr<aggregator> agg,
         auto& st = self->state;
         if (epoch != st.epoch)
           return;
-        auto bytes = st.models->get(id);
+        // Decoded chunk by chunk from the store: the combiner's model is
+        // never whole in memory as bytes.
+        auto decoded = storage::read_decoded(*st.models, id);
         static_cast<void>(st.models->remove(id));
         caf::error err;
-        if (!bytes) {
-          err = bytes.error();
-        } else if (auto reader = npz_reader::open_bytes(
-                     std::string_view{*bytes});
-                   !reader) {
-          err = reader.error();
-        } else {
-          err = agg->add(**reader, st.reports.at(cid).num_examples);
-        }
+        if (!decoded)
+          err = decoded.error();
+        else
+          err = agg->add(**decoded, st.reports.at(cid).num_examples);
         if (err)
           fail_part("its model was rejected: " + render(err));
         reduce_next(self, agg, std::move(todo));

@@ -154,11 +154,11 @@ void close_round(self_ptr self, const std::string& why) {
   self->request(st.agg, st.deps.settings.request_timeout, finish_atom::value,
                 new_id())
     .then(
-      [self, now](const model_record& rec) {
+      [self](const model_record& rec, double aggregate_s, double write_s) {
         auto& st = self->state;
         auto done = self->clock().now();
-        st.record.time_model_aggregation = seconds(st.aggregation_time
-                                                   + (done - now));
+        st.record.time_model_aggregation = st.fold_seconds + aggregate_s;
+        st.record.time_model_write = write_s;
         st.record.time_combination = seconds(done - st.tasks_sent);
         succeed(self, rec.model_id);
       },
@@ -441,17 +441,16 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
       if (!u.model_update_id.empty())
         st.update_ids.push_back(u.model_update_id);
       auto rp = self->make_response_promise<update_verdict>();
-      auto t0 = self->clock().now();
       self->request(st.agg, st.deps.settings.request_timeout, u)
         .then(
-          [self, rp, t0, cid, u](update_verdict& v) mutable {
+          [self, rp, cid, u](update_verdict& v) mutable {
             auto& st = self->state;
             if (st.current == round_state::phase::done) {
               self->send(st.tasks.at(cid).session, finish_atom::value, cid);
               rp.deliver(closed_before_aggregated(st));
               return;
             }
-            st.aggregation_time += self->clock().now() - t0;
+            st.fold_seconds += v.fold_seconds;
             auto& t = st.tasks.at(cid);
             if (v.accepted) {
               st.set(t, outcome::accepted);

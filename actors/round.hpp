@@ -120,7 +120,9 @@ struct round_state {
   /// Timer epoch: ticks of an older epoch are stale.
   uint64_t epoch = 0;
   caf::actor_clock::time_point tasks_sent;
-  caf::timespan aggregation_time{0};
+  /// Seconds the aggregator spent folding this round's updates (the sum of
+  /// their verdicts' fold_seconds).
+  double fold_seconds = 0;
 
   /// Finds the task an update or validation answers: by correlation id, or,
   /// when the client left it empty, the client's one delivered task on the

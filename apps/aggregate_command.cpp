@@ -53,7 +53,7 @@ constexpr size_t max_batch = 64;
 // Folds the updates into `agg` in command-line order, filling each one's
 // verdict. Runs of STORED files go to add_batch, which reads the global
 // model's sums once per run instead of once per update; a DEFLATE file is
-// inflated into memory and added on its own.
+// added on its own, inflated as it is read (twice: check, then fold).
 void add_updates(aggregator& agg, std::vector<update_arg>& updates) {
   std::vector<std::unique_ptr<npz_reader>> readers;
   std::vector<weighted_update> batch;
@@ -81,8 +81,9 @@ void add_updates(aggregator& agg, std::vector<update_arg>& updates) {
       continue;
     }
     flush(); // keeps the arrival order
-    auto m = (*reader)->read_all();
-    u.verdict = m ? agg.add(*m, u.n) : m.error();
+    // Checked and folded by two inflating passes over the file, never
+    // whole in memory.
+    u.verdict = agg.add(**reader, u.n);
   }
   flush();
 }

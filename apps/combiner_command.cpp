@@ -15,6 +15,7 @@
 #include "security/listen_policy.hpp"
 #include "security/token.hpp"
 #include "storage/model_store.hpp"
+#include "storage/update_cache.hpp"
 #include "storage/state_store.hpp"
 
 #include <CLI/CLI.hpp>
@@ -52,6 +53,8 @@ struct combiner_args {
   uint64_t max_model_bytes = uint64_t{10} << 30;
   bool keep_rejected_updates = false;
   bool sync_uploads = false;
+  /// Memory for decoded model updates (storage/update_cache.hpp), bytes.
+  uint64_t update_memory_bytes = storage::update_cache_options{}.memory_bytes;
   std::string port_file;
   std::string log_level = "info";
   /// The controller's host:port; empty: a standalone combiner.
@@ -282,9 +285,23 @@ int run(const combiner_args& a) {
   }
   auto& models = stores->models;
   auto& state = stores->state;
+  // Model updates are decoded as they are uploaded and kept in memory (or
+  // spill files) until their round folds them, not written through RocksDB.
+  storage::update_cache_options ucfg;
+  ucfg.memory_bytes = a.update_memory_bytes;
+  ucfg.spill_dir = (std::filesystem::path{a.db} / "update-spill").string();
+  ucfg.npz.max_uncompressed_bytes = std::max<uint64_t>(
+    ucfg.npz.max_uncompressed_bytes, a.max_model_bytes);
+  auto updates = storage::update_cache::make(ucfg);
+  if (!updates) {
+    std::cerr << "error: " << render(updates.error()) << "\n";
+    return 1;
+  }
+  models->attach_update_cache(*updates);
 
   caf::actor_system_config cfg;
   register_actor_types(cfg);
+  quiet_scheduler(cfg);
   if (!a.controller.empty())
     enable_middleman(cfg, a.heartbeat_interval, a.connection_timeout, a.tls);
   caf::actor_system sys{cfg};
@@ -396,6 +413,11 @@ void add_combiner_command(CLI::App& app, int& exit_code) {
                 "synced; an update serves one round)");
   cmd->add_option("--max-model-bytes", a->max_model_bytes,
                   "Largest model a client may upload, in bytes")
+    ->capture_default_str();
+  cmd->add_option("--update-memory-bytes", a->update_memory_bytes,
+                  "Memory for model updates decoded as they are uploaded, "
+                  "in bytes, over all uploads; past it they are decoded "
+                  "into spill files under <db>/update-spill")
     ->capture_default_str();
   cmd->add_option("--port-file", a->port_file,
                   "Write the bound port to FILE (atomically) once listening; "

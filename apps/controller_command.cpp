@@ -150,6 +150,7 @@ int run(const controller_args& a) {
   }
   caf::actor_system_config cfg;
   register_actor_types(cfg);
+  quiet_scheduler(cfg);
   enable_middleman(cfg, a.heartbeat_interval, a.connection_timeout, a.tls);
   caf::actor_system sys{cfg};
   controller_config ccfg;

@@ -40,6 +40,15 @@ caf::timespan seconds(double x);
 /// threads. Never fails (a refused setting keeps glibc's default).
 void keep_freed_memory();
 
+/// Makes CAF's scheduler sleep when it has nothing to do: the work-sharing
+/// policy (one job queue; idle workers block on a condition variable) and
+/// one worker per core. CAF's default work-stealing workers poll their
+/// queues with short sleeps after every job (100 spins, then 500 sleeps of
+/// 50 us, then 10 ms waits), which bench/combiner_load.py's perf profile
+/// showed as 13-16 % of a combiner's CPU in rounds and most of its idle CPU
+/// with 50 clients sending heartbeats. Call before making the actor system.
+void quiet_scheduler(caf::actor_system_config& cfg);
+
 /// Blocks SIGINT and SIGTERM in the calling thread. Call before any thread
 /// starts (CAF's, gRPC's) so that they all inherit the mask and only
 /// `wait_for_stop_signal` takes the signal. @returns the blocked set.

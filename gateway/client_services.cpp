@@ -126,9 +126,15 @@ void settle_upload(edge_core& core, const std::string& model_id,
     core.update_taken(model_id);
     return;
   }
-  if (core.cfg.keep_rejected_updates
-      || !core.take_rejected_upload(model_id, client_id))
+  if (!core.take_rejected_upload(model_id, client_id))
     return;
+  if (core.cfg.keep_rejected_updates) {
+    // Decoded on upload and held in memory: write it to the store.
+    if (auto err = core.models->keep(model_id))
+      spdlog::warn("edge: cannot keep rejected model update {}: {}",
+                   model_id, render(err));
+    return;
+  }
   if (auto err = core.models->remove(model_id))
     spdlog::warn("edge: cannot delete rejected model update {}: {}",
                  model_id, render(err));

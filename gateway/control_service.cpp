@@ -11,7 +11,7 @@
 // reason, model_id, base_model_id, nr_expected_updates,
 // nr_required_updates, nr_aggregated_models, num_examples, timeout,
 // time_combination, time_model_load, time_model_aggregation,
-// time_exec_training, started_at, ended_at, and as JSON lists
+// time_exec_training, time_model_write, started_at, ended_at, and as JSON lists
 // clients_selected, clients_accepted, clients_silent, clients_rejected
 // ([{"client_id", "reason"}]) and validations ([{"client_id", "model_id",
 // "correlation_id", "metrics"}]). A failed round is still status OK (the
@@ -91,6 +91,7 @@ void fill(fedn::ControlResponse& r, const round_record& rec) {
   add(r, "time_model_load", num(rec.time_model_load));
   add(r, "time_model_aggregation", num(rec.time_model_aggregation));
   add(r, "time_exec_training", num(rec.time_exec_training));
+  add(r, "time_model_write", num(rec.time_model_write));
   add(r, "started_at", num(rec.started_at));
   add(r, "ended_at", num(rec.ended_at));
   add(r, "clients_selected", list(rec.clients_selected));

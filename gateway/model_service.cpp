@@ -45,6 +45,8 @@
 #include "gateway/wire.hpp"
 #include "messages/error.hpp"
 #include "storage/model_store.hpp"
+#include "storage/update_cache.hpp"
+#include "model/npz_stream.hpp"
 
 #include <caf/atom.hpp>
 
@@ -143,15 +145,11 @@ public:
       return fail(grpc::StatusCode::INVALID_ARGUMENT,
                   "upload: a ModelRequest without id"
                     + (id_.empty() ? std::string{} : " (model " + id_ + ")"));
-    if (!writer_) {
+    if (id_.empty()) {
       id_ = req.id;
-      auto w = core_->models->begin_write(
-        id_, core_->cfg.sync_uploads ? storage::durability::synced
-                                     : storage::durability::unsynced);
-      if (!w)
-        return fail(to_code(w.error()), "upload of model " + id_ + ": "
-                                          + error_detail(w.error()));
-      writer_ = std::move(*w);
+      if (auto err = storage::validate_model_id(id_))
+        return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                    "upload of model " + id_ + ": " + error_detail(err));
     } else if (req.id != id_) {
       return fail(grpc::StatusCode::INVALID_ARGUMENT,
                   "upload of model " + id_ + ": the id changed mid-stream to "
@@ -168,15 +166,20 @@ public:
                         + std::to_string(core_->cfg.max_upload_chunk_bytes)
                         + ")");
         auto limit = core_->cfg.max_model_bytes;
-        if (size > limit || writer_->size() > limit - size)
+        if (size > limit || received_ > limit - size)
           return fail(grpc::StatusCode::RESOURCE_EXHAUSTED,
                       "upload of model " + id_ + ": exceeds max_model_bytes ("
                         + std::to_string(limit) + " bytes)");
+        if (size > 0 && !sink_chosen_) {
+          if (auto err = choose_sink(req))
+            return fail(to_code(err), "upload of model " + id_ + ": "
+                                        + error_detail(err));
+        }
         // The message is valid: now its data. When the writer's buffers
         // are all on their way to the disk, the data waits in `raw_` and
         // this reactor holds no thread: the store's I/O thread that frees
         // a buffer resumes it.
-        if (size > 0
+        if (size > 0 && writer_
             && writer_->wait_for_room(size, [this, req] { write_data(req); }))
           return;
         return write_data(req);
@@ -186,7 +189,7 @@ public:
           return fail(grpc::StatusCode::INVALID_ARGUMENT,
                       "upload of model " + id_
                         + ": the terminator (status OK) carries data");
-        if (writer_->size() == 0)
+        if (received_ == 0)
           return fail(grpc::StatusCode::INVALID_ARGUMENT,
                       "upload of model " + id_ + ": the model is empty");
         terminated_ = true;
@@ -215,15 +218,73 @@ private:
   void write_data(const model_request_fields& req) {
     if (req.data_size > 0) {
       grpc::ProtoBufferReader in{&raw_};
-      auto* writer = writer_.get();
-      auto err = for_each_data_span(in, req, [writer](std::string_view span) {
-        return writer->write(span);
-      });
+      caf::error err;
+      if (writer_) {
+        auto* writer = writer_.get();
+        err = for_each_data_span(in, req, [writer](std::string_view span) {
+          return writer->write(span);
+        });
+      } else if (decoder_) {
+        // A decode error does not fail the upload (FEDn's clients expect
+        // it stored): the bytes are dropped from then on, the memory is
+        // freed now, and the round rejects the update with this reason.
+        auto* decoder = decoder_.get();
+        auto bad = for_each_data_span(in, req, [decoder](std::string_view sp) {
+          return decoder->feed(sp);
+        });
+        if (bad) {
+          decode_error_ = std::move(bad);
+          decoder_.reset();
+        }
+      }
       if (err)
         return fail(grpc::StatusCode::INTERNAL,
                     "upload of model " + id_ + ": " + render(err));
+      received_ += req.data_size;
     }
     read_next();
+  }
+
+  /// At the first data of the upload: an npz archive (it starts with a ZIP
+  /// local header) is decoded as it streams into the combiner's update
+  /// cache when there is one; anything else streams into the model store.
+  caf::error choose_sink(const model_request_fields& req) {
+    sink_chosen_ = true;
+    auto& cache = core_->models->updates();
+    bool zip = false;
+    if (cache && req.data_size >= 4) {
+      std::string head;
+      grpc::ProtoBufferReader in{&raw_};
+      static_cast<void>(
+        for_each_data_span(in, req, [&head](std::string_view span) {
+          head.append(span.substr(0, 4 - std::min<size_t>(4, head.size())));
+          return caf::error{};
+        }));
+      zip = head == std::string_view{"PK\x03\x04", 4};
+    }
+    if (zip) {
+      auto stored = core_->models->exists(id_);
+      if (!stored)
+        return stored.error();
+      if (*stored)
+        return caf::make_error(ec::already_exists,
+                               "model " + id_ + " already exists");
+      if (auto err = cache->reserve(id_))
+        return err;
+      reserved_ = true;
+      decoder_ = std::make_unique<npz_stream_decoder>(cache->decoder_options());
+      return caf::none;
+    }
+    if (cache && cache->contains(id_))
+      return caf::make_error(ec::already_exists,
+                             "model " + id_ + " already exists");
+    auto w = core_->models->begin_write(
+      id_, core_->cfg.sync_uploads ? storage::durability::synced
+                                   : storage::durability::unsynced);
+    if (!w)
+      return w.error();
+    writer_ = std::move(*w);
+    return caf::none;
   }
 
   void read_next() {
@@ -240,29 +301,46 @@ private:
   }
 
   void end_of_stream() {
-    if (!writer_)
+    if (id_.empty())
       return fail(grpc::StatusCode::INVALID_ARGUMENT,
-                  id_.empty() ? "upload: the stream carried no ModelRequest"
-                              : "upload of model " + id_ + " failed");
+                  "upload: the stream carried no ModelRequest");
     if (!terminated_)
       return fail(grpc::StatusCode::INVALID_ARGUMENT,
                   "upload of model " + id_
                     + ": the stream ended without a terminator (status OK); "
                       "nothing was stored");
-    auto info = writer_->commit();
-    if (!info)
-      return fail(grpc::StatusCode::INTERNAL,
-                  "upload of model " + id_ + ": " + render(info.error()));
-    writer_.reset();
-    metrics::add_bytes_uploaded(info->size_bytes);
+    if (writer_) {
+      auto info = writer_->commit();
+      if (!info)
+        return fail(grpc::StatusCode::INTERNAL,
+                    "upload of model " + id_ + ": " + render(info.error()));
+      writer_.reset();
+      spdlog::info("edge: stored model {} ({} bytes)", id_, received_);
+    } else {
+      caf::expected<std::shared_ptr<decoded_update>> result{
+        std::move(decode_error_)};
+      if (decoder_) {
+        result = decoder_->finish();
+        decoder_.reset();
+      }
+      if (result)
+        spdlog::info("edge: decoded model update {} ({} bytes, {} decoded{})",
+                     id_, received_, (*result)->data_bytes(),
+                     (*result)->in_memory() ? "" : ", spilled to a file");
+      else
+        spdlog::warn("edge: model update {} ({} bytes) is not a valid "
+                     "model: {}",
+                     id_, received_, render(result.error()));
+      core_->models->updates()->complete(id_, std::move(result));
+      reserved_ = false;
+    }
+    metrics::add_bytes_uploaded(received_);
     if (!uploader_.empty())
       core_->uploaded(id_, uploader_);
-    spdlog::info("edge: stored model {} ({} bytes)", id_, info->size_bytes);
     fedn::ModelResponse response;
     response.set_id(id_);
     response.set_status(fedn::OK);
-    response.set_message("stored " + std::to_string(info->size_bytes)
-                         + " bytes");
+    response.set_message("stored " + std::to_string(received_) + " bytes");
     auto bytes = with_data(response, {});
     response_->Swap(&bytes);
     Finish(grpc::Status::OK);
@@ -272,6 +350,11 @@ private:
     if (writer_) {
       writer_->abort();
       writer_.reset();
+    }
+    decoder_.reset();
+    if (reserved_) {
+      core_->models->updates()->release(id_);
+      reserved_ = false;
     }
     spdlog::warn("edge: {}", reason);
     Finish(grpc::Status(code, reason));
@@ -283,7 +366,17 @@ private:
   /// The message just read (gRPC fills it until OnReadDone).
   grpc::ByteBuffer raw_;
   std::string id_;
+  /// The store path's writer (not an npz, or no update cache).
   std::unique_ptr<storage::model_writer> writer_;
+  /// The npz path's decoder; null after a decode error.
+  std::unique_ptr<npz_stream_decoder> decoder_;
+  /// Why the npz's bytes were not a valid model.
+  caf::error decode_error_;
+  /// The id is claimed in the update cache.
+  bool reserved_ = false;
+  bool sink_chosen_ = false;
+  /// Bytes of model received so far.
+  uint64_t received_ = 0;
   bool terminated_ = false;
 };
 

@@ -98,6 +98,10 @@ struct update_verdict {
   bool accepted = false;
   /// Why it was rejected (names the tensor, the mismatch, or "stale ...").
   std::string reason;
+  /// Seconds the aggregator spent checking and folding this update (not
+  /// counting its wait in the aggregator's mailbox); 0 when it was not
+  /// read.
+  double fold_seconds = 0;
 };
 
 /// A client's task ended without an answer: the client disconnected, the
@@ -178,7 +182,7 @@ typename Inspector::result_type inspect(Inspector& f, model_validation& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, update_verdict& x) {
   return f(caf::meta::type_name("rondo.update_verdict"), x.accepted,
-           x.reason);
+           x.reason, x.fold_seconds);
 }
 
 template <class Inspector>

@@ -54,7 +54,8 @@ auto fields(const round_record& x) {
                   x.nr_expected_updates, x.nr_required_updates,
                   x.nr_aggregated_models, x.timeout, x.time_combination,
                   x.time_model_load, x.time_model_aggregation,
-                  x.time_exec_training, x.num_examples, x.clients_selected,
+                  x.time_exec_training, x.time_model_write, x.num_examples,
+                  x.clients_selected,
                   x.clients_accepted, x.clients_rejected, x.clients_silent,
                   x.combiners, x.validations, x.started_at, x.ended_at);
 }

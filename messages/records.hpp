@@ -99,8 +99,16 @@ struct round_record {
   double timeout = 0;
   double time_combination = 0;
   double time_model_load = 0;
+  /// Seconds the aggregator spent checking and folding the accepted and
+  /// rejected updates plus computing the aggregate (not the updates' waits
+  /// in its mailbox, not their uploads).
   double time_model_aggregation = 0;
+  /// Seconds from sending the tasks to the round's close: waiting for the
+  /// clients (FEDn's name).
   double time_exec_training = 0;
+  /// Seconds spent encoding the new global model and writing it to the
+  /// model store.
+  double time_model_write = 0;
   /// Sum of `num_examples` over accepted updates.
   double num_examples = 0;
   std::vector<std::string> clients_selected;
@@ -275,7 +283,8 @@ typename Inspector::result_type inspect(Inspector& f, round_record& x) {
            x.base_model_id, x.model_id, x.nr_expected_updates,
            x.nr_required_updates, x.nr_aggregated_models, x.timeout,
            x.time_combination, x.time_model_load, x.time_model_aggregation,
-           x.time_exec_training, x.num_examples, x.clients_selected,
+           x.time_exec_training, x.time_model_write, x.num_examples,
+           x.clients_selected,
            x.clients_accepted, x.clients_rejected, x.clients_silent,
            x.combiners, x.validations, x.started_at, x.ended_at);
 }

@@ -204,6 +204,7 @@ std::string encode(const round_record& x) {
   m.set_time_model_load(x.time_model_load);
   m.set_time_model_aggregation(x.time_model_aggregation);
   m.set_time_exec_training(x.time_exec_training);
+  m.set_time_model_write(x.time_model_write);
   m.set_num_examples(x.num_examples);
   for (auto& c : x.combiners) {
     auto* p = m.add_combiners();
@@ -243,6 +244,7 @@ caf::error decode(std::string_view bytes, round_record& out) {
   out.time_model_load = m.time_model_load();
   out.time_model_aggregation = m.time_model_aggregation();
   out.time_exec_training = m.time_exec_training();
+  out.time_model_write = m.time_model_write();
   out.num_examples = m.num_examples();
   out.clients_selected = strings(m.clients_selected());
   out.clients_accepted = strings(m.clients_accepted());

@@ -23,6 +23,15 @@ struct database_options {
   /// With blob files on, values of at least this many bytes go to them.
   /// Default 4 KiB.
   size_t blob_min_bytes = 4096;
+  /// Bytes all column families' memtables may hold together (RocksDB's
+  /// WriteBufferManager); a flush starts when they reach it. Default
+  /// 32 MiB: model updates no longer pass through RocksDB
+  /// (storage/update_cache.hpp), so the memtables hold global models and
+  /// records, and a long session's memory stays flat.
+  size_t memtable_bytes = size_t{32} << 20;
+  /// Bytes of the one block cache all column families share. Default
+  /// 16 MiB.
+  size_t block_cache_bytes = size_t{16} << 20;
 };
 
 /// An open RocksDB database with Rondo's column families: the model store's

@@ -5,6 +5,8 @@
 #include "records.pb.h"
 #include "storage/database_impl.hpp"
 #include "storage/model_file.hpp"
+#include "storage/update_cache.hpp"
+#include "model/npz.hpp"
 
 #include <rocksdb/write_batch.h>
 #include <xxhash.h>
@@ -679,10 +681,46 @@ model_store::committed_meta(const std::string& model_id) {
   auto meta = read_meta(db_->get(), model_id);
   if (!meta)
     return meta.error();
+  if (!*meta && updates_ && !promote(model_id)) {
+    meta = read_meta(db_->get(), model_id);
+    if (!meta)
+      return meta.error();
+  }
   if (!*meta)
     return caf::make_error(ec::not_found, "model " + model_id
                                             + " does not exist");
   return std::move(**meta);
+}
+
+caf::error model_store::promote(const std::string& model_id) {
+  auto held = updates_->find(model_id);
+  if (!held)
+    return held.error();
+  auto m = (*held)->to_model();
+  if (!m)
+    return m.error();
+  auto bytes = write_npz_bytes(*m);
+  if (!bytes)
+    return bytes.error();
+  auto info = put(model_id, *bytes);
+  // Another reader may have promoted it meanwhile: then it is stored too.
+  if (!info && info.error() != ec::already_exists)
+    return info.error();
+  updates_->remove(model_id);
+  return caf::none;
+}
+
+caf::error model_store::keep(const std::string& model_id) {
+  auto meta = committed_meta(model_id);
+  if (meta)
+    return caf::none;
+  if (updates_ && meta.error() == ec::not_found) {
+    // committed_meta found no decoded update: say why.
+    auto held = updates_->find(model_id);
+    if (!held && held.error() != ec::not_found)
+      return held.error();
+  }
+  return meta.error();
 }
 
 caf::error model_store::remove_orphan_files() {
@@ -795,6 +833,8 @@ caf::expected<bool> model_store::exists(const std::string& model_id) {
   auto meta = read_meta(db_->get(), model_id);
   if (!meta)
     return meta.error();
+  if (!*meta && updates_)
+    return static_cast<bool>(updates_->find(model_id));
   return meta->has_value();
 }
 
@@ -812,10 +852,14 @@ caf::error model_store::remove(const std::string& model_id) {
 
 caf::expected<size_t>
 model_store::remove_many(const std::vector<std::string>& ids) {
+  size_t n = 0;
+  if (updates_)
+    for (auto& id : ids)
+      n += updates_->remove(id) ? 1 : 0;
   std::lock_guard<std::mutex> guard{mtx_};
   auto& impl = db_->get();
   rocksdb::WriteBatch batch;
-  size_t n = 0;
+  size_t cached = n;
   std::vector<std::string> files;
   for (auto& id : ids) {
     if (validate_model_id(id))
@@ -837,7 +881,7 @@ model_store::remove_many(const std::vector<std::string>& ids) {
       files.push_back((*meta)->file());
     ++n;
   }
-  if (n == 0)
+  if (n == cached)
     return n;
   rocksdb::WriteOptions wo;
   wo.sync = true;

@@ -27,6 +27,8 @@ namespace detail {
 class io_pool;
 } // namespace detail
 
+class update_cache;
+
 /// What the store knows of a committed model.
 struct model_info {
   std::string model_id;
@@ -241,6 +243,27 @@ public:
     return *db_;
   }
 
+  /// Gives the store the combiner's update cache (storage/update_cache.hpp):
+  /// a model id the store lacks but the cache holds decoded is then written
+  /// into the store (STORED npz, synced) when a reader asks for it by id
+  /// (open_read, get, read_chunk, info); exists() is true for it, and
+  /// remove/remove_many drop cached updates too. Set once, before the store is shared.
+  void attach_update_cache(std::shared_ptr<update_cache> cache) {
+    updates_ = std::move(cache);
+  }
+
+  /// The attached update cache; null when none.
+  const std::shared_ptr<update_cache>& updates() const {
+    return updates_;
+  }
+
+  /// Makes a model update that the update cache holds durable in the store
+  /// now (e.g. a rejected update kept for inspection). A model already in
+  /// the store is left as it is.
+  /// @returns ec::not_found if neither holds it, the update's decode error
+  ///          if its bytes were not a valid model, ec::storage_error.
+  caf::error keep(const std::string& model_id);
+
 private:
   friend class model_writer;
   model_store(std::shared_ptr<database> db, uint32_t chunk_bytes);
@@ -259,7 +282,13 @@ private:
   // Unlinks these files of model-files/ (best effort).
   void remove_files(const std::vector<std::string>& names);
 
+  // Writes the cache's decoded update `model_id` into the store (STORED
+  // npz) and drops it from the cache. @returns the update's decode error,
+  // ec::not_found when the cache does not hold it.
+  caf::error promote(const std::string& model_id);
+
   std::shared_ptr<database> db_;
+  std::shared_ptr<update_cache> updates_;
   uint32_t chunk_bytes_;
   /// `<database>/model-files`.
   std::string files_path_;

@@ -480,6 +480,113 @@ def case_malformed_meta():
             admin.close()
 
 
+def exact_fedavg(updates, descr):
+    """FedAvg as Rondo computes it (model/weighted_sum.hpp): per element a
+    float64 sum acc += w * x in the given order, divided once by the total
+    weight and rounded once to the model's dtype. Python floats are IEEE
+    float64 and struct's "f" rounds to nearest, so this is bit for bit."""
+    fmt = {"<f4": "f", "<f8": "d"}[descr]
+    total = sum(w for w, _ in updates)
+    n = len(updates[0][1])
+    acc = [0.0] * n
+    for w, xs in updates:
+        for i, x in enumerate(xs):
+            acc[i] = acc[i] + w * x
+    out = [a / total for a in acc]
+    return struct.unpack(f"<{n}{fmt}", struct.pack(f"<{n}{fmt}", *out))
+
+
+def case_streamed_updates():
+    """Model updates are decoded as they are uploaded (DEFLATE as FEDn's
+    numpyhelper writes them, and STORED), float32 and float64: the round's
+    aggregate is bit for bit the FedAvg of the accepted ones, in arrival
+    order; an update holding NaN and a truncated DEFLATE archive are
+    rejected with their reasons and do not count; the result opens in
+    numpy when numpy is installed."""
+    rng = random.Random(14)
+    for descr in ("<f4", "<f8"):
+        fmt = {"<f4": "f", "<f8": "d"}[descr]
+        size = 70000  # > 256 KiB of float32: several 1 MiB-or-less chunks
+
+        def vals():
+            xs = [rng.uniform(-3, 3) for _ in range(size)]
+            # Exactly representable in the model's dtype.
+            return list(struct.unpack(f"<{size}{fmt}",
+                                      struct.pack(f"<{size}{fmt}", *xs)))
+
+        def npz(xs, compressed):
+            return npz_bytes({"0": xs}, compressed, descr)
+
+        with TempDir("rondo-conf-") as d, Combiner(d) as comb:
+            admin = FednClient(comb.address, "admin")
+            admin.upload("seed", npz([0.0] * size, False))
+            names = ["c-deflate", "c-stored", "c-nan", "c-truncated"]
+            clients = started_clients(comb.address, *names)
+            try:
+                rnd = RoundThread(comb.address, {
+                    "round_id": "1", "session_id": SESSION,
+                    "model_id": "seed", "round_timeout": 60,
+                    "clients_required": 2, "validate": "false"})
+                tasks = {c.name: c.next_task(60) for c in clients}
+                for c in clients:
+                    check_task(tasks[c.name], c.name, "seed",
+                               fedn.MODEL_UPDATE, "1")
+                xa, xb = vals(), vals()
+                nan = vals()
+                nan[size // 2] = float("nan")
+                truncated = npz(vals(), True)
+                truncated = truncated[: len(truncated) // 2]
+                plan = [  # client, bytes, num_examples, expected answer
+                    (clients[0], npz(xa, True), 10, "accepted"),
+                    (clients[2], npz(nan, True), 5, "NaN"),
+                    (clients[3], truncated, 5, "not a valid model"),
+                    (clients[1], npz(xb, False), 30, "accepted"),
+                ]
+                for c, data, n, expected in plan:
+                    uid = f"{c.name}-update"
+                    up = c.upload(uid, data)
+                    check(up.status == fedn.OK, f"{uid} upload {up}")
+                    r = c.send_model_update(tasks[c.name], uid,
+                                            training_meta(n, tasks[c.name]
+                                                          .data))
+                    check(expected in r, f"{uid} answered {r!r}, "
+                                         f"expected {expected!r}")
+                rec = rnd.result(90)
+                check(rec["status"] == "success", f"round {rec}")
+                check(rec["nr_aggregated_models"] == "2", f"round {rec}")
+                rejected = {r["client_id"]: r["reason"]
+                            for r in rec["clients_rejected"]}
+                check(set(rejected) == {"c-nan", "c-truncated"},
+                      f"rejected {rejected}")
+                check(float(rec["time_model_aggregation"])
+                      < float(rec["time_combination"]),
+                      f"aggregation time {rec['time_model_aggregation']} "
+                      f"is not within the round's "
+                      f"{rec['time_combination']}")
+                data = admin.download(rec["model_id"])
+                got = read_npz(data)["0"]
+                want = exact_fedavg([(10, xa), (30, xb)], descr)
+                bad = [i for i in range(size) if got[i] != want[i]]
+                check(not bad, f"{descr}: {len(bad)} values differ from "
+                               f"the exact FedAvg, e.g. index {bad[:1]}")
+                try:
+                    import io
+                    import numpy as np
+                except ImportError:
+                    np = None
+                if np is not None:
+                    with np.load(io.BytesIO(data)) as z:
+                        check(z["0"].dtype == np.dtype(descr)
+                              and z["0"].shape == (size,)
+                              and z["0"].tobytes() == struct.pack(
+                                  f"<{size}{fmt}", *want),
+                              "numpy reads a different aggregate")
+            finally:
+                for c in clients:
+                    c.close()
+                admin.close()
+
+
 def case_disconnect_mid_round():
     """A client that goes away mid-round: the round still ends, at once,
     with a recorded terminal state that names the silent client."""
