@@ -1,6 +1,7 @@
 #include "model/npz.hpp"
 
 #include "messages/error.hpp"
+#include "model/npy_format.hpp"
 
 #include <zip.h>
 
@@ -17,33 +18,13 @@ namespace rondo {
 
 namespace {
 
-constexpr char npy_magic[] = "\x93NUMPY";
-constexpr size_t npy_prefix = 10;           // magic, version, 2-byte length
 constexpr uint64_t read_chunk = 512u << 10; // pread size for visits
 constexpr uint64_t inflate_chunk = 1u << 20;
-// The longest npy header read. numpy writes ~128 bytes (format 1.0 allows
-// 65535) and np.load refuses more than 10000 by default; without a limit a
-// DEFLATE member that declares gigabytes could make the reader allocate
-// its declared header length before reading a byte of it.
-constexpr uint64_t max_npy_header = 1u << 16;
+using npy::le16;
+using npy::le32;
+using npy::le64;
 
-caf::error member_error(ec code, const std::string& member,
-                        const std::string& why) {
-  return caf::make_error(code, "member '" + member + "': " + why);
-}
-
-uint16_t le16(const unsigned char* p) {
-  return static_cast<uint16_t>(p[0] | (p[1] << 8));
-}
-
-uint32_t le32(const unsigned char* p) {
-  return uint32_t{p[0]} | (uint32_t{p[1]} << 8) | (uint32_t{p[2]} << 16) |
-         (uint32_t{p[3]} << 24);
-}
-
-uint64_t le64(const unsigned char* p) {
-  return uint64_t{le32(p)} | (uint64_t{le32(p + 4)} << 32);
-}
+using npy::member_error;
 
 std::string zip_error_text(int code) {
   zip_error_t ze;
@@ -52,135 +33,6 @@ std::string zip_error_text(int code) {
   zip_error_fini(&ze);
   return out;
 }
-
-// -- NPY header parsing -------------------------------------------------------
-
-// Parses numpy's header dict, a Python literal such as
-// {'descr': '<f4', 'fortran_order': False, 'shape': (10, 5), }.
-class header_parser {
-public:
-  explicit header_parser(std::string_view text) : text_(text) {
-  }
-
-  // Fills `info.type` and `info.shape`; returns the reason on failure.
-  std::string parse(tensor_info& info) {
-    std::string descr;
-    bool fortran = false;
-    bool have_descr = false, have_order = false, have_shape = false;
-    if (!eat('{'))
-      return "npy header is not a dict";
-    while (!eat('}')) {
-      std::string key;
-      if (!string_literal(key) || !eat(':'))
-        return "npy header is not a dict of string keys";
-      if (key == "descr") {
-        if (!string_literal(descr))
-          return "npy header 'descr' is not a string (structured dtypes "
-                 "are not supported)";
-        have_descr = true;
-      } else if (key == "fortran_order") {
-        if (!boolean(fortran))
-          return "npy header 'fortran_order' is not True or False";
-        have_order = true;
-      } else if (key == "shape") {
-        if (!tuple(info.shape))
-          return "npy header 'shape' is not a tuple of integers";
-        have_shape = true;
-      } else {
-        return "npy header has an unknown key '" + key + "'";
-      }
-      if (!eat(',') && !peek('}'))
-        return "npy header dict is malformed";
-    }
-    if (!have_descr || !have_order || !have_shape)
-      return "npy header lacks 'descr', 'fortran_order' or 'shape'";
-    if (fortran)
-      return "fortran_order is True; only C order is supported";
-    return check_descr(descr, info);
-  }
-
-private:
-  static std::string check_descr(const std::string& descr,
-                                 tensor_info& info) {
-    if (descr == "<f4") {
-      info.type = dtype::f32;
-    } else if (descr == "<f8") {
-      info.type = dtype::f64;
-    } else if (descr.size() == 3 && descr[0] == '>' && descr[1] == 'f') {
-      return "dtype '" + descr + "' is big-endian; only little-endian "
-             "'<f4' and '<f8' are supported";
-    } else {
-      return "dtype '" + descr + "' is not float32 ('<f4') or float64 "
-             "('<f8')";
-    }
-    return {};
-  }
-
-  void skip_space() {
-    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\n'))
-      ++pos_;
-  }
-  bool peek(char c) {
-    skip_space();
-    return pos_ < text_.size() && text_[pos_] == c;
-  }
-  bool eat(char c) {
-    if (!peek(c))
-      return false;
-    ++pos_;
-    return true;
-  }
-  bool string_literal(std::string& out) {
-    skip_space();
-    if (pos_ >= text_.size() || (text_[pos_] != '\'' && text_[pos_] != '"'))
-      return false;
-    auto quote = text_[pos_++];
-    auto end = text_.find(quote, pos_);
-    if (end == std::string_view::npos)
-      return false;
-    out.assign(text_.substr(pos_, end - pos_));
-    pos_ = end + 1;
-    return true;
-  }
-  bool boolean(bool& out) {
-    skip_space();
-    for (auto [word, value] : {std::pair{"True", true}, {"False", false}}) {
-      auto len = std::strlen(word);
-      if (text_.substr(pos_, len) == word) {
-        pos_ += len;
-        out = value;
-        return true;
-      }
-    }
-    return false;
-  }
-  bool tuple(std::vector<uint64_t>& out) {
-    out.clear();
-    if (!eat('('))
-      return false;
-    while (!eat(')')) {
-      skip_space();
-      uint64_t value = 0;
-      size_t digits = 0;
-      for (; pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9';
-           ++pos_, ++digits) {
-        if (__builtin_mul_overflow(value, uint64_t{10}, &value)
-            || __builtin_add_overflow(value, uint64_t(text_[pos_] - '0'),
-                                      &value))
-          return false;
-      }
-      if (digits == 0)
-        return false;
-      out.push_back(value);
-      if (!eat(',') && !peek(')'))
-        return false;
-    }
-    return true;
-  }
-
-  std::string_view text_;
-  size_t pos_ = 0;
-};
 
 // -- ZIP central directory: local header offsets --------------------------
 
@@ -471,10 +323,8 @@ caf::error npz_reader::impl::add_member(uint64_t index,
   if (st.size > opts.max_uncompressed_bytes
       || declared > opts.max_uncompressed_bytes)
     return member_error(ec::too_large, name,
-                        "the archive declares " + std::to_string(declared)
-                          + " bytes uncompressed so far; the limit is "
-                          + std::to_string(opts.max_uncompressed_bytes)
-                          + " bytes (npz_options::max_uncompressed_bytes)");
+                        npy::over_limit(declared,
+                                        opts.max_uncompressed_bytes));
   // The npy header, read through libzip (small).
   auto zf = zip_file_ptr{zip_fopen_index(za.get(), index, 0)};
   if (!zf)
@@ -482,53 +332,31 @@ caf::error npz_reader::impl::add_member(uint64_t index,
                         std::string{"cannot open: "}
                           + zip_strerror(za.get()));
   unsigned char prefix[12];
-  if (auto err = read_exact(zf.get(), m, prefix, npy_prefix))
+  if (auto err = read_exact(zf.get(), m, prefix, npy::prefix_len))
     return err;
-  if (std::memcmp(prefix, npy_magic, 6) != 0)
-    return member_error(ec::malformed_model, name, "not an npy array (bad "
-                                                   "magic)");
-  auto major = prefix[6];
-  uint64_t hlen = 0;
-  size_t lead = npy_prefix;
-  if (major == 1) {
-    hlen = le16(prefix + 8);
-  } else if (major == 2 || major == 3) {
-    if (auto err = read_exact(zf.get(), m, prefix + 10, 2))
+  size_t lead = 0;
+  if (auto why = npy::check_prefix(prefix, lead); !why.empty())
+    return member_error(ec::malformed_model, name, why);
+  if (lead > npy::prefix_len)
+    if (auto err = read_exact(zf.get(), m, prefix + npy::prefix_len,
+                              lead - npy::prefix_len))
       return err;
-    hlen = le32(prefix + 8);
-    lead = 12;
-  } else {
-    return member_error(ec::malformed_model, name,
-                        "npy format version " + std::to_string(major)
-                          + " is not 1, 2 or 3");
-  }
+  auto hlen = npy::header_len(prefix, lead);
   if (lead + hlen > st.size)
     return member_error(ec::malformed_model, name,
                         "npy header is longer than the member");
-  if (hlen > max_npy_header)
-    return member_error(ec::malformed_model, name,
-                        "npy header is " + std::to_string(hlen)
-                          + " bytes long; at most "
-                          + std::to_string(max_npy_header)
-                          + " are accepted");
+  if (auto why = npy::check_header_len(hlen); !why.empty())
+    return member_error(ec::malformed_model, name, why);
   std::string header(hlen, '\0');
   if (auto err = read_exact(zf.get(), m, header.data(), hlen))
     return err;
-  if (auto why = header_parser{header}.parse(m.info); !why.empty())
+  uint64_t bytes = 0;
+  if (auto why = npy::parse_header(header, m.info, bytes); !why.empty())
     return member_error(ec::malformed_model, name, why);
-  uint64_t count = 1, bytes = 0;
-  for (auto d : m.info.shape)
-    if (__builtin_mul_overflow(count, d, &count))
-      return member_error(ec::malformed_model, name, "shape overflows");
-  if (__builtin_mul_overflow(count, size_of(m.info.type), &bytes))
-    return member_error(ec::malformed_model, name, "shape overflows");
   m.header_len = lead + hlen;
   if (st.size - m.header_len != bytes)
-    return member_error(
-      ec::malformed_model, name,
-      "shape " + shape_string(m.info.shape) + " holds " + std::to_string(count)
-        + " values (" + std::to_string(bytes) + " bytes) but the data has "
-        + std::to_string(st.size - m.header_len) + " bytes");
+    return member_error(ec::malformed_model, name,
+                        npy::size_mismatch(m.info, st.size - m.header_len));
   m.stored = st.comp_method == ZIP_CM_STORE && !opts.verify_stored_crc
              && cd != nullptr && cd->name == name;
   if (m.stored) {
@@ -791,12 +619,12 @@ std::string npy_header(const tensor_info& info) {
   dict += "', 'fortran_order': False, 'shape': ";
   dict += shape_string(info.shape);
   dict += ", }";
-  auto v1 = npy_prefix + dict.size() + 1 <= 65535 + npy_prefix;
-  size_t lead = v1 ? npy_prefix : 12;
+  auto v1 = npy::prefix_len + dict.size() + 1 <= 65535 + npy::prefix_len;
+  size_t lead = v1 ? npy::prefix_len : 12;
   auto total = (lead + dict.size() + 1 + 63) / 64 * 64;
   dict.append(total - lead - dict.size() - 1, ' ');
   dict += '\n';
-  std::string out{npy_magic, 6};
+  std::string out{npy::magic, 6};
   out += static_cast<char>(v1 ? 1 : 2);
   out += '\0';
   auto hlen = dict.size();
