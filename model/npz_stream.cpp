@@ -428,6 +428,9 @@ struct npz_stream_decoder::impl {
   caf::error process(std::string_view in);
   bool collect(std::string_view& in, size_t n);
   const std::string& last_name() const;
+  size_t fixed_len() const;
+  caf::expected<size_t> record_len() const;
+  caf::error on_complete();
   caf::error on_record();
   caf::error on_local();
   caf::error start_member();
@@ -511,65 +514,20 @@ caf::error npz_stream_decoder::impl::process(std::string_view in) {
       return {};
     switch (st) {
       case state::record:
-        if (collect(in, 4))
-          if (auto e = on_record())
-            return e;
-        break;
-      case state::local: {
-        if (!collect(in, local_fixed))
-          break;
-        auto* p = reinterpret_cast<const unsigned char*>(rec.data());
-        if (collect(in, local_fixed + le16(p + 26) + le16(p + 28)))
-          if (auto e = on_local())
-            return e;
-        break;
-      }
-      case state::descriptor: {
-        if (!collect(in, 4))
-          break;
-        auto* p = reinterpret_cast<const unsigned char*>(rec.data());
-        size_t width = cur.zip64 ? 8 : 4;
-        size_t need = (le32(p) == sig_descriptor ? 8 : 4) + 2 * width;
-        if (collect(in, need))
-          if (auto e = on_descriptor())
-            return e;
-        break;
-      }
-      case state::central: {
-        if (!collect(in, central_fixed))
-          break;
-        size_t need = 0;
-        central_entry_len(reinterpret_cast<const unsigned char*>(rec.data()),
-                          rec.size(), need);
-        if (collect(in, need))
-          if (auto e = on_central())
-            return e;
-        break;
-      }
-      case state::end64: {
-        if (!collect(in, 12))
-          break;
-        auto size = le64(reinterpret_cast<const unsigned char*>(rec.data())
-                         + 4);
-        if (size + 12 < end64_fixed || size > (1u << 16))
-          return malformed("the ZIP64 end record's size " + std::to_string(size)
-                           + " is out of range");
-        if (collect(in, 12 + size))
-          if (auto e = on_end64())
-            return e;
-        break;
-      }
+      case state::local:
+      case state::descriptor:
+      case state::central:
+      case state::end64:
       case state::locator:
-        if (collect(in, locator_len))
-          if (auto e = on_locator())
-            return e;
-        break;
       case state::end: {
-        if (!collect(in, end_fixed))
+        // A record: its fixed part, then the rest its fixed part gives.
+        if (!collect(in, fixed_len()))
           break;
-        auto* p = reinterpret_cast<const unsigned char*>(rec.data());
-        if (collect(in, end_fixed + le16(p + 20)))
-          if (auto e = on_end())
+        auto whole = record_len();
+        if (!whole)
+          return whole.error();
+        if (collect(in, *whole))
+          if (auto e = on_complete())
             return e;
         break;
       }
@@ -581,6 +539,71 @@ caf::error npz_stream_decoder::impl::process(std::string_view in) {
         return caf::make_error(ec::invalid_state,
                                "npz stream decoder: unexpected state");
     }
+  }
+}
+
+size_t npz_stream_decoder::impl::fixed_len() const {
+  switch (st) {
+    case state::local:
+      return local_fixed;
+    case state::central:
+      return central_fixed;
+    case state::end64:
+      return 12; // signature and the record's size
+    case state::locator:
+      return locator_len;
+    case state::end:
+      return end_fixed;
+    default: // a signature; a data descriptor's first 4 bytes
+      return 4;
+  }
+}
+
+caf::expected<size_t> npz_stream_decoder::impl::record_len() const {
+  auto* p = reinterpret_cast<const unsigned char*>(rec.data());
+  switch (st) {
+    case state::local:
+      return local_fixed + le16(p + 26) + le16(p + 28);
+    case state::central: {
+      size_t need = 0;
+      central_entry_len(p, rec.size(), need);
+      return need;
+    }
+    case state::end64: {
+      auto size = le64(p + 4);
+      if (size + 12 < end64_fixed || size > (1u << 16))
+        return malformed("the ZIP64 end record's size " + std::to_string(size)
+                         + " is out of range");
+      return static_cast<size_t>(12 + size);
+    }
+    case state::end:
+      return end_fixed + le16(p + 20);
+    case state::descriptor: {
+      // The signature is optional; ZIP64 members have 8-byte sizes.
+      size_t width = cur.zip64 ? 8 : 4;
+      return (le32(p) == sig_descriptor ? 8 : 4) + 2 * width;
+    }
+    default:
+      return fixed_len();
+  }
+}
+
+caf::error npz_stream_decoder::impl::on_complete() {
+  switch (st) {
+    case state::local:
+      return on_local();
+    case state::descriptor:
+      return on_descriptor();
+    case state::central:
+      return on_central();
+    case state::end64:
+      return on_end64();
+    case state::locator:
+      return on_locator();
+    case state::end:
+      return on_end();
+    default:
+      return on_record();
   }
 }
 
@@ -1023,6 +1046,13 @@ caf::error npz_stream_decoder::impl::on_end() {
 caf::error npz_stream_decoder::impl::take_tail(std::string_view& in) {
   if (in.empty())
     return {};
+  auto limit = opts.npz.max_uncompressed_bytes;
+  if (tail.size() + in.size() > limit)
+    return member_error(ec::too_large, tail_member,
+                        "STORED with a data descriptor: the rest of the "
+                        "archive, held until its end, is over "
+                          + std::to_string(limit)
+                          + " bytes (npz_options::max_uncompressed_bytes)");
   auto* budget = opts.budget;
   if (budget != nullptr) {
     if (!budget->try_reserve(in.size()))

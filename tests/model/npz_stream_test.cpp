@@ -257,6 +257,26 @@ for name, method in (('dd_stored.npz', zipfile.ZIP_STORED),
       check_like_reader(**up, patched, &bytes);
     }
   }
+  // A STORED member with a data descriptor: the rest of the archive is held
+  // (counted against the budget) until the central directory delimits it.
+  auto bytes = read_file(dir.sub("dd_stored.npz"));
+  memory_budget roomy{64 << 20};
+  npz_stream_options opts;
+  opts.budget = &roomy;
+  opts.spill_dir = dir.sub("spill");
+  {
+    auto up = decode_in_pieces(bytes, 65536, opts);
+    REQUIRE_MESSAGE(up, render(up.error()));
+    CHECK(roomy.used() == (*up)->data_bytes());
+  }
+  CHECK(roomy.used() == 0);
+  memory_budget tight{1 << 20};
+  opts.budget = &tight;
+  auto up = decode_in_pieces(bytes, 65536, opts);
+  REQUIRE_FALSE(up);
+  CHECK(up.error() == ec::too_large);
+  RONDO_CHECK_SAYS(up.error(), "'0.npy'");
+  CHECK(tight.used() == 0);
 }
 
 TEST_CASE("npz_stream: over the memory budget the update spills to a file") {
