@@ -2,7 +2,10 @@
 
 #include "messages/error.hpp"
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <unistd.h>
 #include <utility>
 
 namespace rondo::npy {
@@ -137,6 +140,22 @@ private:
 };
 
 } // namespace
+
+bool pread_exact(int fd, uint64_t offset, void* dst, uint64_t n) {
+  auto* out = static_cast<char*>(dst);
+  while (n > 0) {
+    auto want = std::min<uint64_t>(n, uint64_t{1} << 30);
+    auto got = ::pread(fd, out, want, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      return false;
+    out += got;
+    offset += static_cast<uint64_t>(got);
+    n -= static_cast<uint64_t>(got);
+  }
+  return true;
+}
 
 caf::error member_error(ec code, const std::string& member,
                         const std::string& why) {

@@ -40,6 +40,11 @@ inline uint64_t le64(const unsigned char* p) {
   return uint64_t{le32(p)} | (uint64_t{le32(p + 4)} << 32);
 }
 
+/// Reads exactly `n` bytes at `offset` of file `fd` with pread (no shared
+/// file offset: safe from several threads). False on an I/O error or end
+/// of file (errno tells which).
+bool pread_exact(int fd, uint64_t offset, void* dst, uint64_t n);
+
 /// ec::malformed_model or another code with "member 'NAME': WHY".
 caf::error member_error(ec code, const std::string& member,
                         const std::string& why);

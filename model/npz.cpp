@@ -55,19 +55,7 @@ public:
       std::memcpy(dst, bytes.data() + offset, n);
       return true;
     }
-    auto* out = static_cast<char*>(dst);
-    while (n > 0) {
-      auto want = std::min<uint64_t>(n, uint64_t{1} << 30);
-      auto got = ::pread(fd, out, want, static_cast<off_t>(offset));
-      if (got < 0 && errno == EINTR)
-        continue;
-      if (got <= 0)
-        return false;
-      out += got;
-      offset += static_cast<uint64_t>(got);
-      n -= static_cast<uint64_t>(got);
-    }
-    return true;
+    return npy::pread_exact(fd, offset, dst, n);
   }
 };
 

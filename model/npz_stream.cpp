@@ -159,18 +159,7 @@ public:
   }
 
   bool read_at(uint64_t offset, std::byte* dst, uint64_t n) const {
-    while (n > 0) {
-      auto want = std::min<uint64_t>(n, max_step);
-      auto got = ::pread(fd_, dst, want, static_cast<off_t>(offset));
-      if (got < 0 && errno == EINTR)
-        continue;
-      if (got <= 0)
-        return false;
-      dst += got;
-      offset += static_cast<uint64_t>(got);
-      n -= static_cast<uint64_t>(got);
-    }
-    return true;
+    return npy::pread_exact(fd_, offset, dst, n);
   }
 
 private:
@@ -231,18 +220,28 @@ size_t central_entry_len(const unsigned char* p, size_t avail,
   return avail >= need ? need : 0;
 }
 
-zip_entry parse_central_entry(const unsigned char* p) {
+// The fields a local header (at `p`, `shift` 0, `fixed` 30 bytes) and a
+// central directory entry (`shift` 2: its "version made by", `fixed` 46)
+// share, at the same offsets but for the shift.
+zip_entry parse_entry(const unsigned char* p, size_t shift, size_t fixed) {
   zip_entry e;
-  e.flags = le16(p + 8);
-  e.method = le16(p + 10);
-  e.crc = le32(p + 16);
-  e.csize = le32(p + 20);
-  e.usize = le32(p + 24);
-  size_t name_len = le16(p + 28), extra_len = le16(p + 30);
-  e.local_offset = le32(p + 42);
-  e.name.assign(reinterpret_cast<const char*>(p + central_fixed), name_len);
-  apply_zip64(p + central_fixed + name_len, extra_len, e, true);
+  const unsigned char* q = p + shift;
+  e.flags = le16(q + 6);
+  e.method = le16(q + 8);
+  e.crc = le32(q + 14);
+  e.csize = le32(q + 18);
+  e.usize = le32(q + 22);
+  size_t name_len = le16(q + 26), extra_len = le16(q + 28);
+  bool central = shift > 0;
+  if (central)
+    e.local_offset = le32(p + 42);
+  e.name.assign(reinterpret_cast<const char*>(p + fixed), name_len);
+  apply_zip64(p + fixed + name_len, extra_len, e, central);
   return e;
+}
+
+zip_entry parse_central_entry(const unsigned char* p) {
+  return parse_entry(p, 2, central_fixed);
 }
 
 } // namespace
@@ -647,16 +646,8 @@ caf::error npz_stream_decoder::impl::on_record() {
 
 caf::error npz_stream_decoder::impl::on_local() {
   auto* p = reinterpret_cast<const unsigned char*>(rec.data());
-  zip_entry e;
+  auto e = parse_entry(p, 0, local_fixed);
   e.local_offset = offset - rec.size();
-  e.flags = le16(p + 6);
-  e.method = le16(p + 8);
-  e.crc = le32(p + 14);
-  e.csize = le32(p + 18);
-  e.usize = le32(p + 22);
-  size_t name_len = le16(p + 26), extra_len = le16(p + 28);
-  e.name = rec.substr(local_fixed, name_len);
-  apply_zip64(p + local_fixed + name_len, extra_len, e, false);
   cur = std::move(e);
   const std::string suffix = ".npy";
   auto& name = cur.name;

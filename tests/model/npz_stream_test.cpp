@@ -118,6 +118,22 @@ uint32_t le32_at(const std::string& s, size_t at) {
          | (uint32_t{p[3]} << 24);
 }
 
+// A 1 MiB memory budget and a spill folder, as uploads share them.
+struct budget_setup {
+  temp_dir dir;
+  std::string spill = dir.sub("spill");
+  memory_budget budget{1 << 20};
+  npz_stream_options opts = with_budget(budget, spill);
+
+  static npz_stream_options with_budget(memory_budget& b,
+                                        const std::string& dir) {
+    npz_stream_options o;
+    o.budget = &b;
+    o.spill_dir = dir;
+    return o;
+  }
+};
+
 size_t files_in(const std::string& dir) {
   if (!std::filesystem::exists(dir))
     return 0;
@@ -261,9 +277,7 @@ for name, method in (('dd_stored.npz', zipfile.ZIP_STORED),
   // (counted against the budget) until the central directory delimits it.
   auto bytes = read_file(dir.sub("dd_stored.npz"));
   memory_budget roomy{64 << 20};
-  npz_stream_options opts;
-  opts.budget = &roomy;
-  opts.spill_dir = dir.sub("spill");
+  auto opts = budget_setup::with_budget(roomy, dir.sub("spill"));
   {
     auto up = decode_in_pieces(bytes, 65536, opts);
     REQUIRE_MESSAGE(up, render(up.error()));
@@ -286,9 +300,7 @@ TEST_CASE("npz_stream: over the memory budget the update spills to a file") {
     auto m = large_model(dtype::f32);
     auto bytes = npz_of(m, c);
     memory_budget budget{1 << 20}; // less than the 2.8 MB tensor "2"
-    npz_stream_options opts;
-    opts.budget = &budget;
-    opts.spill_dir = spill;
+    auto opts = budget_setup::with_budget(budget, spill);
     {
       auto up = decode_in_pieces(bytes, 100000, opts);
       REQUIRE_MESSAGE(up, render(up.error()));
@@ -323,12 +335,8 @@ namespace {
 void check_rejects(const std::string& bytes, ec code,
                    const std::vector<std::string>& needles,
                    uint64_t max_bytes = uint64_t{16} << 30) {
-  temp_dir dir;
-  auto spill = dir.sub("spill");
-  memory_budget budget{1 << 20};
-  npz_stream_options opts;
-  opts.budget = &budget;
-  opts.spill_dir = spill;
+  budget_setup b;
+  auto& [dir, spill, budget, opts] = b;
   opts.npz.max_uncompressed_bytes = max_bytes;
   npz_stream_decoder dec{opts};
   caf::error err;
@@ -420,12 +428,8 @@ TEST_CASE("npz_stream: unsupported npy members are refused naming them") {
 }
 
 TEST_CASE("npz_stream: abort frees the memory and the spill file at once") {
-  temp_dir dir;
-  auto spill = dir.sub("spill");
-  memory_budget budget{1 << 20};
-  npz_stream_options opts;
-  opts.budget = &budget;
-  opts.spill_dir = spill;
+  budget_setup b;
+  auto& [dir, spill, budget, opts] = b;
   auto bytes = npz_of(large_model(dtype::f32), npz_compression::stored);
   npz_stream_decoder dec{opts};
   REQUIRE(!dec.feed(std::string_view{bytes}.substr(0, bytes.size() - 1000)));
@@ -462,9 +466,7 @@ TEST_CASE("npz_stream: FedAvg over decoded updates equals FedAvg over "
   for (uint64_t limit : {uint64_t{1} << 30, uint64_t{1} << 16}) {
     CAPTURE(limit);
     memory_budget budget{limit};
-    npz_stream_options opts;
-    opts.budget = &budget;
-    opts.spill_dir = dir.sub("spill");
+    auto opts = budget_setup::with_budget(budget, dir.sub("spill"));
     auto ours = make_aggregator("fedavg");
     auto ref = make_aggregator("fedavg");
     REQUIRE(ours);
