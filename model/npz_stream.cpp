@@ -848,11 +848,11 @@ caf::error npz_stream_decoder::impl::member_step(std::string_view& in,
                               + shape_string(out->spec[index].shape)
                               + " holds (" + std::to_string(nbytes)
                               + " bytes)");
-    if (consumed > 0) {
-      recent.append(in.data(), consumed);
-      if (recent.size() > 64)
-        recent.erase(0, recent.size() - 32);
-    }
+    // Keep the last 16 bytes given (ISA-L reads at most 8 ahead).
+    auto keep = std::min<size_t>(consumed, 16);
+    recent.append(in.data() + consumed - keep, keep);
+    if (recent.size() > 32)
+      recent.erase(0, recent.size() - 16);
     ended = inf->block_state == ISAL_BLOCK_FINISH;
   }
   if (produced > 0) {
