@@ -10,6 +10,7 @@ packages=(
   # libraries
   libcaf-dev libprotobuf-dev protobuf-compiler libgrpc++-dev
   protobuf-compiler-grpc librocksdb-dev doctest-dev libzip-dev zlib1g-dev
+  libisal-dev
   libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
   libssl-dev libxxhash-dev uuid-dev libjwt-dev
   # the operator API: HTTP(S), Prometheus metrics, compute package archives

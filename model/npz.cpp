@@ -1,7 +1,10 @@
 #include "model/npz.hpp"
 
 #include "messages/error.hpp"
+#include "model/npy_format.hpp"
 
+#include <isa-l/crc.h>
+#include <isa-l/igzip_lib.h>
 #include <zip.h>
 
 #include <algorithm>
@@ -17,33 +20,13 @@ namespace rondo {
 
 namespace {
 
-constexpr char npy_magic[] = "\x93NUMPY";
-constexpr size_t npy_prefix = 10;           // magic, version, 2-byte length
 constexpr uint64_t read_chunk = 512u << 10; // pread size for visits
 constexpr uint64_t inflate_chunk = 1u << 20;
-// The longest npy header read. numpy writes ~128 bytes (format 1.0 allows
-// 65535) and np.load refuses more than 10000 by default; without a limit a
-// DEFLATE member that declares gigabytes could make the reader allocate
-// its declared header length before reading a byte of it.
-constexpr uint64_t max_npy_header = 1u << 16;
+using npy::le16;
+using npy::le32;
+using npy::le64;
 
-caf::error member_error(ec code, const std::string& member,
-                        const std::string& why) {
-  return caf::make_error(code, "member '" + member + "': " + why);
-}
-
-uint16_t le16(const unsigned char* p) {
-  return static_cast<uint16_t>(p[0] | (p[1] << 8));
-}
-
-uint32_t le32(const unsigned char* p) {
-  return uint32_t{p[0]} | (uint32_t{p[1]} << 8) | (uint32_t{p[2]} << 16) |
-         (uint32_t{p[3]} << 24);
-}
-
-uint64_t le64(const unsigned char* p) {
-  return uint64_t{le32(p)} | (uint64_t{le32(p + 4)} << 32);
-}
+using npy::member_error;
 
 std::string zip_error_text(int code) {
   zip_error_t ze;
@@ -52,135 +35,6 @@ std::string zip_error_text(int code) {
   zip_error_fini(&ze);
   return out;
 }
-
-// -- NPY header parsing -------------------------------------------------------
-
-// Parses numpy's header dict, a Python literal such as
-// {'descr': '<f4', 'fortran_order': False, 'shape': (10, 5), }.
-class header_parser {
-public:
-  explicit header_parser(std::string_view text) : text_(text) {
-  }
-
-  // Fills `info.type` and `info.shape`; returns the reason on failure.
-  std::string parse(tensor_info& info) {
-    std::string descr;
-    bool fortran = false;
-    bool have_descr = false, have_order = false, have_shape = false;
-    if (!eat('{'))
-      return "npy header is not a dict";
-    while (!eat('}')) {
-      std::string key;
-      if (!string_literal(key) || !eat(':'))
-        return "npy header is not a dict of string keys";
-      if (key == "descr") {
-        if (!string_literal(descr))
-          return "npy header 'descr' is not a string (structured dtypes "
-                 "are not supported)";
-        have_descr = true;
-      } else if (key == "fortran_order") {
-        if (!boolean(fortran))
-          return "npy header 'fortran_order' is not True or False";
-        have_order = true;
-      } else if (key == "shape") {
-        if (!tuple(info.shape))
-          return "npy header 'shape' is not a tuple of integers";
-        have_shape = true;
-      } else {
-        return "npy header has an unknown key '" + key + "'";
-      }
-      if (!eat(',') && !peek('}'))
-        return "npy header dict is malformed";
-    }
-    if (!have_descr || !have_order || !have_shape)
-      return "npy header lacks 'descr', 'fortran_order' or 'shape'";
-    if (fortran)
-      return "fortran_order is True; only C order is supported";
-    return check_descr(descr, info);
-  }
-
-private:
-  static std::string check_descr(const std::string& descr,
-                                 tensor_info& info) {
-    if (descr == "<f4") {
-      info.type = dtype::f32;
-    } else if (descr == "<f8") {
-      info.type = dtype::f64;
-    } else if (descr.size() == 3 && descr[0] == '>' && descr[1] == 'f') {
-      return "dtype '" + descr + "' is big-endian; only little-endian "
-             "'<f4' and '<f8' are supported";
-    } else {
-      return "dtype '" + descr + "' is not float32 ('<f4') or float64 "
-             "('<f8')";
-    }
-    return {};
-  }
-
-  void skip_space() {
-    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\n'))
-      ++pos_;
-  }
-  bool peek(char c) {
-    skip_space();
-    return pos_ < text_.size() && text_[pos_] == c;
-  }
-  bool eat(char c) {
-    if (!peek(c))
-      return false;
-    ++pos_;
-    return true;
-  }
-  bool string_literal(std::string& out) {
-    skip_space();
-    if (pos_ >= text_.size() || (text_[pos_] != '\'' && text_[pos_] != '"'))
-      return false;
-    auto quote = text_[pos_++];
-    auto end = text_.find(quote, pos_);
-    if (end == std::string_view::npos)
-      return false;
-    out.assign(text_.substr(pos_, end - pos_));
-    pos_ = end + 1;
-    return true;
-  }
-  bool boolean(bool& out) {
-    skip_space();
-    for (auto [word, value] : {std::pair{"True", true}, {"False", false}}) {
-      auto len = std::strlen(word);
-      if (text_.substr(pos_, len) == word) {
-        pos_ += len;
-        out = value;
-        return true;
-      }
-    }
-    return false;
-  }
-  bool tuple(std::vector<uint64_t>& out) {
-    out.clear();
-    if (!eat('('))
-      return false;
-    while (!eat(')')) {
-      skip_space();
-      uint64_t value = 0;
-      size_t digits = 0;
-      for (; pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9';
-           ++pos_, ++digits) {
-        if (__builtin_mul_overflow(value, uint64_t{10}, &value)
-            || __builtin_add_overflow(value, uint64_t(text_[pos_] - '0'),
-                                      &value))
-          return false;
-      }
-      if (digits == 0)
-        return false;
-      out.push_back(value);
-      if (!eat(',') && !peek(')'))
-        return false;
-    }
-    return true;
-  }
-
-  std::string_view text_;
-  size_t pos_ = 0;
-};
 
 // -- ZIP central directory: local header offsets --------------------------
 
@@ -203,19 +57,7 @@ public:
       std::memcpy(dst, bytes.data() + offset, n);
       return true;
     }
-    auto* out = static_cast<char*>(dst);
-    while (n > 0) {
-      auto want = std::min<uint64_t>(n, uint64_t{1} << 30);
-      auto got = ::pread(fd, out, want, static_cast<off_t>(offset));
-      if (got < 0 && errno == EINTR)
-        continue;
-      if (got <= 0)
-        return false;
-      out += got;
-      offset += static_cast<uint64_t>(got);
-      n -= static_cast<uint64_t>(got);
-    }
-    return true;
+    return npy::pread_exact(fd, offset, dst, n);
   }
 };
 
@@ -359,10 +201,112 @@ struct zip_file_closer {
 };
 using zip_file_ptr = std::unique_ptr<zip_file_t, zip_file_closer>;
 
+// A member's bytes as zip_fread gives them (STORED; libzip checks the
+// CRC-32 at the end), or its raw DEFLATE bytes read through libzip
+// (ZIP_FL_COMPRESSED) and inflated with ISA-L's igzip, several times
+// zlib's speed on compressible data, with the CRC-32 checked here.
+class member_stream {
+public:
+  member_stream(zip_file_ptr zf, const std::string& name, bool deflate,
+                uint32_t crc)
+    : zf_(std::move(zf)), name_(&name), want_crc_(crc) {
+    if (deflate) {
+      inf_ = std::make_unique<inflate_state>();
+      isal_inflate_init(inf_.get());
+      inf_->crc_flag = ISAL_DEFLATE;
+      in_ = byte_buffer{inflate_chunk};
+    }
+  }
+
+  // Reads exactly `n` decoded bytes.
+  caf::error read_exact(void* dst, uint64_t n) {
+    auto* out = static_cast<uint8_t*>(dst);
+    while (n > 0) {
+      uint64_t got = 0;
+      if (auto err = read_some(out, n, got))
+        return err;
+      if (got == 0)
+        return error(inf_ ? "corrupt data: the DEFLATE stream ends before "
+                            "the member's declared size"
+                          : "data is truncated");
+      out += got;
+      n -= got;
+    }
+    return {};
+  }
+
+  // Checks that the member ends here and its CRC-32.
+  caf::error check_end() {
+    uint8_t extra[64];
+    uint64_t got = 0;
+    if (auto err = read_some(extra, sizeof extra, got))
+      return err;
+    if (got != 0)
+      return error("corrupt data: longer than its declared size");
+    if (inf_ && crc_ != want_crc_)
+      return error("corrupt data: CRC error");
+    return {};
+  }
+
+private:
+  caf::error error(const std::string& why) const {
+    return member_error(ec::malformed_model, *name_, why);
+  }
+
+  // Up to `n` decoded bytes; `got` 0 only at the end of the member.
+  caf::error read_some(uint8_t* out, uint64_t n, uint64_t& got) {
+    got = 0;
+    if (!inf_) {
+      // Reading past the end makes libzip check the CRC.
+      auto r = zip_fread(zf_.get(), out, n);
+      if (r < 0)
+        return error(std::string{"corrupt data: "}
+                     + zip_file_strerror(zf_.get()));
+      got = static_cast<uint64_t>(r);
+      return {};
+    }
+    while (got == 0 && inf_->block_state != ISAL_BLOCK_FINISH) {
+      if (inf_->avail_in == 0 && !eof_) {
+        auto r = zip_fread(zf_.get(), in_.data(), in_.size());
+        if (r < 0)
+          return error(std::string{"corrupt data: "}
+                       + zip_file_strerror(zf_.get()));
+        eof_ = r == 0;
+        inf_->next_in = reinterpret_cast<uint8_t*>(in_.data());
+        inf_->avail_in = static_cast<uint32_t>(r);
+      }
+      inf_->next_out = out;
+      inf_->avail_out =
+        static_cast<uint32_t>(std::min<uint64_t>(n, uint64_t{1} << 30));
+      auto avail_in = inf_->avail_in;
+      auto ret = isal_inflate(inf_.get());
+      if (ret < 0)
+        return error("corrupt data: invalid DEFLATE stream (ISA-L error "
+                     + std::to_string(ret) + ")");
+      got = std::min<uint64_t>(n, uint64_t{1} << 30) - inf_->avail_out;
+      crc_ = crc32_gzip_refl(crc_, out, got);
+      if (got == 0 && eof_ && inf_->avail_in == avail_in
+          && inf_->block_state != ISAL_BLOCK_FINISH)
+        return error("data is truncated");
+    }
+    return {};
+  }
+
+  zip_file_ptr zf_;
+  const std::string* name_;
+  uint32_t want_crc_;
+  uint32_t crc_ = 0;
+  std::unique_ptr<inflate_state> inf_;
+  byte_buffer in_;
+  bool eof_ = false;
+};
+
 struct member {
   tensor_info info;
   std::string zip_name;
   uint64_t index = 0;       // libzip index
+  bool deflate = false;     // DEFLATE, else STORED
+  uint32_t crc = 0;         // CRC-32 of the member's bytes
   bool stored = false;      // read directly from the source
   uint64_t header_len = 0;  // npy prefix + header dict
   uint64_t data_offset = 0; // absolute offset of the data (stored only)
@@ -391,10 +335,8 @@ struct npz_reader::impl {
   caf::error read_stored(const member& m, std::byte* dst) const;
   caf::error visit_stored(const member& m, const chunk_visitor& fn) const;
   caf::error visit_inflated(const member& m, const chunk_visitor& fn) const;
-  caf::expected<zip_file_ptr> open_data(const member& m) const;
-  caf::error read_exact(zip_file_t* zf, const member& m, void* dst,
-                        uint64_t n) const;
-  caf::error check_end(zip_file_t* zf, const member& m) const;
+  caf::expected<member_stream> open_stream(const member& m) const;
+  caf::expected<member_stream> open_data(const member& m) const;
 };
 
 caf::error npz_reader::impl::open(zip_source_t* zsrc) {
@@ -471,64 +413,40 @@ caf::error npz_reader::impl::add_member(uint64_t index,
   if (st.size > opts.max_uncompressed_bytes
       || declared > opts.max_uncompressed_bytes)
     return member_error(ec::too_large, name,
-                        "the archive declares " + std::to_string(declared)
-                          + " bytes uncompressed so far; the limit is "
-                          + std::to_string(opts.max_uncompressed_bytes)
-                          + " bytes (npz_options::max_uncompressed_bytes)");
-  // The npy header, read through libzip (small).
-  auto zf = zip_file_ptr{zip_fopen_index(za.get(), index, 0)};
+                        npy::over_limit(declared,
+                                        opts.max_uncompressed_bytes));
+  m.deflate = st.comp_method == ZIP_CM_DEFLATE;
+  m.crc = st.crc;
+  // The npy header (small).
+  auto zf = open_stream(m);
   if (!zf)
-    return member_error(ec::malformed_model, name,
-                        std::string{"cannot open: "}
-                          + zip_strerror(za.get()));
+    return zf.error();
   unsigned char prefix[12];
-  if (auto err = read_exact(zf.get(), m, prefix, npy_prefix))
+  if (auto err = zf->read_exact(prefix, npy::prefix_len))
     return err;
-  if (std::memcmp(prefix, npy_magic, 6) != 0)
-    return member_error(ec::malformed_model, name, "not an npy array (bad "
-                                                   "magic)");
-  auto major = prefix[6];
-  uint64_t hlen = 0;
-  size_t lead = npy_prefix;
-  if (major == 1) {
-    hlen = le16(prefix + 8);
-  } else if (major == 2 || major == 3) {
-    if (auto err = read_exact(zf.get(), m, prefix + 10, 2))
+  size_t lead = 0;
+  if (auto why = npy::check_prefix(prefix, lead); !why.empty())
+    return member_error(ec::malformed_model, name, why);
+  if (lead > npy::prefix_len)
+    if (auto err = zf->read_exact(prefix + npy::prefix_len,
+                                  lead - npy::prefix_len))
       return err;
-    hlen = le32(prefix + 8);
-    lead = 12;
-  } else {
-    return member_error(ec::malformed_model, name,
-                        "npy format version " + std::to_string(major)
-                          + " is not 1, 2 or 3");
-  }
+  auto hlen = npy::header_len(prefix, lead);
   if (lead + hlen > st.size)
     return member_error(ec::malformed_model, name,
                         "npy header is longer than the member");
-  if (hlen > max_npy_header)
-    return member_error(ec::malformed_model, name,
-                        "npy header is " + std::to_string(hlen)
-                          + " bytes long; at most "
-                          + std::to_string(max_npy_header)
-                          + " are accepted");
-  std::string header(hlen, '\0');
-  if (auto err = read_exact(zf.get(), m, header.data(), hlen))
-    return err;
-  if (auto why = header_parser{header}.parse(m.info); !why.empty())
+  if (auto why = npy::check_header_len(hlen); !why.empty())
     return member_error(ec::malformed_model, name, why);
-  uint64_t count = 1, bytes = 0;
-  for (auto d : m.info.shape)
-    if (__builtin_mul_overflow(count, d, &count))
-      return member_error(ec::malformed_model, name, "shape overflows");
-  if (__builtin_mul_overflow(count, size_of(m.info.type), &bytes))
-    return member_error(ec::malformed_model, name, "shape overflows");
+  std::string header(hlen, '\0');
+  if (auto err = zf->read_exact(header.data(), hlen))
+    return err;
+  uint64_t bytes = 0;
+  if (auto why = npy::parse_header(header, m.info, bytes); !why.empty())
+    return member_error(ec::malformed_model, name, why);
   m.header_len = lead + hlen;
   if (st.size - m.header_len != bytes)
-    return member_error(
-      ec::malformed_model, name,
-      "shape " + shape_string(m.info.shape) + " holds " + std::to_string(count)
-        + " values (" + std::to_string(bytes) + " bytes) but the data has "
-        + std::to_string(st.size - m.header_len) + " bytes");
+    return member_error(ec::malformed_model, name,
+                        npy::size_mismatch(m.info, st.size - m.header_len));
   m.stored = st.comp_method == ZIP_CM_STORE && !opts.verify_stored_crc
              && cd != nullptr && cd->name == name;
   if (m.stored) {
@@ -547,31 +465,23 @@ caf::error npz_reader::impl::add_member(uint64_t index,
   return {};
 }
 
-caf::error npz_reader::impl::read_exact(zip_file_t* zf, const member& m,
-                                        void* dst, uint64_t n) const {
-  auto* out = static_cast<char*>(dst);
-  while (n > 0) {
-    auto got = zip_fread(zf, out, n);
-    if (got < 0)
-      return member_error(ec::malformed_model, m.zip_name,
-                          std::string{"corrupt data: "} + zip_file_strerror(zf));
-    if (got == 0)
-      return member_error(ec::malformed_model, m.zip_name,
-                          "data is truncated");
-    out += got;
-    n -= static_cast<uint64_t>(got);
-  }
-  return {};
-}
-
-caf::expected<zip_file_ptr>
-npz_reader::impl::open_data(const member& m) const {
-  auto zf = zip_file_ptr{zip_fopen_index(za.get(), m.index, 0)};
+caf::expected<member_stream>
+npz_reader::impl::open_stream(const member& m) const {
+  auto zf = zip_file_ptr{zip_fopen_index(
+    za.get(), m.index, m.deflate ? ZIP_FL_COMPRESSED : 0)};
   if (!zf)
     return member_error(ec::malformed_model, m.zip_name,
                         std::string{"cannot open: "} + zip_strerror(za.get()));
+  return member_stream{std::move(zf), m.zip_name, m.deflate, m.crc};
+}
+
+caf::expected<member_stream>
+npz_reader::impl::open_data(const member& m) const {
+  auto zf = open_stream(m);
+  if (!zf)
+    return zf;
   std::vector<char> skip(m.header_len);
-  if (auto err = read_exact(zf.get(), m, skip.data(), m.header_len))
+  if (auto err = zf->read_exact(skip.data(), m.header_len))
     return err;
   return zf;
 }
@@ -621,22 +531,13 @@ caf::error npz_reader::impl::visit_inflated(const member& m,
   byte_buffer buf{std::min(inflate_chunk, std::max<uint64_t>(total, 1))};
   for (uint64_t done = 0; done < total;) {
     auto len = std::min<uint64_t>(buf.size(), total - done);
-    if (auto err = read_exact(zf->get(), m, buf.data(), len))
+    if (auto err = zf->read_exact(buf.data(), len))
       return err;
     if (auto err = fn(buf.data(), done / esize, len / esize))
       return err;
     done += len;
   }
-  return check_end(zf->get(), m);
-}
-
-caf::error npz_reader::impl::check_end(zip_file_t* zf, const member& m) const {
-  // Reading past the end makes libzip check the CRC.
-  char extra;
-  if (zip_fread(zf, &extra, 1) != 0)
-    return member_error(ec::malformed_model, m.zip_name,
-                        std::string{"corrupt data: "} + zip_file_strerror(zf));
-  return {};
+  return zf->check_end();
 }
 
 npz_reader::npz_reader(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
@@ -744,9 +645,9 @@ caf::expected<tensor> npz_reader::read(size_t index) const {
   auto zf = impl_->open_data(m);
   if (!zf)
     return zf.error();
-  if (auto err = impl_->read_exact(zf->get(), m, t.data.data(), t.nbytes()))
+  if (auto err = zf->read_exact(t.data.data(), t.nbytes()))
     return err;
-  if (auto err = impl_->check_end(zf->get(), m))
+  if (auto err = zf->check_end())
     return err;
   return t;
 }
@@ -791,12 +692,12 @@ std::string npy_header(const tensor_info& info) {
   dict += "', 'fortran_order': False, 'shape': ";
   dict += shape_string(info.shape);
   dict += ", }";
-  auto v1 = npy_prefix + dict.size() + 1 <= 65535 + npy_prefix;
-  size_t lead = v1 ? npy_prefix : 12;
+  auto v1 = npy::prefix_len + dict.size() + 1 <= 65535 + npy::prefix_len;
+  size_t lead = v1 ? npy::prefix_len : 12;
   auto total = (lead + dict.size() + 1 + 63) / 64 * 64;
   dict.append(total - lead - dict.size() - 1, ' ');
   dict += '\n';
-  std::string out{npy_magic, 6};
+  std::string out{npy::magic, 6};
   out += static_cast<char>(v1 ? 1 : 2);
   out += '\0';
   auto hlen = dict.size();

@@ -117,8 +117,11 @@ struct npz_stream_options {
 /// defers its sizes to a data descriptor (general-purpose bit 3) is decoded
 /// too when DEFLATE (the stream ends itself); a STORED one cannot be
 /// delimited without the central directory, so the decoder then keeps the
-/// rest of the archive's bytes (counted against the budget, else spilled)
-/// and decodes it at finish() — same result, more memory.
+/// rest of the archive's bytes in memory (counted against the budget;
+/// ec::too_large when the budget or npz.max_uncompressed_bytes cannot take
+/// them) and decodes it at finish() with the central directory's sizes —
+/// same result, more memory. Python's zipfile writes such members only to
+/// an unseekable file; numpy's savez does not.
 ///
 /// Errors (feed and finish) name the member and the reason, as npz_reader's
 /// do: ec::malformed_model (not a ZIP, not an `.npy` member, duplicate key,

@@ -4,6 +4,7 @@
 
 #include "tests/model/helpers.hpp"
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 
@@ -401,4 +402,40 @@ TEST_CASE("npz: an npy header longer than 64 KiB is refused before reading") {
   CHECK(m.error() == ec::malformed_model);
   RONDO_CHECK_SAYS(m.error(), "member '0.npy': npy header is 70000 bytes "
                               "long; at most 65536 are accepted");
+}
+
+TEST_CASE("npz: DEFLATE members are inflated with their CRC-32 checked") {
+  model m;
+  std::vector<double> xs(700000);
+  for (size_t i = 0; i < xs.size(); ++i)
+    xs[i] = std::sin(0.01 * static_cast<double>(i));
+  m.push_back(make("0", dtype::f32, {700000}, xs));
+  m.push_back(make("1", dtype::f64, {}, {2.5}));
+  auto bytes = write_npz_bytes(m, with(npz_compression::deflate));
+  REQUIRE(bytes);
+  auto back = read_npz_bytes(*bytes);
+  REQUIRE(back);
+  check_same(m, *back);
+  // The central directory's CRC-32 (libzip's zip_stat) flipped.
+  auto bad_crc = *bytes;
+  auto cd = bad_crc.rfind("0.npy") - 46;
+  REQUIRE(bad_crc.compare(cd, 4, "PK\x01\x02") == 0);
+  bad_crc[cd + 16] ^= 0x10;
+  auto r = read_npz_bytes(bad_crc);
+  REQUIRE_FALSE(r);
+  RONDO_CHECK_SAYS(r.error(), "member '0.npy': corrupt data: CRC error");
+  auto reader = npz_reader::open_bytes(std::string_view{bad_crc});
+  REQUIRE(reader);
+  auto visited = (*reader)->visit(0, [](const std::byte*, uint64_t, uint64_t) {
+    return caf::error{};
+  });
+  RONDO_CHECK_SAYS(visited, "member '0.npy': corrupt data: CRC error");
+  // Garbage in the compressed data.
+  auto bad_data = *bytes;
+  auto at = bad_data.find("0.npy") + 5 + 20 + 3000;
+  for (size_t i = 0; i < 64; ++i)
+    bad_data[at + i] = static_cast<char>(0x5A ^ (i * 29));
+  auto d = read_npz_bytes(bad_data);
+  REQUIRE_FALSE(d);
+  RONDO_CHECK_SAYS(d.error(), "member '0.npy': corrupt data");
 }
