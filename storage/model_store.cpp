@@ -834,7 +834,7 @@ caf::expected<bool> model_store::exists(const std::string& model_id) {
   if (!meta)
     return meta.error();
   if (!*meta && updates_)
-    return static_cast<bool>(updates_->find(model_id));
+    return updates_->holds(model_id);
   return meta->has_value();
 }
 

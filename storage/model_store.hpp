@@ -246,8 +246,10 @@ public:
   /// Gives the store the combiner's update cache (storage/update_cache.hpp):
   /// a model id the store lacks but the cache holds decoded is then written
   /// into the store (STORED npz, synced) when a reader asks for it by id
-  /// (open_read, get, read_chunk, info); exists() is true for it, and
-  /// remove/remove_many drop cached updates too. Set once, before the store is shared.
+  /// (open_read, get, read_chunk, info); exists() is true for every
+  /// completed upload the cache holds (a valid model or not: the round
+  /// rejects an invalid one with the reason), and remove/remove_many drop
+  /// cached updates too. Set once, before the store is shared.
   void attach_update_cache(std::shared_ptr<update_cache> cache) {
     updates_ = std::move(cache);
   }

@@ -90,6 +90,12 @@ bool update_cache::contains(const std::string& model_id) {
   return entries_.count(model_id) > 0;
 }
 
+bool update_cache::holds(const std::string& model_id) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = entries_.find(model_id);
+  return i != entries_.end() && i->second.complete;
+}
+
 caf::expected<std::shared_ptr<decoded_update>>
 update_cache::find(const std::string& model_id) {
   std::lock_guard<std::mutex> guard{mtx_};

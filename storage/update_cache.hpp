@@ -71,6 +71,10 @@ public:
   /// Whether the id is held or being uploaded.
   bool contains(const std::string& model_id);
 
+  /// Whether an upload of the id completed and is held, valid model or
+  /// not (find() says which).
+  bool holds(const std::string& model_id);
+
   /// The decoded update. @returns ec::not_found if not held,
   /// ec::invalid_state while its upload runs, or the decode error
   /// (ec::malformed_model, ec::too_large, ...) that its bytes met.

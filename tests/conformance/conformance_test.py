@@ -632,6 +632,7 @@ CASES = {
     "malformed_upload": case_malformed_upload,
     "malformed_meta": case_malformed_meta,
     "disconnect_mid_round": case_disconnect_mid_round,
+    "streamed_updates": case_streamed_updates,
 }
 
 if __name__ == "__main__":

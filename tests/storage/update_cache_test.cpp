@@ -111,6 +111,8 @@ TEST_CASE("update_cache: a decode error is kept and given back by find") {
   REQUIRE_FALSE(found);
   CHECK(found.error() == ec::malformed_model);
   CHECK(f.cache->memory_used() == 0);
+  // The upload happened: the round rejects it with the reason.
+  CHECK(f.store->exists("bad") == true);
   // The store cannot serve it either, and says it does not exist.
   CHECK(f.store->open_read("bad").error() == ec::not_found);
 }
