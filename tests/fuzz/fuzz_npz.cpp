@@ -11,11 +11,16 @@
 // - when libzip also verifies the STORED members' CRC and both succeed,
 //   the data is the same (the central-directory offsets Rondo reads itself
 //   agree with libzip's);
-// - a model that reads back writes and re-reads bit-exactly.
+// - a model that reads back writes and re-reads bit-exactly;
+// - the streaming decoder (model/npz_stream.*), fed in pieces, fails with
+//   ec::malformed_model or ec::too_large, and when it and npz_reader both
+//   succeed they give the same spec and bytes; a memory budget is given
+//   back in full.
 
 #include "fuzz_util.hpp"
 
 #include "model/npz.hpp"
+#include "model/npz_stream.hpp"
 #include "model/validate.hpp"
 
 #include <sys/mman.h>
@@ -103,6 +108,47 @@ open_as_file(std::string_view bytes, const npz_options& opts, int& fd) {
   return npz_reader::open_file("/proc/self/fd/" + std::to_string(fd), opts);
 }
 
+/// The streaming decoder over `bytes` in three pieces; checks its verdict
+/// against npz_reader's `members` (null: npz_reader refused the archive).
+void check_stream(std::string_view bytes,
+                  const std::vector<std::string>* members) {
+  memory_budget budget{uint64_t{1} << 30};
+  {
+    npz_stream_options opts;
+    opts.budget = &budget;
+    npz_stream_decoder dec{opts};
+    caf::error err;
+    size_t cuts[] = {0, bytes.size() / 3, 2 * bytes.size() / 3, bytes.size()};
+    for (size_t k = 0; k < 3 && !err; ++k)
+      err = dec.feed(bytes.substr(cuts[k], cuts[k + 1] - cuts[k]));
+    auto up = err ? caf::expected<std::shared_ptr<decoded_update>>{err}
+                  : dec.finish();
+    if (!up) {
+      check_rejection(up.error());
+      check(budget.used() == 0, "a refused stream gives its budget back");
+      return;
+    }
+    if (members != nullptr) {
+      check((*up)->spec().size() == members->size(),
+            "stream and reader: same members");
+      for (size_t i = 0; i < members->size(); ++i) {
+        auto& info = (*up)->spec()[i];
+        std::string got(info.nbytes(), '\0');
+        if (info.count() > 0) {
+          auto p = (*up)->read_range(
+            i, 0, info.count(), reinterpret_cast<std::byte*>(got.data()));
+          check(static_cast<bool>(p), "read_range of a decoded update works");
+          std::memcpy(got.data(), *p, got.size());
+        }
+        check(got == (*members)[i], "stream and reader: same bytes");
+      }
+    }
+    check(budget.used() == (*up)->data_bytes(),
+          "a decoded update holds its data bytes of the budget");
+  }
+  check(budget.used() == 0, "a destroyed update gives its budget back");
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -120,6 +166,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!reader) {
     check_rejection(reader.error());
     ::close(fd);
+    check_stream(bytes, nullptr);
     return 0;
   }
   check((*reader)->spec() == (*file_reader)->spec(),
@@ -133,6 +180,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           "the file and the in-memory reader read the same bytes");
   file_reader->reset();
   ::close(fd);
+  check_stream(bytes, members ? &*members : nullptr);
   // libzip's own reading of STORED members, with their CRC.
   npz_options crc = opts;
   crc.verify_stored_crc = true;
