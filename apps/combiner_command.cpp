@@ -53,6 +53,8 @@ struct combiner_args {
   uint64_t max_model_bytes = uint64_t{10} << 30;
   bool keep_rejected_updates = false;
   bool sync_uploads = false;
+  /// gRPC's transport memory, bytes (gateway::edge_config).
+  uint64_t grpc_memory_bytes = gateway::edge_config{}.grpc_memory_bytes;
   /// Memory for decoded model updates (storage/update_cache.hpp), bytes.
   uint64_t update_memory_bytes = storage::update_cache_options{}.memory_bytes;
   std::string port_file;
@@ -249,6 +251,7 @@ int run(const combiner_args& a) {
   ecfg.max_model_bytes = a.max_model_bytes;
   ecfg.keep_rejected_updates = a.keep_rejected_updates;
   ecfg.sync_uploads = a.sync_uploads;
+  ecfg.grpc_memory_bytes = a.grpc_memory_bytes;
   ecfg.client_wait_timeout = ccfg.rounds.client_wait_timeout;
   if (auto problem = load_edge_security(a, ecfg); !problem.empty()) {
     std::cerr << "error: " << problem << "\n";
@@ -413,6 +416,10 @@ void add_combiner_command(CLI::App& app, int& exit_code) {
                 "synced; an update serves one round)");
   cmd->add_option("--max-model-bytes", a->max_model_bytes,
                   "Largest model a client may upload, in bytes")
+    ->capture_default_str();
+  cmd->add_option("--grpc-memory-bytes", a->grpc_memory_bytes,
+                  "Memory gRPC's transport may use for its buffers over all "
+                  "client connections, in bytes")
     ->capture_default_str();
   cmd->add_option("--update-memory-bytes", a->update_memory_bytes,
                   "Memory for model updates decoded as they are uploaded, "

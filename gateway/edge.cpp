@@ -2,12 +2,14 @@
 
 #include "gateway/auth.hpp"
 #include "gateway/edge_core.hpp"
+#include "storage/model_store.hpp"
 #include "messages/error.hpp"
 
 #include <caf/atom.hpp>
 #include <caf/message.hpp>
 
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
@@ -77,6 +79,30 @@ void edge_core::sent_global_model(const std::string& model_id) {
 bool edge_core::is_global_model(const std::string& model_id) {
   std::lock_guard<std::mutex> guard{globals_mtx_};
   return globals_.count(model_id) > 0;
+}
+
+caf::expected<std::shared_ptr<const std::string>>
+edge_core::hot_model(const std::string& model_id) {
+  constexpr size_t kept = 2;
+  if (!is_global_model(model_id))
+    return std::shared_ptr<const std::string>{};
+  std::lock_guard<std::mutex> guard{hot_mtx_};
+  for (auto& [id, bytes] : hot_)
+    if (id == model_id)
+      return bytes;
+  auto info = models->info(model_id);
+  if (!info)
+    return info.error();
+  if (info->size_bytes > hot_model_max_bytes)
+    return std::shared_ptr<const std::string>{};
+  auto bytes = models->get(model_id);
+  if (!bytes)
+    return bytes.error();
+  auto shared = std::make_shared<const std::string>(std::move(*bytes));
+  hot_.emplace_back(model_id, shared);
+  if (hot_.size() > kept)
+    hot_.pop_front();
+  return shared;
 }
 
 bool edge_core::enroll(const std::shared_ptr<pending>& x) {
@@ -385,6 +411,11 @@ caf::expected<uint16_t> combiner_edge::start(const std::string& host,
   // gRPC sets SO_REUSEPORT by default: a second combiner on a taken port
   // would start, and clients would be split between the two at random.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Bounded transport memory (see edge_config::grpc_memory_bytes).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  grpc::ResourceQuota quota{"rondo-edge"};
+  quota.Resize(cfg.grpc_memory_bytes);
+  builder.SetResourceQuota(quota);
   impl_->services.push_back(detail::make_connector_service(core));
   impl_->services.push_back(detail::make_combiner_service(core));
   impl_->services.push_back(detail::make_model_service(core));

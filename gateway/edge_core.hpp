@@ -91,6 +91,18 @@ public:
   /// Whether `model_id` went to a client in a task (see above).
   bool is_global_model(const std::string& model_id);
 
+  /// Global models of at most this many bytes are served from memory.
+  static constexpr uint64_t hot_model_max_bytes = uint64_t{64} << 20;
+
+  /// The whole bytes of global model `model_id` (one sent in a task) when
+  /// it is at most hot_model_max_bytes: read from the store and verified
+  /// once, then shared by every download of it (a round's clients all
+  /// fetch the same model at once). The newest two are kept. Null for
+  /// another model or a larger one (stream those from the store).
+  /// @returns the store's error (ec::not_found, ec::corrupt). Thread-safe.
+  caf::expected<std::shared_ptr<const std::string>>
+  hot_model(const std::string& model_id);
+
   /// Registers a call to end on shutdown. @returns false (registering
   /// nothing) once the edge is stopping.
   bool enroll(const std::shared_ptr<pending>& x);
@@ -154,6 +166,12 @@ private:
   std::mutex globals_mtx_;
   std::unordered_set<std::string> globals_;
   std::deque<std::string> globals_order_;
+  /// Held while a hot model is read, so that a round's simultaneous
+  /// downloads read it once.
+  std::mutex hot_mtx_;
+  /// The newest hot models, newest last.
+  std::deque<std::pair<std::string, std::shared_ptr<const std::string>>>
+    hot_;
   std::mutex uploads_mtx_;
   /// Model id -> the client that uploaded it, until a round takes it or its
   /// ModelUpdate is rejected.

@@ -76,27 +76,49 @@ grpc::StatusCode to_code(const caf::error& err) {
 /// A ModelResponse in wire format whose `data` is `data` itself, not a
 /// copy: gRPC sends the bytes from the string, which the returned buffer
 /// owns. `head` must not carry data.
-grpc::ByteBuffer with_data(const fedn::ModelResponse& head, std::string data) {
+/// `head` serialized, followed by the tag and length of a `data` field of
+/// `n` bytes (field 1, wire type 2, the length as a varint; protobuf
+/// accepts fields in any order): the bytes that precede the data.
+std::string data_prefix(const fedn::ModelResponse& head, uint64_t n) {
   auto bytes = head.SerializeAsString();
-  if (data.empty()) {
-    grpc::Slice only{bytes};
-    return grpc::ByteBuffer{&only, 1};
-  }
-  // Field 1 (data), wire type 2 (length-delimited), then the length as a
-  // varint; protobuf accepts fields in any order.
   bytes.push_back(static_cast<char>((1 << 3) | 2));
-  for (auto n = uint64_t{data.size()};; n >>= 7) {
+  for (;; n >>= 7) {
     if (n < 0x80) {
       bytes.push_back(static_cast<char>(n));
       break;
     }
     bytes.push_back(static_cast<char>((n & 0x7f) | 0x80));
   }
+  return bytes;
+}
+
+grpc::ByteBuffer with_data(const fedn::ModelResponse& head, std::string data) {
+  if (data.empty()) {
+    grpc::Slice only{head.SerializeAsString()};
+    return grpc::ByteBuffer{&only, 1};
+  }
+  auto bytes = data_prefix(head, data.size());
   auto* owned = new std::string(std::move(data));
   grpc::Slice slices[] = {
     grpc::Slice{bytes},
     grpc::Slice{owned->data(), owned->size(),
                 [](void* p) { delete static_cast<std::string*>(p); }, owned},
+  };
+  return grpc::ByteBuffer{slices, 2};
+}
+
+/// As with_data, for `n` bytes at `offset` of shared `bytes`: the message
+/// refers to them (no copy) and holds a reference until gRPC is done.
+grpc::ByteBuffer with_shared_data(const fedn::ModelResponse& head,
+                                  const std::shared_ptr<const std::string>& bytes,
+                                  size_t offset, size_t n) {
+  auto framing = data_prefix(head, n);
+  using ref = std::shared_ptr<const std::string>;
+  auto* keep = new ref(bytes);
+  grpc::Slice slices[] = {
+    grpc::Slice{framing},
+    grpc::Slice{const_cast<char*>(bytes->data()) + offset, n,
+                [](void* p) { delete static_cast<ref*>(p); }, keep},
   };
   return grpc::ByteBuffer{slices, 2};
 }
@@ -420,6 +442,16 @@ public:
       Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, reason));
       return;
     }
+    auto hot = core_->hot_model(id_);
+    if (!hot) {
+      fail("download of model " + id_ + ": " + error_detail(hot.error()));
+      return;
+    }
+    if (*hot) {
+      hot_ = std::move(*hot);
+      next();
+      return;
+    }
     auto r = core_->models->open_read(id_);
     if (!r) {
       fail("download of model " + id_ + ": " + error_detail(r.error()));
@@ -451,6 +483,8 @@ private:
   /// next store chunk, else the terminator.
   void next() {
     auto limit = size_t{core_->cfg.chunk_bytes};
+    if (hot_)
+      return next_hot(limit);
     if (offset_ >= buf_.size()) {
       buf_.clear();
       offset_ = 0;
@@ -486,6 +520,28 @@ private:
     StartWrite(&out_);
   }
 
+  /// next() for a model held in memory: each message's data is a slice of
+  /// the shared bytes (no copy), which it keeps alive until gRPC sent it.
+  void next_hot(size_t limit) {
+    if (offset_ >= hot_->size()) {
+      fedn::ModelResponse end;
+      end.set_id(id_);
+      end.set_status(fedn::OK);
+      out_ = with_data(end, {});
+      last_ = true;
+      StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
+      return;
+    }
+    fedn::ModelResponse head;
+    head.set_id(id_);
+    head.set_status(fedn::IN_PROGRESS);
+    auto n = std::min(limit, hot_->size() - offset_);
+    metrics::add_bytes_downloaded(n);
+    out_ = with_shared_data(head, hot_, offset_, n);
+    offset_ += n;
+    StartWrite(&out_);
+  }
+
   /// One FAILED message, then the end of the stream (status OK).
   void fail(const std::string& reason) {
     spdlog::warn("edge: {}", reason);
@@ -501,6 +557,8 @@ private:
   std::shared_ptr<edge_core> core_;
   std::string id_;
   std::optional<storage::model_reader> reader_;
+  /// A global model served from memory (edge_core::hot_model), else null.
+  std::shared_ptr<const std::string> hot_;
   std::string buf_;
   size_t offset_ = 0;
   /// The message being written (gRPC reads it until OnWriteDone).

@@ -28,10 +28,10 @@ struct database_options {
   /// 32 MiB: model updates no longer pass through RocksDB
   /// (storage/update_cache.hpp), so the memtables hold global models and
   /// records, and a long session's memory stays flat.
-  size_t memtable_bytes = size_t{32} << 20;
+  size_t memtable_bytes = size_t{16} << 20;
   /// Bytes of the one block cache all column families share. Default
   /// 16 MiB.
-  size_t block_cache_bytes = size_t{16} << 20;
+  size_t block_cache_bytes = size_t{8} << 20;
 };
 
 /// An open RocksDB database with Rondo's column families: the model store's
