@@ -493,19 +493,10 @@ private:
         fail("download of model " + id_ + ": " + error_detail(more.error()));
         return;
       }
-      if (!*more) {
-        fedn::ModelResponse end;
-        end.set_id(id_);
-        end.set_status(fedn::OK);
-        out_ = with_data(end, {});
-        last_ = true;
-        StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
-        return;
-      }
+      if (!*more)
+        return finish_ok();
     }
-    fedn::ModelResponse head;
-    head.set_id(id_);
-    head.set_status(fedn::IN_PROGRESS);
+    auto head = chunk_head();
     if (offset_ == 0 && buf_.size() <= limit) {
       // The whole store chunk fits one message: hand the buffer over.
       metrics::add_bytes_downloaded(buf_.size());
@@ -523,23 +514,32 @@ private:
   /// next() for a model held in memory: each message's data is a slice of
   /// the shared bytes (no copy), which it keeps alive until gRPC sent it.
   void next_hot(size_t limit) {
-    if (offset_ >= hot_->size()) {
-      fedn::ModelResponse end;
-      end.set_id(id_);
-      end.set_status(fedn::OK);
-      out_ = with_data(end, {});
-      last_ = true;
-      StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
-      return;
-    }
-    fedn::ModelResponse head;
-    head.set_id(id_);
-    head.set_status(fedn::IN_PROGRESS);
+    if (offset_ >= hot_->size())
+      return finish_ok();
+    auto head = chunk_head();
     auto n = std::min(limit, hot_->size() - offset_);
     metrics::add_bytes_downloaded(n);
     out_ = with_shared_data(head, hot_, offset_, n);
     offset_ += n;
     StartWrite(&out_);
+  }
+
+  /// The fields of an IN_PROGRESS message, without its data.
+  fedn::ModelResponse chunk_head() const {
+    fedn::ModelResponse head;
+    head.set_id(id_);
+    head.set_status(fedn::IN_PROGRESS);
+    return head;
+  }
+
+  /// The terminator (status OK, no data), then the end of the stream.
+  void finish_ok() {
+    fedn::ModelResponse end;
+    end.set_id(id_);
+    end.set_status(fedn::OK);
+    out_ = with_data(end, {});
+    last_ = true;
+    StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
   }
 
   /// One FAILED message, then the end of the stream (status OK).
