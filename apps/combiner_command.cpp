@@ -182,8 +182,25 @@ std::string check(const combiner_args& a) {
     return "--liveness-timeout must be > 0 seconds";
   if (!std::isfinite(a.client_wait_timeout) || a.client_wait_timeout < 0)
     return "--client-wait-timeout must be >= 0 seconds";
-  if (a.max_model_bytes == 0)
-    return "--max-model-bytes must be > 0";
+  // CLI11 reads "-5" into an unsigned option as 2^64 - 5: byte counts past
+  // 2^60 (an exbibyte) can only come from such a negative number.
+  constexpr uint64_t max_bytes = uint64_t{1} << 60;
+  auto signed_text = [](uint64_t x) {
+    return std::to_string(static_cast<int64_t>(x));
+  };
+  if (a.max_model_bytes == 0 || a.max_model_bytes > max_bytes)
+    return "--max-model-bytes must be 1..2^60 bytes, got "
+           + signed_text(a.max_model_bytes);
+  if (a.update_memory_bytes > max_bytes)
+    return "--update-memory-bytes must be 0..2^60 bytes, got "
+           + signed_text(a.update_memory_bytes);
+  auto min_quota = 4 * uint64_t(gateway::edge_config{}.max_receive_message_bytes);
+  if (a.grpc_memory_bytes > max_bytes
+      || (a.grpc_memory_bytes != 0 && a.grpc_memory_bytes < min_quota))
+    return "--grpc-memory-bytes must be 0 (no limit) or "
+           + std::to_string(min_quota)
+           + "..2^60 bytes (4 of the largest messages), got "
+           + signed_text(a.grpc_memory_bytes);
   if (!a.controller.empty()) {
     std::string problem;
     parse_endpoint(a.controller, problem);
@@ -419,7 +436,10 @@ void add_combiner_command(CLI::App& app, int& exit_code) {
     ->capture_default_str();
   cmd->add_option("--grpc-memory-bytes", a->grpc_memory_bytes,
                   "Memory gRPC's transport may use for its buffers over all "
-                  "client connections, in bytes")
+                  "client connections, in bytes; 0: no limit. Under the "
+                  "limit gRPC ends streams it cannot buffer with "
+                  "RESOURCE_EXHAUSTED, so allow for every concurrent "
+                  "upload's largest message (FEDn clients: 1 MiB)")
     ->capture_default_str();
   cmd->add_option("--update-memory-bytes", a->update_memory_bytes,
                   "Memory for model updates decoded as they are uploaded, "

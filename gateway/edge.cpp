@@ -413,9 +413,11 @@ caf::expected<uint16_t> combiner_edge::start(const std::string& host,
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // Bounded transport memory (see edge_config::grpc_memory_bytes).
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  grpc::ResourceQuota quota{"rondo-edge"};
-  quota.Resize(cfg.grpc_memory_bytes);
-  builder.SetResourceQuota(quota);
+  if (cfg.grpc_memory_bytes > 0) {
+    grpc::ResourceQuota quota{"rondo-edge"};
+    quota.Resize(cfg.grpc_memory_bytes);
+    builder.SetResourceQuota(quota);
+  }
   impl_->services.push_back(detail::make_connector_service(core));
   impl_->services.push_back(detail::make_combiner_service(core));
   impl_->services.push_back(detail::make_model_service(core));

@@ -61,13 +61,16 @@ struct edge_config {
   /// messages are a few KiB.
   int max_receive_message_bytes = (4 << 20) + (64 << 10);
   /// Memory gRPC's transport may use for its buffers over all connections,
-  /// in bytes (a grpc::ResourceQuota; under pressure gRPC reads in smaller
-  /// pieces instead of allocating more). Each stream's flow-control window
-  /// also stays at gRPC's initial 64 KiB (no BDP probing, which grew it to
-  /// several MiB per upload). Default 16 MiB: with 50 clients uploading
-  /// 4 MB updates at once, the combiner's peak RSS went from 242 to 178 MiB
-  /// (bench/combiner_load.py, with 32 MiB: 188).
-  uint64_t grpc_memory_bytes = uint64_t{16} << 20;
+  /// in bytes (a grpc::ResourceQuota); 0: no limit (the default). Under
+  /// pressure gRPC reads in smaller pieces, and ends a stream it cannot
+  /// buffer with RESOURCE_EXHAUSTED (RST_STREAM 11): with 16 MiB, 50
+  /// clients uploading in 1 MiB chunks lowered the combiner's peak RSS from
+  /// 242 to 178 MiB (bench/combiner_load.py), but 8 uploads in 4 MiB chunks
+  /// at once sometimes failed (found in a new user's trial), so it is off
+  /// unless asked for. Each stream's flow-control window stays at gRPC's
+  /// initial 64 KiB either way (no BDP probing, which grew it to several
+  /// MiB per upload).
+  uint64_t grpc_memory_bytes = 0;
 
   /// Largest data of one Upload message (one chunk), in bytes; a larger
   /// chunk fails the upload with RESOURCE_EXHAUSTED. Default 4 MiB (FEDn
