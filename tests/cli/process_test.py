@@ -57,7 +57,28 @@ def case_taken_port(d):
                   f"the first {role} did not exit cleanly")
 
 
-CASES = {"taken_port": case_taken_port}
+def case_bad_byte_counts(d):
+    """Byte-count options of `rondo combiner` refuse what CLI11 would
+    otherwise read as huge numbers (a negative one) or what would break
+    uploads (a gRPC quota below four of the largest messages), naming the
+    option and the value, before anything is created."""
+    for flag, value, says in [
+            ("--update-memory-bytes", "-5", "got -5"),
+            ("--max-model-bytes", "-1", "got -1"),
+            ("--grpc-memory-bytes", "-5", "got -5"),
+            ("--grpc-memory-bytes", "1000", "0 (no limit) or 17039360")]:
+        r = subprocess.run([RONDO, "combiner", "--db", f"{d}/db", "--port",
+                            "0", flag, value],
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 2, f"{flag} {value}: exit {r.returncode}")
+        check(flag in r.stderr and says in r.stderr,
+              f"{flag} {value}: {r.stderr!r}")
+        check(not os.path.exists(f"{d}/db"),
+              f"{flag} {value}: the database was created")
+
+
+CASES = {"taken_port": case_taken_port,
+         "bad_byte_counts": case_bad_byte_counts}
 
 if __name__ == "__main__":
     run_cases(CASES, "rondo-process-")
