@@ -34,7 +34,6 @@ update_verdict aggregator_actor_state::add(const model_update& update) {
   if (folded.count(update.model_update_id) > 0)
     return reject("model update " + update.model_update_id
                   + " was already aggregated");
-  fold_seconds = 0;
   auto& id = update.model_update_id;
   // Uploads are decoded as they arrive (the update cache); a model update
   // that reached the store otherwise is decoded from it chunk by chunk.
@@ -55,15 +54,15 @@ update_verdict aggregator_actor_state::add(const model_update& update) {
                   + error_detail(decoded.error()));
   auto t0 = std::chrono::steady_clock::now();
   auto err = agg->add(**decoded, update.num_examples);
-  fold_seconds += seconds_since(t0);
+  auto fold_seconds = seconds_since(t0);
   if (err)
-    return reject(render(err));
+    return update_verdict{false, render(err), fold_seconds};
   folded.insert(id);
   // Folded: its values are no longer needed (a rejected one stays, for the
   // edge to delete or keep).
   if (cached)
     cache->remove(id);
-  return {true, {}};
+  return {true, {}, fold_seconds};
 }
 
 caf::expected<model_record>
@@ -101,7 +100,6 @@ aggregator_actor_impl(aggregator_actor::stateful_pointer<aggregator_actor_state>
     [self](const model_update& update) {
       auto t0 = std::chrono::steady_clock::now();
       auto verdict = self->state.add(update);
-      verdict.fold_seconds = self->state.fold_seconds;
       metrics::observe_aggregation(metrics::aggregation_step::update,
                                    seconds_since(t0));
       return verdict;

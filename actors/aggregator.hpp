@@ -28,8 +28,6 @@ struct aggregator_actor_state {
   std::shared_ptr<storage::model_store> store;
   /// Ids of the updates already folded in (each counts once).
   std::unordered_set<std::string> folded;
-  /// Seconds spent in the last add()'s check and fold (not its load).
-  double fold_seconds = 0;
   /// Seconds the last finish() spent computing the aggregate and writing
   /// it to the store.
   double aggregate_seconds = 0;
@@ -37,7 +35,8 @@ struct aggregator_actor_state {
 
   /// Takes the decoded update from the store's update cache (else decodes
   /// it from the store chunk by chunk) and folds it in; an accepted update
-  /// leaves the cache at once. Rejected (with the reason) when it cannot be
+  /// leaves the cache at once. The verdict's fold_seconds is the time the
+  /// check and fold took (not the load). Rejected (with the reason) when it cannot be
   /// read, is not a valid npz, does not match the global model, holds a
   /// non-finite value, or has a bad num_examples; the aggregate is then
   /// unchanged.

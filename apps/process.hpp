@@ -37,7 +37,8 @@ caf::timespan seconds(double x);
 /// chunk of a transfer page-faults its buffers in again; that cost the
 /// combiner 2-3 CPU seconds per GB uploaded on a PVM guest. Peak RSS stays
 /// bounded by what is live at once; malloc keeps two heaps (arenas) for all
-/// threads. Call at start-up, before other threads. Never fails (a refused setting keeps glibc's default).
+/// threads. Call at start-up, before other threads. Never fails (a refused
+/// setting keeps glibc's default).
 void keep_freed_memory();
 
 /// Makes CAF's scheduler sleep when it has nothing to do: the work-sharing

@@ -90,15 +90,19 @@ edge_core::hot_model(const std::string& model_id) {
   for (auto& [id, bytes] : hot_)
     if (id == model_id)
       return bytes;
-  auto info = models->info(model_id);
-  if (!info)
-    return info.error();
-  if (info->size_bytes > hot_model_max_bytes)
+  auto reader = models->open_read(model_id);
+  if (!reader)
+    return reader.error();
+  if (reader->info().size_bytes > hot_model_max_bytes)
     return std::shared_ptr<const std::string>{};
-  auto bytes = models->get(model_id);
-  if (!bytes)
-    return bytes.error();
-  auto shared = std::make_shared<const std::string>(std::move(*bytes));
+  std::string bytes;
+  bytes.reserve(reader->info().size_bytes);
+  if (auto err = reader->for_each([&bytes](std::string_view chunk) {
+        bytes += chunk;
+        return caf::error{};
+      }))
+    return err;
+  auto shared = std::make_shared<const std::string>(std::move(bytes));
   hot_.emplace_back(model_id, shared);
   if (hot_.size() > kept)
     hot_.pop_front();

@@ -487,6 +487,20 @@ model_reader::~model_reader() = default;
 model_reader::model_reader(model_reader&&) noexcept = default;
 model_reader& model_reader::operator=(model_reader&&) noexcept = default;
 
+caf::error model_reader::for_each(
+  const std::function<caf::error(std::string_view)>& sink) {
+  std::string chunk;
+  for (;;) {
+    auto more = next(chunk);
+    if (!more)
+      return more.error();
+    if (!*more)
+      return caf::none;
+    if (auto err = sink(chunk))
+      return err;
+  }
+}
+
 const model_info& model_reader::info() const {
   return st_->info;
 }
@@ -711,16 +725,17 @@ caf::error model_store::promote(const std::string& model_id) {
 }
 
 caf::error model_store::keep(const std::string& model_id) {
-  auto meta = committed_meta(model_id);
-  if (meta)
+  if (auto err = validate_model_id(model_id))
+    return err;
+  auto meta = read_meta(db_->get(), model_id);
+  if (!meta)
+    return meta.error();
+  if (*meta)
     return caf::none;
-  if (updates_ && meta.error() == ec::not_found) {
-    // committed_meta found no decoded update: say why.
-    auto held = updates_->find(model_id);
-    if (!held && held.error() != ec::not_found)
-      return held.error();
-  }
-  return meta.error();
+  if (!updates_)
+    return caf::make_error(ec::not_found, "model " + model_id
+                                            + " does not exist");
+  return promote(model_id);
 }
 
 caf::error model_store::remove_orphan_files() {
@@ -791,15 +806,12 @@ caf::expected<std::string> model_store::get(const std::string& model_id) {
     return reader.error();
   std::string result;
   result.reserve(reader->info().size_bytes);
-  std::string chunk;
-  for (;;) {
-    auto more = reader->next(chunk);
-    if (!more)
-      return more.error();
-    if (!*more)
-      return result;
-    result += chunk;
-  }
+  if (auto err = reader->for_each([&result](std::string_view chunk) {
+        result += chunk;
+        return caf::error{};
+      }))
+    return err;
+  return result;
 }
 
 caf::expected<std::string> model_store::read_chunk(const std::string& model_id,

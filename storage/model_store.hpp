@@ -134,6 +134,10 @@ public:
   ///          whole-model checksum does not match.
   caf::expected<bool> next(std::string& out);
 
+  /// Reads the remaining chunks as next() does, handing each to `sink`.
+  /// @returns next()'s error, or `sink`'s first (which stops the read).
+  caf::error for_each(const std::function<caf::error(std::string_view)>& sink);
+
 private:
   friend class model_store;
   struct state;

@@ -138,16 +138,9 @@ read_decoded(model_store& store, const std::string& model_id,
   if (!reader)
     return reader.error();
   npz_stream_decoder decoder{opts};
-  std::string chunk;
-  for (;;) {
-    auto more = reader->next(chunk);
-    if (!more)
-      return more.error();
-    if (!*more)
-      break;
-    if (auto err = decoder.feed(chunk))
-      return err;
-  }
+  if (auto err = reader->for_each(
+        [&decoder](std::string_view chunk) { return decoder.feed(chunk); }))
+    return err;
   return decoder.finish();
 }
 
