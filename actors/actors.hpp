@@ -35,6 +35,8 @@ using session_atom = caf::atom_constant<caf::atom("session")>;
 using models_atom = caf::atom_constant<caf::atom("models")>;
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using combiners_atom = caf::atom_constant<caf::atom("combiners")>;
+using committed_atom = caf::atom_constant<caf::atom("committed")>;
+using prune_atom = caf::atom_constant<caf::atom("prune")>;
 
 /// Where clients reach a combiner, as it announces itself when it joins
 /// the controller (FEDn's combiner address, fqdn, ip and port, which
@@ -63,6 +65,26 @@ typename Inspector::result_type inspect(Inspector& f, combiner_info& x) {
 }
 using status_atom = caf::atom_constant<caf::atom("status")>;
 using prediction_atom = caf::atom_constant<caf::atom("prediction")>;
+
+// -- parts that several interfaces share -------------------------------------
+
+/// Answers (get, model_id, chunk index) -> model_chunk: a stored model
+/// chunk by chunk (messages/controller_messages.hpp model_chunk). Part of
+/// the combiner (its aggregates) and the controller (global models).
+using chunk_source_actor = caf::typed_actor<
+  caf::replies_to<caf::get_atom, std::string, uint64_t>::with<model_chunk>>;
+
+/// Takes clients' answers to tasks and answers each with a verdict:
+/// - model_update -> update_verdict: a trainer's model update.
+/// - model_validation -> update_verdict: a validator's metrics.
+/// Part of the round, the round queue and the combiner.
+using update_sink_actor = caf::typed_actor<
+  caf::replies_to<model_update>::with<update_verdict>,
+  caf::replies_to<model_validation>::with<update_verdict>>;
+
+/// Owns a deadline: timer_tick (internal, a delayed message to itself;
+/// its kind says which deadline).
+using timer_owner_actor = caf::typed_actor<caf::reacts_to<timer_tick>>;
 
 /// The edge's end of one client's task stream: receives the tasks the
 /// client's session forwards. The edge writes them to the gRPC stream.
@@ -99,11 +121,9 @@ using model_source_actor
 ///   delete_models_storage is set) and quits. Without it the round does so
 ///   request_timeout after it reported.
 /// - timer_tick: internal (client wait, round timeout, the finish bound).
-using round_actor = caf::typed_actor<
-  caf::replies_to<model_update>::with<update_verdict>,
-  caf::replies_to<model_validation>::with<update_verdict>,
+using round_actor = update_sink_actor::extend_with<timer_owner_actor>::extend<
   caf::reacts_to<task_cancelled>, caf::reacts_to<terminate_atom>,
-  caf::reacts_to<finish_atom>, caf::reacts_to<timer_tick>>;
+  caf::reacts_to<finish_atom>>;
 
 /// One client's session: liveness, role, outstanding tasks.
 /// - (heartbeat): the client is alive now.
@@ -117,14 +137,13 @@ using round_actor = caf::typed_actor<
 ///   its round is told at once (task_cancelled with `failed`).
 /// - (get) -> client_record: status for listings.
 /// - timer_tick: internal liveness check.
-using client_session_actor = caf::typed_actor<
+using client_session_actor = timer_owner_actor::extend<
   caf::reacts_to<heartbeat_atom>, caf::reacts_to<caf::open_atom, task_sink_actor>,
   caf::reacts_to<caf::close_atom>,
   caf::replies_to<client_task, round_actor>::with<bool>,
   caf::reacts_to<finish_atom, std::string>,
   caf::reacts_to<failed_atom, std::string, std::string>,
-  caf::replies_to<caf::get_atom>::with<client_record>,
-  caf::reacts_to<timer_tick>>;
+  caf::replies_to<caf::get_atom>::with<client_record>>;
 
 /// An active client and its session, as the combiner hands them to rounds.
 struct active_client {
@@ -157,9 +176,7 @@ using aggregator_actor = caf::typed_actor<
 /// else a model source, with bounded retries.
 /// - (get, model_id) -> model_blob; ec::staging_failed after the last try.
 /// - timer_tick: internal retry.
-using staging_actor = caf::typed_actor<
-  caf::replies_to<caf::get_atom, std::string>::with<model_blob>,
-  caf::reacts_to<timer_tick>>;
+using staging_actor = model_source_actor::extend_with<timer_owner_actor>;
 
 /// The combiner's round queue: persists jobs, runs them one at a time.
 /// - (round_config, round_report_actor) -> job id: accept a job; the report
@@ -172,10 +189,8 @@ using staging_actor = caf::typed_actor<
 /// - round_record: internal, the running round's terminal record. The
 ///   queue persists it with the job's end (one synced write), then reports
 ///   it to the job's pusher, then sends the round `finish`.
-using round_queue_actor = caf::typed_actor<
+using round_queue_actor = update_sink_actor::extend<
   caf::replies_to<round_config, round_report_actor>::with<std::string>,
-  caf::replies_to<model_update>::with<update_verdict>,
-  caf::replies_to<model_validation>::with<update_verdict>,
   caf::replies_to<caf::flush_atom>::with<uint64_t>,
   caf::replies_to<caf::get_atom, std::string>::with<job_record>,
   caf::reacts_to<round_record>>;
@@ -196,20 +211,17 @@ using round_queue_actor = caf::typed_actor<
 ///   the status sink, if any (dropped otherwise).
 /// - (subscribe, status_sink): where status events go from now on (the
 ///   controller link subscribes itself).
-using combiner_actor = caf::typed_actor<
-  caf::replies_to<caf::get_atom, std::string, uint64_t>::with<model_chunk>,
+using combiner_actor = chunk_source_actor::extend_with<
+  update_sink_actor, timer_owner_actor>::extend<
   caf::replies_to<client_info>::with<client_session_actor>,
   caf::reacts_to<client_activity>,
   caf::replies_to<trainers_atom, int64_t, caf::timespan>::with<
     std::vector<active_client>>,
   caf::replies_to<validators_atom, int64_t, caf::timespan>::with<
     std::vector<active_client>>,
-  caf::reacts_to<timer_tick>,
   caf::replies_to<caf::get_atom, clients_atom>::with<
     std::vector<client_record>>,
   caf::replies_to<round_config, round_report_actor>::with<std::string>,
-  caf::replies_to<model_update>::with<update_verdict>,
-  caf::replies_to<model_validation>::with<update_verdict>,
   caf::replies_to<caf::flush_atom>::with<uint64_t>,
   caf::reacts_to<status_record>,
   caf::reacts_to<caf::subscribe_atom, status_sink_actor>>;
@@ -237,9 +249,12 @@ typename Inspector::result_type inspect(Inspector& f, combiner_status& x) {
 
 /// The controller: owns sessions and the global model trail, runs each
 /// round across its combiners and reduces their models.
-/// - (join, combiner_info, combiner) -> ok: a combiner (re)joins and
-///   announces where clients reach it; it is monitored and marked dead
-///   (no longer used) when it goes down.
+/// - (join, combiner_info, combiner, interrupted) -> ok: a combiner
+///   (re)joins and announces where clients reach it; it is monitored and
+///   marked dead (no longer used) when it goes down. `interrupted` holds
+///   the terminal records (Failed, "interrupted") of the rounds its
+///   restart cut short, each reported once: the controller records them
+///   against its rounds.
 /// - (put, client_assignment_record) -> combiner_status: assign a client
 ///   (FEDn's clients/add): to its combiner_preferred when that one is
 ///   alive, else to the alive combiner with the fewest assigned clients
@@ -277,14 +292,14 @@ typename Inspector::result_type inspect(Inspector& f, combiner_status& x) {
 ///   (ec::invalid_state while a session or a prediction runs or with no
 ///   combiner; ec::not_found for an unknown model).
 /// - combiner_round_done, timer_tick: internal.
-using controller_actor = caf::typed_actor<
-  caf::replies_to<caf::join_atom, combiner_info, combiner_actor>::with<
-    caf::ok_atom>,
+using controller_actor = chunk_source_actor::extend_with<
+  timer_owner_actor>::extend<
+  caf::replies_to<caf::join_atom, combiner_info, combiner_actor,
+                  std::vector<round_record>>::with<caf::ok_atom>,
   caf::replies_to<caf::put_atom, client_assignment_record>::with<
     combiner_status>,
   caf::replies_to<caf::get_atom, combiners_atom>::with<
     std::vector<combiner_status>>,
-  caf::replies_to<caf::get_atom, std::string, uint64_t>::with<model_chunk>,
   caf::replies_to<session_config>::with<std::string>,
   caf::replies_to<caf::get_atom, session_atom, std::string>::with<
     session_report>,
@@ -302,6 +317,6 @@ using controller_actor = caf::typed_actor<
   caf::reacts_to<status_record>,
   caf::replies_to<prediction_atom, std::string, std::string>::with<
     std::string>,
-  caf::reacts_to<combiner_round_done>, caf::reacts_to<timer_tick>>;
+  caf::reacts_to<combiner_round_done>>;
 
 } // namespace rondo

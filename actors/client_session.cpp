@@ -87,7 +87,7 @@ void client_session_state::on_down(const caf::down_msg& msg) {
 }
 
 void client_session_state::on_timer(const timer_tick& tick) {
-  if (tick.what != liveness_timer || tick.epoch != epoch_ || !check_pending_)
+  if (tick.kind != timer_kind::liveness || tick.epoch != epoch_ || !check_pending_)
     return;
   check_pending_ = false;
   // An open stream is continuous presence; closing it re-arms the check.
@@ -139,7 +139,7 @@ void client_session_state::end_stream_(const std::string& reason) {
 
 void client_session_state::arm_(caf::actor_clock::time_point at) {
   check_pending_ = true;
-  self->scheduled_send(self, at, timer_tick{liveness_timer, ++epoch_});
+  self->scheduled_send(self, at, timer_tick{timer_kind::liveness, ++epoch_, {}});
 }
 
 void client_session_state::set_active_(bool value) {

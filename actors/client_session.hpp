@@ -48,7 +48,6 @@ struct client_session_state {
   static inline constexpr const char* name = "client-session";
 
   /// The `what` of this actor's liveness timer ticks.
-  static inline constexpr const char* liveness_timer = "liveness";
 
   /// The text of the exit reason (`ec::terminated`) a replaced stream's
   /// sink gets; the edge ends that gRPC stream with it.

@@ -43,7 +43,7 @@ wait_for(self_ptr self, bool trainers, int64_t n, caf::timespan wait) {
   auto id = ++st.next_waiter;
   auto promise = self->make_response_promise<std::vector<active_client>>();
   st.waiters.emplace(id, combiner_state::waiter{trainers, n, promise});
-  self->delayed_send(self, wait, timer_tick{"client_wait", id});
+  self->delayed_send(self, wait, timer_tick{timer_kind::client_wait, id, {}});
   return promise;
 }
 
@@ -154,7 +154,7 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
     [self](const timer_tick& tick) {
       auto& st = self->state;
       auto i = st.waiters.find(tick.epoch);
-      if (tick.what != "client_wait" || i == st.waiters.end())
+      if (tick.kind != timer_kind::client_wait || i == st.waiters.end())
         return;
       // The wait is over: answer with whoever is active; the round compares.
       i->second.promise.deliver(st.active(i->second.trainers));

@@ -187,7 +187,7 @@ void push_round(self_ptr self, const std::vector<std::string>& ids,
   }
   auto bound = seconds(cfg.round_timeout + st.session.grace)
                + st.cfg.client_wait;
-  self->delayed_send(self, bound, timer_tick{"phase", st.epoch});
+  self->delayed_send(self, bound, timer_tick{timer_kind::phase_timeout, st.epoch, {}});
 }
 
 round_config combiner_round(const controller_state& st, round_task task) {
@@ -473,7 +473,7 @@ void select_combiners(self_ptr self) {
   if (st.combiners.empty()) {
     // Wait (bounded) for a combiner to join; the join starts selection.
     self->delayed_send(self, st.cfg.client_wait,
-                       timer_tick{"no_combiner", st.epoch});
+                       timer_tick{timer_kind::no_combiner, st.epoch, {}});
     return;
   }
   auto n = st.session.clients_required;
@@ -871,8 +871,8 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
     }
   });
   return {
-    [self](caf::join_atom, const combiner_info& info,
-           combiner_actor& handle) -> caf::ok_atom {
+    [self](caf::join_atom, const combiner_info& info, combiner_actor& handle,
+           const std::vector<round_record>&) -> caf::ok_atom {
       auto& st = self->state;
       auto& cid = info.combiner_id;
       if (auto i = st.combiners.find(cid); i != st.combiners.end())
@@ -1014,7 +1014,7 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
       auto& st = self->state;
       if (tick.epoch != st.epoch)
         return;
-      if (tick.what == "no_combiner" && st.current == stage::selecting
+      if (tick.kind == timer_kind::no_combiner && st.current == stage::selecting
           && st.combiners.empty())
         end_round(self, round_status::failed,
                   "no combiner connected within "
@@ -1022,7 +1022,7 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
                                   st.cfg.client_wait)
                                   .count())
                     + " s");
-      else if (tick.what == "phase"
+      else if (tick.kind == timer_kind::phase_timeout
                && (st.current == stage::training
                    || st.current == stage::validating
                    || st.current == stage::predicting))

@@ -52,7 +52,7 @@ void retry(self_ptr self, const std::string& why) {
               + std::to_string(
                 duration_cast<milliseconds>(st.cfg.retry_max).count())
               + " ms)");
-  self->delayed_send(self, st.backoff, timer_tick{"reconnect", ++st.epoch});
+  self->delayed_send(self, st.backoff, timer_tick{timer_kind::reconnect, ++st.epoch, {}});
   st.backoff = std::min(st.backoff * 2, st.cfg.retry_max);
 }
 
@@ -91,7 +91,7 @@ void connect(self_ptr self) {
         auto ctrl = caf::actor_cast<controller_actor>(std::move(ptr));
         self
           ->request(ctrl, st.cfg.request_timeout, caf::join_atom::value,
-                    st.info, st.combiner)
+                    st.info, st.combiner, std::vector<round_record>{})
           .then([self, ctrl](caf::ok_atom) { joined(self, ctrl); },
                 [self](caf::error& err) {
                   retry(self, "join refused: " + render(err));
@@ -172,7 +172,8 @@ controller_link(self_ptr self, controller_link_config cfg,
                   + std::to_string(st.statuses_dropped) + " so far)");
     },
     [self](const timer_tick& tick) {
-      if (tick.epoch == self->state.epoch && !self->state.controller)
+      if (tick.kind == timer_kind::reconnect
+          && tick.epoch == self->state.epoch && !self->state.controller)
         connect(self);
     },
   };

@@ -28,11 +28,6 @@ caf::expected<model_chunk> read_model_chunk(storage::model_store& store,
                                             const std::string& model_id,
                                             uint64_t index);
 
-/// Something that answers (get, model_id, chunk index) -> model_chunk: a
-/// combiner or the controller.
-using chunk_source_actor = caf::typed_actor<
-  caf::replies_to<caf::get_atom, std::string, uint64_t>::with<model_chunk>>;
-
 /// Fetches one model chunk by chunk into a local store.
 /// - (get) -> model id, once the whole model is stored (or an error).
 using fetcher_actor

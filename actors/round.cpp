@@ -46,7 +46,6 @@ metrics::round_kind kind(const round_state& st) {
 }
 
 /// The `what` of the timer that bounds the wait for the queue's `finish`.
-constexpr const char* finish_timer = "finish";
 
 // Per-client work after the record is durable (the queue's `finish`) or
 // its bound passed: the sessions of unanswered tasks forget them, this
@@ -89,7 +88,7 @@ void conclude(self_ptr self) {
   }
   self->send(st.report_to, std::move(rec));
   self->delayed_send(self, st.deps.settings.request_timeout,
-                     timer_tick{finish_timer, ++st.epoch});
+                     timer_tick{timer_kind::round_finish, ++st.epoch, {}});
 }
 
 void fail(self_ptr self, const std::string& reason) {
@@ -205,7 +204,7 @@ void send_tasks(self_ptr self, std::vector<active_client> selected) {
   st.tasks_sent = self->clock().now();
   auto timeout = std::chrono::duration_cast<caf::timespan>(
     std::chrono::duration<double>(cfg.round_timeout));
-  self->delayed_send(self, timeout, timer_tick{"round_timeout", ++st.epoch});
+  self->delayed_send(self, timeout, timer_tick{timer_kind::round_timeout, ++st.epoch, {}});
 }
 
 // Picks the clients for the round: exactly the active ones among
@@ -547,12 +546,13 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
       auto& st = self->state;
       if (tick.epoch != st.epoch)
         return;
-      if (tick.what == finish_timer) {
+      if (tick.kind == timer_kind::round_finish) {
         if (st.current == round_state::phase::done)
           housekeep(self);
         return;
       }
-      if (st.current != round_state::phase::running)
+      if (tick.kind != timer_kind::round_timeout
+          || st.current != round_state::phase::running)
         return;
       close_round(self, "round_timeout of "
                           + num(st.job.config.round_timeout) + " s passed");

@@ -17,8 +17,6 @@ namespace rondo {
 
 namespace {
 
-constexpr const char retry_prefix[] = "retry:";
-constexpr size_t retry_prefix_len = sizeof(retry_prefix) - 1;
 
 } // namespace
 
@@ -183,9 +181,9 @@ void staging_state::attempt(const std::string& model_id) {
 }
 
 void staging_state::on_timer(const timer_tick& tick) {
-  if (tick.what.compare(0, retry_prefix_len, retry_prefix) != 0)
+  if (tick.kind != timer_kind::staging_retry)
     return;
-  auto model_id = tick.what.substr(retry_prefix_len);
+  auto& model_id = tick.subject;
   auto i = fetches_.find(model_id);
   if (i == fetches_.end() || i->second.epoch != tick.epoch
       || i->second.awaiting_source)
@@ -213,7 +211,7 @@ void staging_state::fail_try(const std::string& model_id, caf::error err) {
   if (f.failed_tries < cfg.max_tries) {
     metrics::count_staging_retry();
     self->delayed_send(self, retry_delay_after(f.failed_tries),
-                       timer_tick{retry_prefix + model_id, f.epoch});
+                       timer_tick{timer_kind::staging_retry, f.epoch, model_id});
     return;
   }
   auto reason = "staging model " + model_id + " failed after "

@@ -116,7 +116,11 @@ json to_fedn_json(const session_record& x) {
               {"updated_at", nullptr},
               {"reason", x.reason},
               {"ended_at", x.ended_at},
-              {"round_ids", x.round_ids}};
+              {"round_ids", x.round_ids},
+              {"rounds_done", x.rounds_done},
+              {"rounds_succeeded", x.rounds_succeeded},
+              {"global_model_id", or_null(x.global_model_id)},
+              {"current_round_id", or_null(x.current_round_id)}};
 }
 
 json to_fedn_json(const round_record& x) {
@@ -174,7 +178,8 @@ json to_fedn_json(const round_record& x) {
               {"clients_accepted", x.clients_accepted},
               {"clients_rejected", std::move(rejected)},
               {"clients_silent", x.clients_silent},
-              {"num_examples", x.num_examples}};
+              {"num_examples", x.num_examples},
+              {"validation_failure", or_null(x.validation_failure)}};
 }
 
 json to_fedn_json(const validation_record& x) {

@@ -63,7 +63,27 @@ bool operator==(const task_cancelled& x, const task_cancelled& y) {
 }
 
 bool operator==(const timer_tick& x, const timer_tick& y) {
-  return x.what == y.what && x.epoch == y.epoch;
+  return std::tie(x.kind, x.epoch, x.subject)
+         == std::tie(y.kind, y.epoch, y.subject);
+}
+
+bool operator==(const task_refused& x, const task_refused& y) {
+  return std::tie(x.correlation_id, x.client_id, x.reason)
+         == std::tie(y.correlation_id, y.client_id, y.reason);
+}
+
+const char* to_string(timer_kind x) {
+  switch (x) {
+    case timer_kind::reconnect: return "reconnect";
+    case timer_kind::staging_retry: return "staging_retry";
+    case timer_kind::client_wait: return "client_wait";
+    case timer_kind::round_timeout: return "round_timeout";
+    case timer_kind::round_finish: return "round_finish";
+    case timer_kind::liveness: return "liveness";
+    case timer_kind::phase_timeout: return "phase_timeout";
+    case timer_kind::no_combiner: return "no_combiner";
+  }
+  return "unknown";
 }
 
 bool operator==(const model_blob& x, const model_blob& y) {

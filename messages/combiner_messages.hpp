@@ -134,13 +134,52 @@ struct model_blob {
   std::shared_ptr<const std::string> bytes;
 };
 
+/// What an actor's timer is for: one value per kind of deadline, so a
+/// handler switches on the kind instead of comparing text.
+enum class timer_kind : uint8_t {
+  /// controller_link: try joining the controller again.
+  reconnect,
+  /// staging: fetch the model named by `subject` again.
+  staging_retry,
+  /// combiner: answer the trainers/validators waiter numbered `epoch`.
+  client_wait,
+  /// round: the round timeout passed.
+  round_timeout,
+  /// round: the bound on the round queue's `finish` passed.
+  round_finish,
+  /// client_session: check the client's last heartbeat.
+  liveness,
+  /// global round: the combiners' reports of a phase are due.
+  phase_timeout,
+  /// global round: no combiner joined within the client wait.
+  no_combiner,
+};
+
+/// The kind's name, e.g. "round_timeout" (for logs).
+const char* to_string(timer_kind x);
+
 /// Internal timer message of the actors that own a deadline: stale ticks
 /// (an older `epoch`) are ignored, since CAF 0.17 cannot cancel a
 /// delayed message.
 struct timer_tick {
-  /// What the timer is for, e.g. "round_timeout", "client_wait".
-  std::string what;
+  timer_kind kind = timer_kind::round_timeout;
   uint64_t epoch = 0;
+  /// What the timer concerns when its kind needs it (staging_retry: the
+  /// model id); empty otherwise.
+  std::string subject;
+};
+
+/// The edge refused a client's answer to one of its tasks (malformed
+/// meta, num_examples <= 0, an unknown model, a wrong role, an identity
+/// that does not own the task): the round holding the task resolves it at
+/// once as rejected with `reason` instead of waiting out its timeout.
+struct task_refused {
+  /// The task's correlation id (FEDn's `correlation_id`).
+  std::string correlation_id;
+  /// The client the edge identified; may differ from the task's owner.
+  std::string client_id;
+  /// Why the edge refused the answer, as the client was told.
+  std::string reason;
 };
 
 bool operator==(const client_info& x, const client_info& y);
@@ -150,6 +189,7 @@ bool operator==(const model_validation& x, const model_validation& y);
 bool operator==(const update_verdict& x, const update_verdict& y);
 bool operator==(const task_cancelled& x, const task_cancelled& y);
 bool operator==(const timer_tick& x, const timer_tick& y);
+bool operator==(const task_refused& x, const task_refused& y);
 /// Equal when ids and contents are equal.
 bool operator==(const model_blob& x, const model_blob& y);
 
@@ -199,7 +239,14 @@ typename Inspector::result_type inspect(Inspector& f, client_activity& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, timer_tick& x) {
-  return f(caf::meta::type_name("rondo.timer_tick"), x.what, x.epoch);
+  return f(caf::meta::type_name("rondo.timer_tick"), x.kind, x.epoch,
+           x.subject);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, task_refused& x) {
+  return f(caf::meta::type_name("rondo.task_refused"), x.correlation_id,
+           x.client_id, x.reason);
 }
 
 /// Serializes the bytes; deserializing allocates a new shared buffer.

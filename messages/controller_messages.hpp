@@ -77,7 +77,12 @@ struct session_config {
 /// A session and its rounds, as `rondo session status` shows them.
 struct session_report {
   session_record session;
+  /// The session's rounds in order from position `first_round` on (the
+  /// round in progress last, status running).
   std::vector<round_record> rounds;
+  /// Position of rounds[0] among the session's rounds: 0 for a full
+  /// report; a follower's count of rounds already seen for a wait.
+  uint64_t first_round = 0;
 };
 
 /// A combiner's terminal report of one round (training or validation) of
@@ -121,7 +126,7 @@ typename Inspector::result_type inspect(Inspector& f, session_config& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_report& x) {
   return f(caf::meta::type_name("rondo.session_report"), x.session,
-           x.rounds);
+           x.rounds, x.first_round);
 }
 
 template <class Inspector>

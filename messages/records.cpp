@@ -57,12 +57,14 @@ auto fields(const round_record& x) {
                   x.time_exec_training, x.time_model_write, x.num_examples,
                   x.clients_selected,
                   x.clients_accepted, x.clients_rejected, x.clients_silent,
-                  x.combiners, x.validations, x.started_at, x.ended_at);
+                  x.combiners, x.validations, x.started_at, x.ended_at,
+                  x.validation_failure);
 }
 auto fields(const session_record& x) {
   return std::tie(x.session_id, x.config_json, x.status, x.reason,
                   x.seed_model_id, x.round_ids, x.created_at, x.ended_at,
-                  x.name);
+                  x.name, x.rounds_done, x.rounds_succeeded,
+                  x.global_model_id, x.current_round_id, x.round_count);
 }
 auto fields(const model_record& x) {
   return std::tie(x.model_id, x.parent_id, x.session_id, x.round_id,

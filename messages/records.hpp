@@ -123,6 +123,11 @@ struct round_record {
   /// Unix times in seconds.
   double started_at = 0;
   double ended_at = 0;
+  /// Why the round's model has no validation although the session asked
+  /// for them (no validator answered, every validation was rejected, the
+  /// validation was interrupted); empty when validations arrived or none
+  /// were asked for.
+  std::string validation_failure;
 };
 
 /// A training session: a sequence of rounds run by the controller.
@@ -133,13 +138,28 @@ struct session_record {
   session_status status = session_status::pending;
   std::string reason;
   std::string seed_model_id;
-  /// Round ids in order.
+  /// Round ids in order. Not stored with the record (that would rewrite a
+  /// list growing with the session every round): the state store keeps
+  /// them in its session round index (state_store::session_rounds), and
+  /// reports fill this in. Records written before the index carry them.
   std::vector<std::string> round_ids;
   double created_at = 0;
   double ended_at = 0;
   /// The name the operator gave the session (FEDn's session `name`); may
   /// be empty.
   std::string name;
+  /// Rounds that ended and count against the config's `rounds` (a round
+  /// interrupted by a controller restart is re-run and does not count).
+  int64_t rounds_done = 0;
+  /// Of those, the rounds that ended in success.
+  int64_t rounds_succeeded = 0;
+  /// The last global model the session committed (its seed before the
+  /// first success): where it resumes after a restart.
+  std::string global_model_id;
+  /// The round in progress; empty between rounds.
+  std::string current_round_id;
+  /// Entries in the session's round index (the next round's position).
+  uint64_t round_count = 0;
 };
 
 /// One entry of the global model trail.
@@ -286,14 +306,17 @@ typename Inspector::result_type inspect(Inspector& f, round_record& x) {
            x.time_exec_training, x.time_model_write, x.num_examples,
            x.clients_selected,
            x.clients_accepted, x.clients_rejected, x.clients_silent,
-           x.combiners, x.validations, x.started_at, x.ended_at);
+           x.combiners, x.validations, x.started_at, x.ended_at,
+           x.validation_failure);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_record& x) {
   return f(caf::meta::type_name("rondo.session_record"), x.session_id,
            x.config_json, x.status, x.reason, x.seed_model_id, x.round_ids,
-           x.created_at, x.ended_at, x.name);
+           x.created_at, x.ended_at, x.name, x.rounds_done,
+           x.rounds_succeeded, x.global_model_id, x.current_round_id,
+           x.round_count);
 }
 
 template <class Inspector>

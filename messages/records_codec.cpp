@@ -205,6 +205,7 @@ std::string encode(const round_record& x) {
   m.set_time_model_aggregation(x.time_model_aggregation);
   m.set_time_exec_training(x.time_exec_training);
   m.set_time_model_write(x.time_model_write);
+  m.set_validation_failure(x.validation_failure);
   m.set_num_examples(x.num_examples);
   for (auto& c : x.combiners) {
     auto* p = m.add_combiners();
@@ -245,6 +246,7 @@ caf::error decode(std::string_view bytes, round_record& out) {
   out.time_model_aggregation = m.time_model_aggregation();
   out.time_exec_training = m.time_exec_training();
   out.time_model_write = m.time_model_write();
+  out.validation_failure = m.validation_failure();
   out.num_examples = m.num_examples();
   out.clients_selected = strings(m.clients_selected());
   out.clients_accepted = strings(m.clients_accepted());
@@ -283,6 +285,11 @@ std::string encode(const session_record& x) {
   m.set_created_at(x.created_at);
   m.set_ended_at(x.ended_at);
   m.set_name(x.name);
+  m.set_rounds_done(x.rounds_done);
+  m.set_rounds_succeeded(x.rounds_succeeded);
+  m.set_global_model_id(x.global_model_id);
+  m.set_current_round_id(x.current_round_id);
+  m.set_round_count(x.round_count);
   return m.SerializeAsString();
 }
 
@@ -301,6 +308,11 @@ caf::error decode(std::string_view bytes, session_record& out) {
   out.created_at = m.created_at();
   out.ended_at = m.ended_at();
   out.name = m.name();
+  out.rounds_done = m.rounds_done();
+  out.rounds_succeeded = m.rounds_succeeded();
+  out.global_model_id = m.global_model_id();
+  out.current_round_id = m.current_round_id();
+  out.round_count = m.round_count();
   return caf::none;
 }
 

@@ -43,6 +43,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(rondo, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(rondo, (rondo::combiner_round_done))
   CAF_ADD_TYPE_ID(rondo, (std::vector<rondo::session_record>))
   CAF_ADD_TYPE_ID(rondo, (rondo::status_record))
+  CAF_ADD_TYPE_ID(rondo, (rondo::task_refused))
 
 CAF_END_TYPE_ID_BLOCK(rondo)
 

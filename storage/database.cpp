@@ -18,7 +18,7 @@ const char* const column_family_names[] = {
   "default",  "model_meta", "model_chunks", "model_pending",
   "jobs",     "rounds",     "sessions",     "models",
   "validations", "clients", "metrics", "client_assignments", "statuses",
-  "predictions",
+  "predictions", "indexes",
 };
 static_assert(std::size(column_family_names)
               == static_cast<size_t>(cf::count_));

@@ -29,6 +29,7 @@ enum class cf : size_t {
   client_assignments,
   statuses,
   predictions,
+  indexes,
   count_,
 };
 

@@ -6,6 +6,9 @@
 
 #include <rocksdb/write_batch.h>
 
+#include <cerrno>
+#include <cstdlib>
+
 namespace rondo::storage {
 
 #define RONDO_RECORD(T, family, id_field, synced)                              \
@@ -42,6 +45,73 @@ void state_batch::erase(const std::string& id) {
   using traits = record_traits<Record>;
   ops_.push_back({static_cast<size_t>(traits::column), id, {}, true,
                   traits::sync});
+}
+
+namespace {
+
+constexpr size_t indexes = static_cast<size_t>(cf::indexes);
+
+// "s/<session>/" + the position as 20 digits: entries of one session sort
+// by position.
+std::string session_round_prefix(const std::string& session_id) {
+  return "s/" + session_id + "/";
+}
+
+std::string position_text(uint64_t position) {
+  auto digits = std::to_string(position);
+  return std::string(20 - digits.size(), '0') + digits;
+}
+
+} // namespace
+
+void state_batch::add_session_round(const std::string& session_id,
+                                    uint64_t position,
+                                    const std::string& round_id) {
+  ops_.push_back({indexes,
+                  session_round_prefix(session_id) + position_text(position),
+                  round_id, false, true});
+}
+
+void state_batch::put_counter(const std::string& name, uint64_t value) {
+  ops_.push_back({indexes, "c/" + name, std::to_string(value), false, true});
+}
+
+caf::expected<std::vector<std::string>>
+state_store::session_rounds(const std::string& session_id, uint64_t from,
+                            size_t limit) {
+  auto& impl = db_->get();
+  auto prefix = session_round_prefix(session_id);
+  std::vector<std::string> result;
+  std::unique_ptr<rocksdb::Iterator> it{
+    impl.db->NewIterator(rocksdb::ReadOptions{}, impl.handles[indexes])};
+  for (it->Seek(prefix + position_text(from));
+       it->Valid() && it->key().starts_with(prefix) && result.size() < limit;
+       it->Next())
+    result.push_back(it->value().ToString());
+  if (auto err = to_error(it->status(),
+                          "listing the rounds of session " + session_id))
+    return err;
+  return result;
+}
+
+caf::expected<uint64_t> state_store::counter(const std::string& name,
+                                             uint64_t fallback) {
+  auto& impl = db_->get();
+  std::string raw;
+  auto st = impl.db->Get(rocksdb::ReadOptions{}, impl.handles[indexes],
+                         "c/" + name, &raw);
+  if (st.IsNotFound())
+    return fallback;
+  if (auto err = to_error(st, "reading counter " + name))
+    return err;
+  char* end = nullptr;
+  errno = 0;
+  auto value = std::strtoull(raw.c_str(), &end, 10);
+  if (raw.empty() || end != raw.c_str() + raw.size() || errno != 0)
+    return caf::make_error(ec::corrupt, "counter " + name
+                                          + " holds '" + raw
+                                          + "', not a number");
+  return static_cast<uint64_t>(value);
 }
 
 state_store::state_store(std::shared_ptr<database> db) : db_(std::move(db)) {

@@ -8,6 +8,7 @@
 
 #include <caf/expected.hpp>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,10 @@ namespace rondo::storage {
 /// validation_record (validation_id), client_record (client_id),
 /// metric_record (metric_id), client_assignment_record (client_id),
 /// status_record (status_id), prediction_record (key).
+///
+/// Beside the records, a small ordered index (column family "indexes")
+/// keeps each session's round ids in order and named counters; its writes
+/// are synced.
 ///
 /// Durability: writes of jobs, rounds, sessions, the model trail and client
 /// assignments use a synced WAL (they survive a power loss once the call
@@ -37,6 +42,14 @@ public:
 
   template <class Record>
   void erase(const std::string& id);
+
+  /// Appends `round_id` to the session's round index at `position`
+  /// (0-based; the session record's round_count before this round).
+  void add_session_round(const std::string& session_id, uint64_t position,
+                         const std::string& round_id);
+
+  /// Sets the persisted counter `name` (e.g. "next_round") to `value`.
+  void put_counter(const std::string& name, uint64_t value);
 
   bool empty() const {
     return ops_.empty();
@@ -82,6 +95,20 @@ public:
   /// Applies every operation of `batch` atomically, with a synced WAL if any
   /// operation's kind is synced.
   caf::error commit(state_batch& batch);
+
+  /// The round ids of a session's round index from `from` (a position) on,
+  /// in order, at most `limit` of them. Reads only those entries (one
+  /// seek), whatever the session's length.
+  /// @returns `ec::storage_error`, `ec::corrupt`.
+  caf::expected<std::vector<std::string>>
+  session_rounds(const std::string& session_id, uint64_t from = 0,
+                 size_t limit = SIZE_MAX);
+
+  /// The persisted counter `name`; `fallback` when it was never set.
+  /// @returns `ec::corrupt` for a stored value that is not a number,
+  ///          `ec::storage_error`.
+  caf::expected<uint64_t> counter(const std::string& name,
+                                  uint64_t fallback = 0);
 
 private:
   explicit state_store(std::shared_ptr<database> db);

@@ -59,7 +59,7 @@ struct cluster_fixture : rondo::test::combiner_fixture {
     sched.run();
     auto rh = self->request(controller, caf::infinite, caf::join_atom::value,
                             combiner_info{id, "127.0.0.1", "", "", 0, false},
-                            m->handle);
+                            m->handle, std::vector<round_record>{});
     sched.run();
     rh.receive([](caf::ok_atom) {},
                [&](caf::error& err) { FAIL_CHECK(render(err)); });

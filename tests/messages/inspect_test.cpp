@@ -228,7 +228,7 @@ TEST_CASE("inspect: combiner and controller messages round-trip") {
   CHECK(binary_round_trip(verdict) == verdict);
   task_cancelled cancelled{"corr", "id-1", "train failed", true};
   CHECK(binary_round_trip(cancelled) == cancelled);
-  timer_tick tick{"round_timeout", 7};
+  timer_tick tick{timer_kind::staging_retry, 7, "model-1"};
   CHECK(binary_round_trip(tick) == tick);
   auto activity = binary_round_trip(client_activity{info, true, true});
   CHECK(activity.info == info);
