@@ -85,7 +85,8 @@ std::string to_json(const session_report& report) {
                       {"clients_selected", r.clients_selected},
                       {"clients_accepted", r.clients_accepted},
                       {"clients_silent", r.clients_silent},
-                      {"metrics_mean", sum.metrics}};
+                      {"metrics_mean", sum.metrics},
+                      {"validation_failure", r.validation_failure}};
     auto rejected = nlohmann::json::array();
     for (auto& x : r.clients_rejected)
       rejected.push_back({{"client_id", x.client_id}, {"reason", x.reason}});
