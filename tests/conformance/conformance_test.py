@@ -576,6 +576,58 @@ def case_fedn024_validation():
             admin.close()
 
 
+def case_restart_mid_round():
+    """A combiner killed (SIGKILL) while its round runs records that round,
+    when it starts again, as failed ("interrupted: ...") with the clients
+    that had its tasks, and its next round succeeds."""
+    with TempDir("rondo-conf-") as d, Combiner(d) as comb:
+        admin = FednClient(comb.address, "admin")
+        admin.upload("seed", model(0.0, 0.0))
+        admin.close()
+        a, b = started_clients(comb.address, "client-a", "client-b")
+        rnd = RoundThread(comb.address, {
+            "round_id": "1", "session_id": SESSION, "model_id": "seed",
+            "round_timeout": 300, "clients_required": 2,
+            "validate": "false"}, timeout=30)
+        check(a.next_task(60) is not None, "a got no task")
+        check(b.next_task(60) is not None, "b got no task")
+        comb.proc.kill()
+        comb.proc.wait(timeout=10)
+        a.close()
+        b.close()
+        try:
+            rnd.result(30)
+        except Exception:
+            pass  # the call broke with the process
+        os.remove(comb.port_file)  # the killed process left its port file
+        comb.start()
+        wait_until(lambda: "interrupted: combiner combiner-conf restarted"
+                   in comb.log(200), 10, "the interrupted round in the log")
+        line = [x for x in comb.log(200).splitlines()
+                if "interrupted: combiner" in x][-1]
+        check("round 1 " in line and "2 client(s) had its tasks" in line,
+              f"log line {line!r}")
+        admin = FednClient(comb.address, "admin")
+        (c,) = started_clients(comb.address, "client-c")
+        try:
+            rnd = RoundThread(comb.address, {
+                "round_id": "2", "session_id": SESSION, "model_id": "seed",
+                "round_timeout": 60, "clients_required": 1,
+                "validate": "false"})
+            task = c.next_task(60)
+            check_task(task, "client-c", "seed", fedn.MODEL_UPDATE, "2")
+            check(c.upload("upd-c", model(3.0, 3.0)).status == fedn.OK,
+                  "c's upload")
+            r = c.send_model_update(task, "upd-c",
+                                    training_meta(5, task.data))
+            check(r == "accepted", f"c's update answered {r!r}")
+            rec = rnd.result(60)
+            check(rec["status"] == "success", f"round {rec}")
+        finally:
+            c.close()
+            admin.close()
+
+
 def exact_fedavg(updates, descr):
     """FedAvg as Rondo computes it (model/weighted_sum.hpp): per element a
     float64 sum acc += w * x in the given order, divided once by the total
@@ -731,6 +783,7 @@ CASES = {
     "malformed_meta": case_malformed_meta,
     "refused_update": case_refused_update,
     "fedn024_validation": case_fedn024_validation,
+    "restart_mid_round": case_restart_mid_round,
     "disconnect_mid_round": case_disconnect_mid_round,
     "streamed_updates": case_streamed_updates,
 }

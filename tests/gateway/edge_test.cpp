@@ -333,6 +333,28 @@ struct edge_fixture {
     return response.response();
   }
 
+  /// Sends a ModelValidation of `data` for `task` from `sender`, with
+  /// `client` metadata `metadata_client` (none when empty).
+  std::string send_validation(const fedn::Client& sender,
+                              const fedn::TaskRequest& task,
+                              const std::string& data,
+                              const std::string& metadata_client = {}) {
+    grpc::ClientContext ctx;
+    set_deadline(ctx, 30s);
+    if (!metadata_client.empty())
+      ctx.AddMetadata("client", metadata_client);
+    fedn::ModelValidation mv;
+    *mv.mutable_sender() = sender;
+    mv.set_model_id(task.model_id());
+    mv.set_correlation_id(task.correlation_id());
+    mv.set_session_id(task.session_id());
+    mv.set_data(data);
+    fedn::Response resp;
+    auto st = combiner_stub->SendModelValidation(&ctx, mv, &resp);
+    REQUIRE_MESSAGE(st.ok(), st.error_message());
+    return resp.response();
+  }
+
   static std::string fedn_meta(double num_examples) {
     nlohmann::json meta = {
       {"training_metadata",
@@ -593,19 +615,12 @@ TEST_CASE("edge: validations shaped like FEDn 0.24's (sender.name only, the "
   auto vt = v.next(60s);
   REQUIRE(vt);
   CHECK(vt->type() == fedn::MODEL_VALIDATION);
-  grpc::ClientContext ctx;
-  set_deadline(ctx, 30s);
-  ctx.AddMetadata("client", uid);
-  fedn::ModelValidation mv;
-  mv.mutable_sender()->set_name("cli24-1");
-  mv.mutable_sender()->set_role(fedn::CLIENT);
-  mv.set_model_id("m0");
-  mv.set_correlation_id(vt->correlation_id());
-  mv.set_session_id(vt->session_id());
-  mv.set_data(R"({"test_accuracy": 0.75})");
-  fedn::Response resp;
-  REQUIRE(f.combiner_stub->SendModelValidation(&ctx, mv, &resp).ok());
-  CHECK(resp.response() == "accepted");
+  // FEDn 0.24: the sender names itself only by name.
+  fedn::Client sender;
+  sender.set_name("cli24-1");
+  sender.set_role(fedn::CLIENT);
+  CHECK(f.send_validation(sender, *vt, R"({"test_accuracy": 0.75})", uid)
+        == "accepted");
   REQUIRE(val.wait_for(60s) == std::future_status::ready);
   auto [st, vresp] = val.get();
   REQUIRE_MESSAGE(st.ok(), st.error_message());
@@ -934,19 +949,8 @@ TEST_CASE("edge: a validator-only client never gets training tasks") {
   auto vt = v.next(60s);
   REQUIRE(vt);
   CHECK(vt->type() == fedn::MODEL_VALIDATION);
-  {
-    grpc::ClientContext ctx;
-    set_deadline(ctx, 30s);
-    fedn::ModelValidation mv;
-    *mv.mutable_sender() = client("v");
-    mv.set_model_id("m0");
-    mv.set_correlation_id(vt->correlation_id());
-    mv.set_session_id(vt->session_id());
-    mv.set_data(R"({"test_accuracy": 0.5})");
-    fedn::Response resp;
-    REQUIRE(f.combiner_stub->SendModelValidation(&ctx, mv, &resp).ok());
-    CHECK(resp.response() == "accepted");
-  }
+  CHECK(f.send_validation(client("v"), *vt, R"({"test_accuracy": 0.5})")
+        == "accepted");
   REQUIRE(val.wait_for(60s) == std::future_status::ready);
   auto [vst, vresp] = val.get();
   REQUIRE_MESSAGE(vst.ok(), vst.error_message());
