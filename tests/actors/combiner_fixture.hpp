@@ -129,6 +129,16 @@ struct combiner_fixture : actor_fixture {
     sched.run();
   }
 
+  /// Starts the combiner with seed model "m0" = [0], connects `clients`
+  /// and pushes `c`.
+  void run_round(const std::vector<std::string>& clients, round_config c) {
+    start();
+    seed("m0", {0});
+    for (auto& id : clients)
+      connect(id);
+    push(std::move(c));
+  }
+
   void disconnect(const std::string& client_id) {
     self->send(sessions.at(client_id), caf::close_atom::value);
     sched.run();

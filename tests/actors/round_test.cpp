@@ -698,11 +698,7 @@ TEST_CASE_FIXTURE(combiner_fixture,
 TEST_CASE_FIXTURE(combiner_fixture,
                   "round: an answer the edge refused is rejected at once "
                   "with its reason") {
-  start();
-  seed("m0", {0});
-  connect("a");
-  connect("b");
-  push(training("1", "m0"));
+  run_round({"a", "b"}, training("1", "m0"));
   auto tb = last_task("b");
   auto why = std::string{"refused at the edge: malformed meta: "
                          "training_metadata.num_examples must be a finite "
@@ -733,11 +729,7 @@ TEST_CASE_FIXTURE(combiner_fixture,
 TEST_CASE_FIXTURE(combiner_fixture,
                   "round: a refusal of a stranger never resolves another "
                   "client's task") {
-  start();
-  seed("m0", {0});
-  connect("a");
-  connect("b");
-  push(training("1", "m0"));
+  run_round({"a", "b"}, training("1", "m0"));
   auto tb = last_task("b");
   self->send(combiner,
              task_refused{tb.correlation_id, "mallory", "refused at the edge"});
@@ -755,12 +747,8 @@ TEST_CASE_FIXTURE(combiner_fixture,
 TEST_CASE_FIXTURE(combiner_fixture,
                   "round: an answer on another model or of the wrong kind "
                   "rejects its own task") {
-  start();
-  seed("m0", {0});
   seed("m-old", {0});
-  connect("a");
-  connect("b");
-  push(training("1", "m0"));
+  run_round({"a", "b"}, training("1", "m0"));
   auto ta = last_task("a");
   auto wrong = ta;
   wrong.model_id = "m-old";
@@ -790,14 +778,10 @@ TEST_CASE_FIXTURE(combiner_fixture,
 TEST_CASE_FIXTURE(combiner_fixture,
                   "round: a validation round without an accepted validation "
                   "fails and says why") {
-  start();
-  seed("m0", {0});
-  connect("v1");
-  connect("v2");
   auto cfg = training("val-1", "m0");
   cfg.task = round_task::validation;
   cfg.round_timeout = 30;
-  push(cfg);
+  run_round({"v1", "v2"}, cfg);
   auto t2 = last_task("v2");
   self->send(combiner, task_refused{t2.correlation_id, "v2",
                                     "refused at the edge: data: not JSON"});
@@ -819,11 +803,7 @@ TEST_CASE_FIXTURE(combiner_fixture,
 TEST_CASE_FIXTURE(combiner_fixture,
                   "round: the pusher gets the round's progress once its "
                   "tasks are out, persisted, then its end") {
-  start();
-  seed("m0", {0});
-  connect("a");
-  connect("b");
-  push(training("1", "m0"));
+  run_round({"a", "b"}, training("1", "m0"));
   REQUIRE(reports->progress.size() == 1);
   CHECK(reports->rounds.empty());
   auto& p = reports->progress[0];
