@@ -15,7 +15,7 @@
 
 #include <algorithm>
 #include <set>
-#include <iostream>
+#include <spdlog/spdlog.h>
 
 namespace rondo {
 
@@ -28,9 +28,9 @@ std::string where(const controller_link_state& st) {
   return st.cfg.host + ":" + std::to_string(st.cfg.port);
 }
 
-void log(const controller_link_state& st, const std::string& what) {
-  std::cerr << "combiner " << st.cfg.combiner_id << ": " << what
-            << std::endl;
+void log(const controller_link_state& st, const std::string& what,
+         spdlog::level::level_enum level = spdlog::level::info) {
+  spdlog::log(level, "combiner {}: {}", st.cfg.combiner_id, what);
 }
 
 void connect(self_ptr self);
@@ -51,8 +51,10 @@ void retry(self_ptr self, const std::string& why) {
               + " ms; back-off doubles up to "
               + std::to_string(
                 duration_cast<milliseconds>(st.cfg.retry_max).count())
-              + " ms)");
-  self->delayed_send(self, st.backoff, timer_tick{timer_kind::reconnect, ++st.epoch, {}});
+              + " ms)",
+        spdlog::level::warn);
+  self->delayed_send(self, st.backoff,
+                     timer_tick{timer_kind::reconnect, ++st.epoch, {}});
   st.backoff = std::min(st.backoff * 2, st.cfg.retry_max);
 }
 

@@ -15,7 +15,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include <algorithm>
-#include <iostream>
+#include <spdlog/spdlog.h>
 #include <iterator>
 #include <random>
 #include <sstream>
@@ -612,9 +612,9 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
         return;
       std::string why_not;
       if (!st.refuse(x.correlation_id, x.client_id, x.reason, why_not)) {
-        std::cerr << "round " << st.job.config.round_id
-                  << ": ignored the edge's refusal of client '" << x.client_id
-                  << "' (" << x.reason << "): " << why_not << std::endl;
+        spdlog::warn("round {}: ignored the edge's refusal of client '{}' "
+                     "({}): {}",
+                     st.job.config.round_id, x.client_id, x.reason, why_not);
         return;
       }
       auto& t = st.tasks.at(x.correlation_id);

@@ -11,7 +11,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include <algorithm>
-#include <iostream>
+#include <spdlog/spdlog.h>
 
 namespace rondo {
 
@@ -20,7 +20,7 @@ namespace {
 using self_ptr = round_queue_actor::stateful_pointer<round_queue_state>;
 
 void log_error(const std::string& what) {
-  std::cerr << "round-queue: " << what << std::endl;
+  spdlog::error("round-queue: {}", what);
 }
 
 // Persists the job's terminal state together with its round record (one

@@ -211,7 +211,14 @@ TEST_CASE_FIXTURE(cluster_fixture,
   REQUIRE(r.combiners.size() == 2);
   CHECK(r.combiners[1].combiner_id == "B");
   CHECK(r.combiners[1].status == round_status::failed);
-  CHECK(r.combiners[1].reason.rfind("combiner B lost", 0) == 0);
+  CHECK(r.combiners[1].reason
+        == "combiner B lost (1 client(s) had its tasks: b1)");
+  // b1 had B's task: the round lists it as selected and silent.
+  CHECK(std::count(r.clients_selected.begin(), r.clients_selected.end(),
+                   "b1")
+        == 1);
+  CHECK(std::count(r.clients_silent.begin(), r.clients_silent.end(), "b1")
+        == 1);
 }
 
 TEST_CASE_FIXTURE(cluster_fixture,
