@@ -10,6 +10,7 @@
 #include "storage/model_store.hpp"
 #include "storage/update_cache.hpp"
 #include "storage/state_store.hpp"
+#include "storage/trail.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/send.hpp>
@@ -1010,6 +1011,11 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
       return start_prediction(self, prediction_id, std::move(model_id));
     },
     [self](const combiner_round_done& done) { on_report(self, done); },
+    [self](prune_atom, uint64_t keep) -> caf::result<std::vector<std::string>> {
+      // Protects the model the running (or next) round starts from.
+      return storage::prune_trail(*self->state.state, *self->state.models,
+                                  keep, {self->state.global_model});
+    },
     [self](const timer_tick& tick) {
       auto& st = self->state;
       if (tick.epoch != st.epoch)
