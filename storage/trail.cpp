@@ -11,6 +11,20 @@
 
 namespace rondo::storage {
 
+namespace {
+
+// Removes `ids` (each known to exist) from `models`. @returns `ids`.
+caf::expected<std::vector<std::string>>
+remove_all(model_store& models, std::vector<std::string> ids) {
+  if (ids.empty())
+    return ids;
+  if (auto n = models.remove_many(ids); !n)
+    return n.error();
+  return ids;
+}
+
+} // namespace
+
 caf::expected<std::vector<std::string>>
 session_protected_models(state_store& state) {
   auto sessions = state.list<session_record>();
@@ -60,12 +74,7 @@ prune_trail(state_store& state, model_store& models, uint64_t keep,
       doomed.push_back(id);
   }
   std::reverse(doomed.begin(), doomed.end());
-  if (doomed.empty())
-    return doomed;
-  auto n = models.remove_many(doomed);
-  if (!n)
-    return n.error();
-  return doomed;
+  return remove_all(models, std::move(doomed));
 }
 
 caf::expected<std::vector<std::string>>
@@ -94,13 +103,29 @@ drop_combiner_models(state_store& state, model_store& models,
   for (auto& m : *stored)
     if (kept.count(m.model_id) == 0)
       doomed.push_back(m.model_id);
-  if (doomed.empty())
-    return doomed;
-  auto n = models.remove_many(doomed);
-  if (!n)
-    return n.error();
-  return doomed;
+  return remove_all(models, std::move(doomed));
 }
+
+namespace {
+
+// Adds to `batch` the erasure of every Record of a round in `rounds`,
+// counting them in `n`; `id` gives a record's key.
+template <class Record, class Id>
+caf::error erase_of_rounds(state_store& state,
+                           const std::set<std::string>& rounds,
+                           state_batch& batch, size_t& n, Id id) {
+  auto xs = state.list<Record>();
+  if (!xs)
+    return xs.error();
+  for (auto& x : *xs)
+    if (rounds.count(x.round_id) > 0) {
+      batch.erase<Record>(id(x));
+      ++n;
+    }
+  return caf::none;
+}
+
+} // namespace
 
 caf::expected<retention_result>
 trim_combiner_records(state_store& state, const combiner_retention& cfg) {
@@ -140,22 +165,14 @@ trim_combiner_records(state_store& state, const combiner_retention& cfg) {
     }
   }
   if (!dead_rounds.empty()) {
-    auto validations = state.list<validation_record>();
-    if (!validations)
-      return validations.error();
-    for (auto& v : *validations)
-      if (dead_rounds.count(v.round_id) > 0) {
-        batch.erase<validation_record>(v.validation_id);
-        ++out.validations;
-      }
-    auto metrics = state.list<metric_record>();
-    if (!metrics)
-      return metrics.error();
-    for (auto& m : *metrics)
-      if (dead_rounds.count(m.round_id) > 0) {
-        batch.erase<metric_record>(m.metric_id);
-        ++out.metrics;
-      }
+    if (auto err = erase_of_rounds<validation_record>(
+          state, dead_rounds, batch, out.validations,
+          [](auto& v) -> auto& { return v.validation_id; }))
+      return err;
+    if (auto err = erase_of_rounds<metric_record>(
+          state, dead_rounds, batch, out.metrics,
+          [](auto& m) -> auto& { return m.metric_id; }))
+      return err;
   }
   if (auto err = state.commit(batch))
     return err;
