@@ -190,7 +190,10 @@ using aggregator_actor = caf::typed_actor<
 /// else a model source, with bounded retries.
 /// - (get, model_id) -> model_blob; ec::staging_failed after the last try.
 /// - timer_tick: internal retry.
-using staging_actor = model_source_actor::extend_with<timer_owner_actor>;
+/// - (committed, model_id): the controller committed model_id as the
+///   global model: the memory cache drops every other model.
+using staging_actor = model_source_actor::extend_with<timer_owner_actor>::
+  extend<caf::reacts_to<committed_atom, std::string>>;
 
 /// The combiner's round queue: persists jobs, runs them one at a time.
 /// - (round_config, round_report_actor) -> job id: accept a job; the report
@@ -234,6 +237,10 @@ using round_queue_actor = update_sink_actor::extend<
 ///   the status sink, if any (dropped otherwise).
 /// - (subscribe, status_sink): where status events go from now on (the
 ///   controller link subscribes itself).
+/// - (committed, model_id): the controller committed model_id as the
+///   global model: the combiner drops its other staged global models and
+///   its aggregates (store and staging cache), keeping model_id and every
+///   model a queued or running job starts from.
 using combiner_actor = chunk_source_actor::extend_with<
   update_sink_actor, timer_owner_actor>::extend<
   caf::replies_to<client_info>::with<client_session_actor>,
@@ -247,7 +254,8 @@ using combiner_actor = chunk_source_actor::extend_with<
   caf::replies_to<round_config, round_report_actor>::with<std::string>,
   caf::replies_to<caf::flush_atom>::with<uint64_t>,
   caf::reacts_to<status_record>,
-  caf::reacts_to<caf::subscribe_atom, status_sink_actor>>;
+  caf::reacts_to<caf::subscribe_atom, status_sink_actor>,
+  caf::reacts_to<committed_atom, std::string>>;
 
 /// A combiner as the controller knows it: announced address, whether it is
 /// connected now, and how many clients the controller assigned to it.
@@ -321,6 +329,11 @@ typename Inspector::result_type inspect(Inspector& f, combiner_status& x) {
 ///   combiner; each client's answer is stored as a prediction_record
 ///   (ec::invalid_state while a session or a prediction runs or with no
 ///   combiner; ec::not_found for an unknown model).
+/// - (prune, keep) -> removed model ids: keep the newest `keep` (>= 1)
+///   models of the trail and every protected one (a session's current
+///   global model, a pending or running session's seed, the model a running
+///   round started from); delete the others' bytes (their trail records
+///   stay). ec::invalid_argument for keep 0.
 /// - round_record: internal, the terminal record of the running global
 ///   round (actors/global_round.hpp), already stored by it.
 /// - (status, bool): internal, the running global round is picking
@@ -349,6 +362,7 @@ using controller_actor = chunk_source_actor::extend<
   caf::reacts_to<status_record>,
   caf::replies_to<prediction_atom, std::string, std::string>::with<
     std::string>,
+  caf::replies_to<prune_atom, uint64_t>::with<std::vector<std::string>>,
   caf::reacts_to<round_record>, caf::reacts_to<status_atom, bool>>;
 
 } // namespace rondo

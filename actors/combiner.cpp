@@ -8,6 +8,10 @@
 #include "messages/ids.hpp"
 #include "model/aggregator.hpp"
 #include "storage/model_store.hpp"
+#include "storage/state_store.hpp"
+#include "storage/trail.hpp"
+
+#include <spdlog/spdlog.h>
 
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
@@ -72,6 +76,29 @@ round_spawner make_spawner(self_ptr self,
   };
 }
 
+// Removes the models the combiner no longer needs (keeping `keep`) and
+// bounds its records; a failure is logged, nothing else depends on it.
+void retain(self_ptr self, storage::model_store& models,
+            storage::state_store& state, const std::vector<std::string>& keep,
+            bool drop_models) {
+  auto& cfg = self->state.cfg;
+  if (drop_models) {
+    auto removed = storage::drop_combiner_models(state, models, keep,
+                                                 self->state.standalone,
+                                                 cfg.retention);
+    if (!removed)
+      spdlog::warn("combiner {}: cannot remove unneeded models: {}",
+                   cfg.combiner_id, render(removed.error()));
+    else if (!removed->empty())
+      spdlog::debug("combiner {}: removed {} unneeded models",
+                    cfg.combiner_id, removed->size());
+  }
+  auto trimmed = storage::trim_combiner_records(state, cfg.retention);
+  if (!trimmed)
+    spdlog::warn("combiner {}: cannot trim old job records: {}",
+                 cfg.combiner_id, render(trimmed.error()));
+}
+
 } // namespace
 
 void combiner_state::count_roles(const client_info& info, int64_t delta) {
@@ -98,6 +125,7 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
               model_source_actor source) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
+  st.standalone = !source;
   st.staging = self->spawn<caf::linked>(staging, models, std::move(source),
                                         st.cfg.staging);
   st.queue = self->spawn<caf::linked>(round_queue_impl, state,
@@ -172,7 +200,10 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
                           c.active ? now : c.changed_at});
       return result;
     },
-    [self](round_config& cfg, round_report_actor& report_to) {
+    [self, models, state](round_config& cfg, round_report_actor& report_to) {
+      // Before the job is queued: its start model is not needed yet, and
+      // the aggregate of the last round is among the newest models kept.
+      retain(self, *models, *state, {cfg.model_id}, self->state.standalone);
       return self->delegate(self->state.queue, std::move(cfg),
                             std::move(report_to));
     },
@@ -194,6 +225,10 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
     },
     [self](caf::subscribe_atom, status_sink_actor& sink) {
       self->state.status_sink = std::move(sink);
+    },
+    [self, models, state](committed_atom, const std::string& model_id) {
+      self->send(self->state.staging, committed_atom::value, model_id);
+      retain(self, *models, *state, {model_id}, true);
     },
   };
 }

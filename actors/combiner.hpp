@@ -8,6 +8,7 @@
 #include "actors/client_session.hpp"
 #include "actors/round.hpp"
 #include "actors/staging.hpp"
+#include "storage/trail.hpp"
 
 #include <map>
 #include <memory>
@@ -24,6 +25,10 @@ struct combiner_config {
   client_session_config sessions;
   staging_config staging;
   round_settings rounds;
+  /// How many finished jobs (with their rounds, validations and metrics)
+  /// and, without a controller, how many models it keeps; defaults in
+  /// storage/trail.hpp.
+  storage::combiner_retention retention;
 };
 
 struct combiner_state {
@@ -61,6 +66,10 @@ struct combiner_state {
   /// Where clients' status events go (the controller link); may be
   /// invalid: they are dropped.
   status_sink_actor status_sink;
+  /// No model source (no controller): the combiner bounds its own models
+  /// (keeps cfg.retention.standalone_models) when a round is pushed, as no
+  /// controller tells it which global model was committed.
+  bool standalone = false;
 
   /// Adds `delta` to the active counts of `info`'s roles.
   void count_roles(const client_info& info, int64_t delta);
@@ -74,7 +83,15 @@ struct combiner_state {
 ///        aggregates).
 /// @param state the combiner's state store (jobs, rounds, validations).
 /// @param source where staging fetches models the store lacks (may be
-///        invalid: none).
+///        invalid: none, and then the combiner runs standalone).
+///
+/// Retention: on (committed, model_id) from the controller the combiner
+/// removes every model of its store but model_id and the start models of
+/// its queued and running jobs, and staging drops its other cached models;
+/// standalone, it keeps its newest cfg.retention.standalone_models models
+/// (and the jobs') each time a round is pushed. Each pushed round also
+/// bounds the job, round, validation and metric records
+/// (trim_combiner_records).
 combiner_actor::behavior_type
 combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
               combiner_config cfg,

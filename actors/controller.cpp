@@ -8,6 +8,7 @@
 #include "model/npz.hpp"
 #include "storage/model_store.hpp"
 #include "storage/state_store.hpp"
+#include "storage/trail.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/send.hpp>
@@ -89,6 +90,10 @@ void start_round(self_ptr self);
 void on_round_end(self_ptr self, const round_record& r) {
   auto& st = self->state;
   count_round(st, r);
+  if (r.status == round_status::success && !r.model_id.empty())
+    // The combiners keep only what they still need of earlier rounds.
+    for (auto& [cid, handle] : st.combiners)
+      caf::anon_send(handle, committed_atom::value, r.model_id);
   if (!st.terminating.empty()) {
     end_session(self, session_status::terminated, "terminated");
     auto rep = st.report(st.record.session_id);
@@ -832,6 +837,17 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
     [self](prediction_atom, const std::string& prediction_id,
            std::string& model_id) {
       return start_prediction(self, prediction_id, std::move(model_id));
+    },
+    [self](prune_atom, uint64_t keep) -> caf::result<std::vector<std::string>> {
+      // Protects the model the running (or next) round starts from.
+      auto& st = self->state;
+      auto removed = storage::prune_trail(*st.state, *st.models, keep,
+                                          {st.record.global_model_id});
+      if (!removed)
+        return removed.error();
+      spdlog::info("controller: pruned {} model(s), kept the newest {}",
+                   removed->size(), keep);
+      return std::move(*removed);
     },
     [self](const round_record& r) {
       auto& st = self->state;

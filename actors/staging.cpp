@@ -224,6 +224,21 @@ void staging_state::fail_try(const std::string& model_id, caf::error err) {
     rp.deliver(caf::make_error(ec::staging_failed, reason));
 }
 
+size_t staging_state::cache_keep_only(const std::string& model_id) {
+  size_t dropped = 0;
+  for (auto i = lru_.begin(); i != lru_.end();) {
+    if (i->model_id == model_id) {
+      ++i;
+      continue;
+    }
+    cached_bytes_ -= i->bytes->size();
+    index_.erase(i->model_id);
+    i = lru_.erase(i);
+    ++dropped;
+  }
+  return dropped;
+}
+
 std::string staging_state::render_(const caf::error& err) const {
   if (self != nullptr)
     return self->system().render(err);
@@ -254,6 +269,9 @@ staging(staging_actor::stateful_pointer<staging_state> self,
       return rp;
     },
     [self](const timer_tick& tick) { self->state.on_timer(tick); },
+    [self](committed_atom, const std::string& model_id) {
+      self->state.cache_keep_only(model_id);
+    },
   };
 }
 

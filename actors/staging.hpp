@@ -104,6 +104,11 @@ struct staging_state {
   bool cache_insert(const std::string& model_id,
                     std::shared_ptr<const std::string> bytes);
 
+  /// Drops every cached model but `model_id` (the global model the
+  /// controller just committed; the others are no longer needed).
+  /// @returns the number of models dropped.
+  size_t cache_keep_only(const std::string& model_id);
+
   /// Bytes held by the cache.
   uint64_t cached_bytes() const {
     return cached_bytes_;
@@ -179,6 +184,7 @@ private:
 };
 
 /// The staging actor.
+/// - (committed, model_id): the cache drops every model but model_id.
 /// - (get, model_id) -> model_blob: the model's bytes. Fails with
 ///   `ec::invalid_argument` at once for a malformed id, with
 ///   `ec::staging_failed` ("staging model <id> failed after <n> tries:

@@ -22,6 +22,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(rondo_actors, caf::first_custom_type_id + 200)
   CAF_ADD_TYPE_ID(rondo_actors, (std::vector<rondo::combiner_status>))
   CAF_ADD_TYPE_ID(rondo_actors, (rondo::client_assignment_record))
   CAF_ADD_TYPE_ID(rondo_actors, (rondo::status_sink_actor))
+  CAF_ADD_TYPE_ID(rondo_actors, (std::vector<std::string>))
 
 CAF_END_TYPE_ID_BLOCK(rondo_actors)
 

@@ -130,6 +130,52 @@ reply upload_model(const controller_context& ctx, const request& req) {
                           {"model_id", rec->model_id}});
 }
 
+// POST /api/v1/models/prune {"keep": N}: Rondo's own operator route
+// (`rondo models prune --keep N`; FEDn has none). The controller keeps the
+// bytes of the newest N models of the trail and of the protected ones (see
+// storage::prune_trail) and deletes the others'; the trail records stay.
+// Answers {"removed": [ids, oldest first], "keep": N}; 400 naming `keep`
+// unless it is an integer >= 1.
+reply prune_models(const controller_context& ctx, const request& req) {
+  auto body = parse_json_object(req.body);
+  if (!body)
+    return error_reply(body.error());
+  auto k = body->find("keep");
+  if (k == body->end() || !k->is_number_integer())
+    return reply::error(400, "keep is required: the number of newest models "
+                             "to keep, an integer >= 1"
+                               + (k == body->end() ? std::string{}
+                                                   : ", got " + k->dump()));
+  if (k->get<int64_t>() < 1)
+    return reply::error(400, "keep must be at least 1 (the newest model of "
+                             "the trail is always kept), got "
+                               + k->dump());
+  auto keep = k->get<uint64_t>();
+  auto removed = ask_controller<std::vector<std::string>>(
+    ctx, prune_atom::value, keep);
+  if (!removed)
+    return error_reply(removed.error());
+  return reply::json(json{{"removed", *removed}, {"keep", keep}});
+}
+
+// GET /api/v1/models/{id}/download: the model's npz bytes; 404 naming the
+// id when the trail has no such model, or naming it as pruned when its
+// record stays but its bytes were deleted (`rondo models prune`).
+reply download_model(const controller_context& ctx, const request& req) {
+  auto& id = req.params.at(0);
+  if (auto m = ctx.state->get<model_record>(id); !m)
+    return m.error() == ec::not_found ? not_found(id) : error_reply(m.error());
+  auto bytes = ctx.models->get(id);
+  if (!bytes && bytes.error() == ec::not_found)
+    return reply::error(404, "model " + id + " was pruned: its trail record "
+                             "stays, its bytes were deleted");
+  if (!bytes)
+    return error_reply(bytes.error());
+  auto r = reply::bytes(std::move(*bytes), "application/octet-stream");
+  r.headers.emplace_back("Content-Disposition", "attachment; filename=" + id);
+  return r;
+}
+
 // GET /api/v1/helpers/active: the active helper (package_store's
 // active_helper) as a JSON string, or FEDn's 404 when there is none.
 reply get_helper(const controller_context& ctx) {
@@ -178,21 +224,10 @@ void add_model_routes(server& srv, const controller_context& ctx) {
   add_get<model_record>(srv, ctx, "models");
   srv.route("GET", base + "/([^/]+)/ancestors", right::admin,
             [ctx](const request& req) { return ancestors(ctx, req); });
+  srv.route("POST", base + "/prune", right::admin,
+            [ctx](const request& req) { return prune_models(ctx, req); });
   srv.route("GET", base + "/([^/]+)/download", right::admin,
-            [ctx](const request& req) {
-              auto& id = req.params.at(0);
-              if (auto m = ctx.state->get<model_record>(id); !m)
-                return m.error() == ec::not_found ? not_found(id)
-                                                  : error_reply(m.error());
-              auto bytes = ctx.models->get(id);
-              if (!bytes)
-                return error_reply(bytes.error());
-              auto r = reply::bytes(std::move(*bytes),
-                                    "application/octet-stream");
-              r.headers.emplace_back("Content-Disposition",
-                                     "attachment; filename=" + id);
-              return r;
-            });
+            [ctx](const request& req) { return download_model(ctx, req); });
   srv.route("GET", "/api/v1/helpers/active", right::admin,
             [ctx](const request&) { return get_helper(ctx); });
   srv.route("PUT", "/api/v1/helpers/active", right::admin,

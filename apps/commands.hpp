@@ -28,8 +28,8 @@ void add_client_command(CLI::App& app, int& exit_code);
 /// `rondo controller ...`: run the controller on the CAF middleman.
 void add_controller_command(CLI::App& app, int& exit_code);
 
-/// `rondo session start|status|terminate`, `rondo models list|export` and
-/// `rondo seed`: talk to a running controller.
+/// `rondo session start|status|terminate`, `rondo models list|export|prune`
+/// and `rondo seed`: talk to a running controller.
 void add_session_command(CLI::App& app, int& exit_code);
 
 /// `rondo certs init|issue`: a cluster CA and certificates signed by it.

@@ -916,6 +916,39 @@ void add_model_commands(CLI::App& app, int& exit_code) {
     });
   });
 
+  auto p = std::make_shared<model_args>();
+  auto keep = std::make_shared<int64_t>(0);
+  auto* prune = models->add_subcommand(
+    "prune", "Delete the bytes of every trail model but the newest --keep "
+             "and the protected ones (the trail records stay)");
+  add_common(prune, p->common);
+  prune->add_option("--keep", *keep,
+                    "Newest models of the trail to keep (>= 1); a session's "
+                    "current global model, a pending or running session's "
+                    "seed and the running round's model are kept too")
+    ->required();
+  prune->callback([p, keep, &exit_code] {
+    if (*keep < 1) {
+      std::cerr << "error: --keep must be at least 1 (the newest model of "
+                   "the trail is always kept), got "
+                << *keep << "\n";
+      exit_code = 1;
+      return;
+    }
+    with_controller(p->common, exit_code, [&](api_client& client)
+                                             -> caf::error {
+      auto out = client.post("/api/v1/models/prune", json{{"keep", *keep}});
+      if (!out)
+        return out.error();
+      auto removed = out->value("removed", json::array());
+      for (auto& id : removed)
+        std::cout << "pruned " << id.get<std::string>() << "\n";
+      std::cout << removed.size() << " models pruned, the newest " << *keep
+                << " and the protected ones kept" << std::endl;
+      return caf::none;
+    });
+  });
+
   auto s = std::make_shared<model_args>();
   auto* seed = app.add_subcommand(
     "seed", "Add a seed model (npz) to the controller's trail; a session "

@@ -76,6 +76,7 @@ database::open(const database_options& opts) {
   db_opts.create_missing_column_families = true;
   db_opts.max_background_jobs = 2;
   db_opts.keep_log_file_num = 4;
+  db_opts.max_total_wal_size = opts.wal_bytes;
   // One memory budget for every column family's memtables and one block
   // cache: without them each column family sizes its own (RocksDB 7.8:
   // 8 MiB of cache per table factory, 64 MiB memtables for the chunks).

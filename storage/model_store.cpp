@@ -868,11 +868,15 @@ model_store::remove_many(const std::vector<std::string>& ids) {
   if (updates_)
     for (auto& id : ids)
       n += updates_->remove(id) ? 1 : 0;
-  std::lock_guard<std::mutex> guard{mtx_};
+  std::unique_lock<std::mutex> guard{mtx_};
   auto& impl = db_->get();
   rocksdb::WriteBatch batch;
   size_t cached = n;
   std::vector<std::string> files;
+  // The smallest and largest chunk keys deleted: one compaction of that
+  // span gives their disk space back.
+  std::string low;
+  std::string high;
   for (auto& id : ids) {
     if (validate_model_id(id))
       continue;
@@ -886,6 +890,10 @@ model_store::remove_many(const std::vector<std::string>& ids) {
     if (st.ok() && (*meta)->file().empty()) {
       auto [begin, end] = chunk_range(id);
       st = batch.DeleteRange(impl.handle(cf::model_chunks), begin, end);
+      if (low.empty() || begin < low)
+        low = begin;
+      if (high.empty() || end > high)
+        high = end;
     }
     if (auto err = to_error(st, "deleting model " + id))
       return err;
@@ -899,8 +907,45 @@ model_store::remove_many(const std::vector<std::string>& ids) {
   wo.sync = true;
   if (auto err = to_error(impl.db->Write(wo, &batch), "deleting models"))
     return err;
+  guard.unlock();
   remove_files(files);
+  if (!low.empty())
+    compact_chunks(low, high);
   return n;
+}
+
+void model_store::compact_chunks(const std::string& low,
+                                 const std::string& high) {
+  auto& impl = db_->get();
+  // Without this the deleted chunks stay on disk until compactions reach
+  // their files by chance: a combiner's database peaked at 993 MiB for 80
+  // models of 4 MB (issue #15). Compacting the deleted span rewrites only
+  // the files that overlap it; the range tombstones drop the chunks.
+  rocksdb::CompactRangeOptions opts;
+  opts.exclusive_manual_compaction = false;
+  opts.bottommost_level_compaction =
+    rocksdb::BottommostLevelCompaction::kForceOptimized;
+  rocksdb::Slice begin{low};
+  rocksdb::Slice end{high};
+  auto st = impl.db->CompactRange(opts, impl.handle(cf::model_chunks), &begin,
+                                  &end);
+  // Best effort: the models are deleted either way; RocksDB's own
+  // compactions reclaim the space later.
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (!st.ok())
+    last_compaction_error_ = to_error(st, "compacting deleted model chunks");
+  else
+    ++compactions_;
+}
+
+size_t model_store::compactions() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return compactions_;
+}
+
+caf::error model_store::last_compaction_error() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return last_compaction_error_;
 }
 
 caf::expected<std::vector<model_info>> model_store::list() {

@@ -434,6 +434,29 @@ TEST_CASE_FIXTURE(fixture,
   CHECK(get_now(aut, "huge").err == ec::staging_failed);
 }
 
+TEST_CASE_FIXTURE(fixture,
+                  "staging: committed drops every cached model but the new one") {
+  staging_config cfg;
+  cfg.cache_bytes = 1000;
+  for (auto id : {"g1", "agg1", "g2"})
+    put(id, std::string(100, id[0]));
+  auto aut = spawn_staging(model_source_actor{}, cfg);
+  for (auto id : {"g1", "agg1", "g2"})
+    REQUIRE(!get_now(aut, id).err);
+  auto& st
+    = deref<caf::stateful_actor<staging_state, staging_actor::base>>(aut).state;
+  REQUIRE(st.cached_models() == 3);
+  self->send(aut, committed_atom::value, std::string{"g2"});
+  sched.run();
+  CHECK(st.cached_ids() == std::vector<std::string>{"g2"});
+  CHECK(st.cached_bytes() == 100);
+  // A committed model that is not cached empties the cache.
+  self->send(aut, committed_atom::value, std::string{"g3"});
+  sched.run();
+  CHECK(st.cached_models() == 0);
+  CHECK(st.cached_bytes() == 0);
+}
+
 TEST_CASE("staging: cache bookkeeping without an actor system") {
   staging_state st;
   st.cfg.cache_bytes = 10;

@@ -225,6 +225,64 @@ def case_seed_and_export(d):
                   f"wait?{bad}: {status} {body}")
 
 
+def post_json(api, path, body):
+    """POST JSON to http://api/path; @returns (status, JSON body)."""
+    req = urllib.request.Request(f"http://{api}{path}",
+                                 data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"},
+                                 method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def case_prune(d):
+    """`rondo models prune --keep N` keeps the newest N models' bytes, the
+    trail records stay, a pruned model's download is 404 naming it, and a
+    bad N is refused naming `keep`."""
+    seed = make_seed(d)
+    with Controller(d) as c:
+        op = ["--controller", c.api]
+        ids = ["s1", "s2", "s3", "s4"]
+        for i in ids:
+            r = run("seed", seed, "--model-id", i, *op)
+            check(r.returncode == 0, "seed: " + r.stderr)
+        for bad in ("0", "-1", "abc"):
+            r = run("models", "prune", "--keep", bad, *op)
+            check(r.returncode != 0 and "--keep" in r.stderr,
+                  f"prune --keep {bad}: refused naming --keep: " + r.stderr)
+        for body in ({"keep": 0}, {"keep": -3}, {"keep": "2"}, {}):
+            status, out = post_json(c.api, "/api/v1/models/prune", body)
+            check(status == 400 and "keep" in out["message"],
+                  f"POST prune {body}: {status} {out}")
+        r = run("models", "prune", "--keep", "2", *op)
+        check(r.returncode == 0 and "pruned s1\npruned s2\n" in r.stdout
+              and "2 models pruned" in r.stdout,
+              "prune --keep 2 prunes the two oldest: " + r.stdout + r.stderr)
+        r = run("models", "list", "--json", *op)
+        check(sorted(m["model_id"] for m in json.loads(r.stdout)) == ids,
+              "the trail records stay: " + r.stdout)
+        status, body = get(c.api, "/api/v1/models/s1/download")
+        check(status == 404 and "s1" in body["message"]
+              and "pruned" in body["message"],
+              f"a pruned model's download: {status} {body}")
+        out = os.path.join(d, "s1.npz")
+        r = run("models", "export", "s1", out, *op)
+        check(r.returncode == 1 and "s1 was pruned" in r.stderr
+              and not os.path.exists(out),
+              "exporting a pruned model: exit 1 naming it: " + r.stderr)
+        for kept in ("s3", "s4"):
+            out = os.path.join(d, kept + ".npz")
+            r = run("models", "export", kept, out, *op)
+            check(r.returncode == 0 and open(out, "rb").read()
+                  == open(seed, "rb").read(), f"{kept} is kept: " + r.stderr)
+        r = run("models", "prune", "--keep", "2", *op)
+        check(r.returncode == 0 and "0 models pruned" in r.stdout,
+              "pruning again prunes nothing: " + r.stdout + r.stderr)
+
+
 def case_follow_failed_session(d):
     """No combiner joined: the one round fails, the followed session ends
     failed, and `--follow` prints the round and exits 1 saying so."""
@@ -274,7 +332,8 @@ def case_follow_failed_session(d):
 
 CASES = {"unreachable": case_unreachable, "tokens": case_tokens,
          "https": case_https, "seed_and_export": case_seed_and_export,
-         "follow_failed_session": case_follow_failed_session}
+         "follow_failed_session": case_follow_failed_session,
+         "prune": case_prune}
 
 if __name__ == "__main__":
     run_cases(CASES, "rondo-operator-")
