@@ -20,6 +20,10 @@ Cases (one ctest entry each, `--case NAME`):
   once each with their final state (round 3 read back from
   /api/v1/rounds/3), show round 2's missing validation, and exit 1 saying
   a round has no validation.
+- scripted_full_reports: the same session answered as a controller before
+  #15 answers the wait (every round each time, no first_round): the same
+  output; the round still "running" in the last answer is printed once,
+  as stored, never as running.
 
 Standard library only; every wait is bounded.
 """
@@ -212,8 +216,9 @@ def validation(round_id, acc):
             "sender": {"name": "a", "client_id": "a"}}
 
 
-# after_rounds -> the answers, in order (None: 204, the wait ran out).
-WAITS = [
+# after_rounds -> the answers, in order (None: 204, the wait ran out):
+# rounds from first_round on, as the controller answers since #15.
+PARTIAL = [
     (0, {"session": api_session("Started"), "first_round": 0,
          "rounds": [api_round("1", "Finished"), api_round("2", "Running")],
          "validations": [validation("1", 0.25)]}),
@@ -227,9 +232,28 @@ WAITS = [
          "rounds": [api_round("3", "Running")], "validations": []}),
 ]
 
+# The same session as a controller before #15 answers: every round each
+# time, no first_round.
+ROUND_2_DONE = api_round("2", "Finished", validation_failure="no validator "
+                         "answered within 30 s")
+FULL = [
+    (0, {"session": api_session("Started"),
+         "rounds": [api_round("1", "Finished"), api_round("2", "Running")],
+         "validations": [validation("1", 0.25)]}),
+    (1, {"session": api_session("Started"),
+         "rounds": [api_round("1", "Finished"), ROUND_2_DONE,
+                    api_round("3", "Running")],
+         "validations": [validation("1", 0.25)]}),
+    (2, None),
+    (2, {"session": api_session("Finished"),
+         "rounds": [api_round("1", "Finished"), ROUND_2_DONE,
+                    api_round("3", "Running")],
+         "validations": [validation("1", 0.25)]}),
+]
+
 
 class ScriptedApi(BaseHTTPRequestHandler):
-    """Answers the requests of `session start --follow` from WAITS; any
+    """Answers the requests of `session start --follow` from `waits`; any
     other request is recorded as unexpected and answered 500."""
     waits = []
     asked = []
@@ -282,8 +306,10 @@ class ScriptedApi(BaseHTTPRequestHandler):
             self.answer(500, {"message": "unexpected"})
 
 
-def case_scripted_answers(d):
-    ScriptedApi.waits = list(WAITS)
+def follow_scripted(d, waits):
+    """Runs `session start --follow` against ScriptedApi answering the
+    waits `waits`; checks what it asked and printed."""
+    ScriptedApi.waits = list(waits)
     server = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedApi)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -325,8 +351,17 @@ def case_scripted_answers(d):
           f"metrics.csv: {rows}")
 
 
+def case_scripted_answers(d):
+    follow_scripted(d, PARTIAL)
+
+
+def case_scripted_full_reports(d):
+    follow_scripted(d, FULL)
+
+
 CASES = {"rounds_once": case_rounds_once,
-         "scripted_answers": case_scripted_answers}
+         "scripted_answers": case_scripted_answers,
+         "scripted_full_reports": case_scripted_full_reports}
 
 if __name__ == "__main__":
     run_cases(CASES, "rondo-follow-")
