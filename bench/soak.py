@@ -65,8 +65,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PACKAGE = os.path.join(ROOT, "tests", "cluster", "package")
-sys.path.insert(0, PACKAGE)
-import npz_task  # noqa: E402
+sys.path.insert(0, os.path.dirname(PACKAGE))
+from cluster_test import Cluster  # noqa: E402
+import npz_task  # noqa: E402  (cluster_test put PACKAGE on the path)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MB = 1e6
@@ -109,12 +110,12 @@ def disk_mb(folder):
     return total / MB
 
 
-class Federation:
-    """The processes this bench starts, their logs in `work`."""
+class Federation(Cluster):
+    """The processes this bench starts, their logs in `work` (the cluster
+    test's spawn, wait_port and stop)."""
 
     def __init__(self, rondo, work):
-        self.rondo, self.work = rondo, work
-        self.procs = {}
+        super().__init__(rondo, work)
         self.certs = os.path.join(work, "certs")
 
     def run(self, *args, timeout=60):
@@ -124,25 +125,6 @@ class Federation:
             fail(f"rondo {args[0]} {args[1] if len(args) > 1 else ''}: "
                  f"{r.stderr.strip()}")
         return r.stdout
-
-    def spawn(self, name, args, env=None):
-        log = open(os.path.join(self.work, name + ".log"), "w")
-        self.procs[name] = subprocess.Popen(
-            [self.rondo] + args, stdout=log, stderr=subprocess.STDOUT,
-            env=env)
-        return self.procs[name]
-
-    def wait_port(self, name, file):
-        path = os.path.join(self.work, file)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if os.path.exists(path) and open(path).read().strip():
-                return int(open(path).read())
-            if self.procs[name].poll() is not None:
-                fail(f"{name} exited ({self.procs[name].returncode}); see "
-                     f"{os.path.join(self.work, name + '.log')}")
-            time.sleep(0.05)
-        fail(f"{name} wrote no {file} within 30 s")
 
     def secure(self, clients):
         """The quickstart's certificates and tokens."""
@@ -182,16 +164,15 @@ class Federation:
             "--http-port-file", f"{w}/controller-api.port",
             "--auth-secret-file", self.secret, "--db", f"{w}/controller-db"]
             + self.tls("controller"))
-        controller = "127.0.0.1:%d" % self.wait_port("controller",
-                                                     "controller.port")
+        controller = "127.0.0.1:%d" % self.wait_port("controller")
         self.api = "127.0.0.1:%d" % self.wait_port("controller",
-                                                   "controller-api.port")
+                                                   "controller-api")
         self.spawn("combiner", [
             "combiner", "--host", "127.0.0.1", "--port", "0",
             "--port-file", f"{w}/combiner.port", "--db", f"{w}/combiner-db",
             "--name", "combiner-1", "--controller", controller,
             "--auth-secret-file", self.secret] + self.tls("combiner-1"))
-        self.wait_port("combiner", "combiner.port")
+        self.wait_port("combiner")
         self.upload_package()
         for i in range(clients):
             # The package runs `python3`: Debian's, not a shim earlier on
@@ -234,17 +215,6 @@ class Federation:
         npz_task.write_npz(path, [("0.npy", "<f4", (3,),
                                    array("f", [0, 0, 0]))])
         return self.run("seed", *self.operator(), path).strip()
-
-    def stop(self):
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=10)
 
 
 # -- the soak -----------------------------------------------------------------
@@ -367,7 +337,8 @@ def main():
     p.add_argument("--validate", action="store_true",
                    help="a validation after each training round")
     p.add_argument("--out", help="also write the rows to this CSV file")
-    p.add_argument("--work", help="folder for logs and databases (kept)")
+    p.add_argument("--work", help="a new or empty folder for logs and "
+                   "databases (kept)")
     p.add_argument("--keep", action="store_true",
                    help="keep the temporary work folder")
     a = p.parse_args()
@@ -378,6 +349,8 @@ def main():
              "deploy/build.sh --target rondo)")
     work = a.work or tempfile.mkdtemp(prefix="rondo-soak-")
     os.makedirs(work, exist_ok=True)
+    if os.listdir(work):
+        fail(f"--work {work} is not empty")
     if a.out:
         with open(a.out, "w", newline="") as f:
             csv.writer(f).writerow(COLUMNS)
@@ -432,6 +405,8 @@ def main():
             and goals
     except KeyboardInterrupt:
         print("soak: interrupted", file=sys.stderr)
+    except RuntimeError as e:  # a process that did not start
+        print(f"soak: error: {e}", file=sys.stderr)
     finally:
         if follow and follow.poll() is None:
             follow.kill()

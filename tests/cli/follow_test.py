@@ -44,7 +44,6 @@ from cli_cases import check, run_cases  # noqa: E402
 from federation import Federation  # noqa: E402
 
 RONDO = os.environ.get("RONDO_BIN", "rondo")
-PACKAGE = os.path.join(HERE, "..", "cluster", "package")
 
 
 class LineReader:
@@ -102,37 +101,12 @@ def round_lines(lines):
     return out
 
 
-def start_federation(f, work):
-    """The controller (client wait 3 s, so a round without enough trainers
-    fails soon), a combiner, and client c1 only."""
-    f.spawn("controller", [
-        "controller", "--port", "0",
-        "--port-file", os.path.join(work, "controller.port"),
-        "--http-port", "0",
-        "--http-port-file", os.path.join(work, "controller.http"),
-        "--auth-secret-file", f.secret_file,
-        "--db", os.path.join(work, "ctrl-db"), "--client-wait", "3"])
-    f.controller = "127.0.0.1:%d" % f.wait_file("controller",
-                                                "controller.port")
-    f.api = "http://127.0.0.1:%d" % f.wait_file("controller",
-                                                "controller.http")
-    f.port = f.start_combiner(["--name", "combiner-a",
-                               "--controller", f.controller])
-    f.admin = f.token("admin")
-    start_client(f, "c1", 1.0, 10)
-
-
-def start_client(f, name, delta, n):
-    env = dict(os.environ, RONDO_TEST_NAME=name, RONDO_TEST_DELTA=str(delta),
-               RONDO_TEST_EXAMPLES=str(n), RONDO_TEST_MARKS=f.marks)
-    f.spawn(name, ["client", "--host", "127.0.0.1", "--port", str(f.port),
-                   "--name", name, "--package", PACKAGE], env=env)
-
-
 def case_rounds_once(d):
     f = Federation(RONDO, d)
     try:
-        start_federation(f, d)
+        # Client c1 only, and a client wait of 3 s: a round without
+        # enough trainers fails soon.
+        f.start(clients={"c1": (1.0, 10)}, client_wait=3)
         seed_id = f.seed()
         csv = os.path.join(d, "metrics.csv")
         rounds = 5
@@ -147,7 +121,7 @@ def case_rounds_once(d):
             out = LineReader(follow.stdout)
             first = out.wait_for(lambda x: x.split()[1:2] == ["failed"], 60)
             print("ok: a round failed with one trainer:", first, flush=True)
-            start_client(f, "c2", 3.0, 30)
+            f.start_client("c2", 3.0, 30)
             lines = out.rest(240)
             err = follow.stderr.read()
             follow.wait(timeout=30)
