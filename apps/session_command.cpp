@@ -772,6 +772,10 @@ caf::error follow(api_client& client, follower& f, const std::string& id) {
     if (!*got)
       continue; // no round ended within the wait: ask again
     auto& answer = **got;
+    if (!answer.is_object())
+      return caf::make_error(ec::invalid_state,
+                             "the controller answered " + path
+                               + " with JSON that is not an object");
     auto progress = f.take(answer);
     if (!progress)
       return progress.error();
