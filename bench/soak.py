@@ -5,19 +5,21 @@ A benchmark that prints its figures, not a test.
 Usage (from the repository root, after a build):
   bench/soak.py [--rondo build/apps/rondo] [--rounds 2000] [--clients 3]
                 [--window 100] [--out FILE.csv] [--validate]
-                [--work DIR] [--keep]
+                [--package DIR] [--work DIR] [--keep]
 
 It starts, secured as deploy/quickstart.sh starts them (a throwaway
 cluster CA, mutual TLS between controller and combiner, the controller's
 API over HTTPS with an admin token, TLS and one token per client on the
 combiner's port): a `rondo controller`, a `rondo combiner` joined to it and
 --clients `rondo client --api-url` processes that download the compute
-package tests/cluster/package (standard library only: a tiny model of 3
-float32 values, each training adds a constant) from the controller. It
-seeds the model and runs ONE session of --rounds FedAvg rounds
-(clients_required = --clients; a validation after each with --validate),
-followed by `rondo session start --follow`, whose lines mark the rounds'
-ends.
+package from the controller: by default bench/soak_package (shell
+scripts: training returns the model unchanged, so a round measures the
+controller, the combiner and the clients' protocol, not a Python start;
+--package tests/cluster/package adds a constant in Python instead). The
+model is tiny (3 float32 values). It seeds the model and runs ONE
+session of --rounds FedAvg rounds (clients_required = --clients; a
+validation after each with --validate), followed by `rondo session start
+--follow`, whose lines mark the rounds' ends.
 
 Every --window rounds (counted by the rounds --follow printed) it prints
 and (with --out) writes a CSV row:
@@ -26,7 +28,8 @@ and (with --out) writes a CSV row:
   ctrl_rss_mb        the controller's VmRSS, MB
   comb_cpu_s         the combiner's utime+stime in the window, seconds
   ctrl_cpu_s         the controller's utime+stime in the window, seconds
-  round_ms           mean round time as recorded (ended_at - started_at)
+  round_ms           mean round time as recorded (ended_at - started_at,
+                     as --follow prints it: in steps of 10 ms)
   wall_ms            wall time per round in the window (includes the
                      controller's work between rounds)
   comb_db_mb         the size of the files in the combiner's --db folder
@@ -38,11 +41,12 @@ and (with --out) writes a CSV row:
 
 At the end it prints the goal check of issue #15: the last window against
 the second (rounds 101-200 with the default window): each server's RSS
-within 2 MB, the mean round time (round_ms) within 10 %, and disk bounded:
-the combiner's database at most twice its size after the second window
-plus 1 MB (its staged and aggregated models are dropped once committed),
-the controller's growth over the second half at most 8 KiB per round (it
-keeps the trail of global models and the round records, as FEDn does).
+within 2 MB, the wall time per round (wall_ms) within 10 %, and disk
+bounded: the combiner's database at most twice its size after the second
+window plus 1 MB (its staged and aggregated models are dropped once
+committed), the controller's growth over the second half at most 8 KiB
+per round (it keeps the trail of global models and the round records, as
+FEDn does).
 Then the total time. Exit 0 when the session finished and every goal
 held, 1 otherwise.
 
@@ -64,10 +68,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-PACKAGE = os.path.join(ROOT, "tests", "cluster", "package")
-sys.path.insert(0, os.path.dirname(PACKAGE))
+# The default compute package: shell scripts, the model unchanged.
+PACKAGE = os.path.join(HERE, "soak_package")
+# The cluster test's package (Python, adds a constant to the model).
+PYTHON_PACKAGE = os.path.join(ROOT, "tests", "cluster", "package")
+sys.path.insert(0, os.path.dirname(PYTHON_PACKAGE))
 from cluster_test import Cluster  # noqa: E402
-import npz_task  # noqa: E402  (cluster_test put PACKAGE on the path)
+import npz_task  # noqa: E402  (cluster_test put it on the path)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MB = 1e6
@@ -156,7 +163,7 @@ class Federation(Cluster):
         return ["--cert", f"{c}/{name}.crt", "--key", f"{c}/{name}.key",
                 "--ca", f"{c}/ca.crt"]
 
-    def start(self, clients):
+    def start(self, clients, package):
         w = self.work
         self.spawn("controller", [
             "controller", "--host", "127.0.0.1", "--port", "0",
@@ -173,13 +180,14 @@ class Federation(Cluster):
             "--name", "combiner-1", "--controller", controller,
             "--auth-secret-file", self.secret] + self.tls("combiner-1"))
         self.wait_port("combiner")
-        self.upload_package()
+        self.upload_package(package)
         for i in range(clients):
             # The package runs `python3`: Debian's, not a shim earlier on
             # PATH (pyenv's takes seconds to start).
             env = dict(os.environ, RONDO_TEST_NAME=f"client-{i}",
                        RONDO_TEST_DELTA=str(i + 1),
                        RONDO_TEST_EXAMPLES=str(10 * (i + 1)),
+                       SOAK_EXAMPLES=str(10 * (i + 1)),
                        PATH="/usr/bin:" + os.environ.get("PATH", ""))
             self.spawn(f"client-{i}", [
                 "client", "--api-url", f"https://{self.api}",
@@ -191,12 +199,13 @@ class Federation(Cluster):
         return ["--controller", self.api, "--ca", f"{self.certs}/ca.crt",
                 "--token-file", self.admin_token]
 
-    def upload_package(self):
-        """tests/cluster/package as the controller's active compute
-        package (curl, as deploy/quickstart.sh uploads it)."""
+    def upload_package(self, package):
+        """The folder `package` as the controller's active compute package
+        (curl, as deploy/quickstart.sh uploads it)."""
         tgz = os.path.join(self.work, "package.tgz")
-        subprocess.run(["tar", "-czf", tgz, "-C", os.path.dirname(PACKAGE),
-                        "--exclude=__pycache__", os.path.basename(PACKAGE)],
+        package = os.path.abspath(package)
+        subprocess.run(["tar", "-czf", tgz, "-C", os.path.dirname(package),
+                        "--exclude=__pycache__", os.path.basename(package)],
                        check=True, timeout=60)
         token = open(self.admin_token).read().strip()
         r = subprocess.run(
@@ -303,9 +312,11 @@ def goal_check(rows, window):
         d = last[k] - base[k]
         verdict(f"{who} RSS within 2 MB", abs(d) <= 2.0,
                 f"{base[k]:.1f} -> {last[k]:.1f} MB ({d:+.1f})")
-    change = last["round_ms"] / base["round_ms"] - 1
+    # Wall time per round: it includes the controller's work between
+    # rounds, and the records' times are printed in steps of 10 ms.
+    change = last["wall_ms"] / base["wall_ms"] - 1
     verdict("round time within 10 %", abs(change) <= 0.10,
-            f"{base['round_ms']:.1f} -> {last['round_ms']:.1f} ms "
+            f"{base['wall_ms']:.1f} -> {last['wall_ms']:.1f} ms a round "
             f"({100 * change:+.1f} %)")
     bound = 2 * base["comb_db_mb"] + 1
     verdict("combiner disk bounded", last["comb_db_mb"] <= bound,
@@ -334,6 +345,10 @@ def main():
                    help="rounds per printed row (default 100)")
     p.add_argument("--round-timeout", type=float, default=60,
                    help="seconds (default 60)")
+    p.add_argument("--package", default=PACKAGE,
+                   help="the compute package folder (default "
+                        "bench/soak_package: shell, the model unchanged; "
+                        "tests/cluster/package: Python, adds to it)")
     p.add_argument("--validate", action="store_true",
                    help="a validation after each training round")
     p.add_argument("--out", help="also write the rows to this CSV file")
@@ -361,7 +376,7 @@ def main():
     ok = False
     try:
         fed.secure(a.clients)
-        fed.start(a.clients)
+        fed.start(a.clients, a.package)
         seed = fed.seed()
         print(f"soak: {a.rounds} rounds, {a.clients} clients, work folder "
               f"{work}", flush=True)
