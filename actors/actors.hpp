@@ -247,8 +247,12 @@ typename Inspector::result_type inspect(Inspector& f, combiner_status& x) {
            x.joined_at, x.clients_assigned, x.handle);
 }
 
-/// The controller: owns sessions and the global model trail, runs each
-/// round across its combiners and reduces their models.
+/// The controller: owns sessions, combiner membership and the global model
+/// trail; each global round runs in its own actor (actors/global_round.hpp)
+/// across the combiners and reduces their models. A session that was
+/// running when the controller stopped resumes when it starts again (from
+/// its last committed global model; a round cut short is re-run under a
+/// new round id; round ids are never reused).
 /// - (join, combiner_info, combiner, interrupted) -> ok: a combiner
 ///   (re)joins and announces where clients reach it; it is monitored and
 ///   marked dead (no longer used) when it goes down. `interrupted` holds
@@ -273,8 +277,11 @@ typename Inspector::result_type inspect(Inspector& f, combiner_status& x) {
 ///   <id>").
 /// - (get, session) -> every session's record, oldest first.
 /// - (wait_for, session id, n) -> session_report: answers once more than n
-///   rounds of the session ended, or the session ended (the requester's
-///   timeout bounds the wait).
+///   of the session's rounds ended (counted by position: every round it
+///   started, failed and re-run ones included), or the session is not
+///   running (the requester's timeout bounds the wait). The report holds
+///   only the rounds from position n on (first_round n), so a follower
+///   reads what is new.
 /// - (terminate, session id) -> session_report: stop the session now.
 /// - (put, model_blob) -> model_record: add a seed model to the trail.
 /// - (get, models) -> the trail, oldest first.
@@ -291,9 +298,11 @@ typename Inspector::result_type inspect(Inspector& f, combiner_status& x) {
 ///   combiner; each client's answer is stored as a prediction_record
 ///   (ec::invalid_state while a session or a prediction runs or with no
 ///   combiner; ec::not_found for an unknown model).
-/// - combiner_round_done, timer_tick: internal.
-using controller_actor = chunk_source_actor::extend_with<
-  timer_owner_actor>::extend<
+/// - round_record: internal, the terminal record of the running global
+///   round (actors/global_round.hpp), already stored by it.
+/// - (status, bool): internal, the running global round is picking
+///   combiners (true) or past that (false).
+using controller_actor = chunk_source_actor::extend<
   caf::replies_to<caf::join_atom, combiner_info, combiner_actor,
                   std::vector<round_record>>::with<caf::ok_atom>,
   caf::replies_to<caf::put_atom, client_assignment_record>::with<
@@ -317,6 +326,6 @@ using controller_actor = chunk_source_actor::extend_with<
   caf::reacts_to<status_record>,
   caf::replies_to<prediction_atom, std::string, std::string>::with<
     std::string>,
-  caf::reacts_to<combiner_round_done>>;
+  caf::reacts_to<round_record>, caf::reacts_to<status_atom, bool>>;
 
 } // namespace rondo

@@ -2,13 +2,11 @@
 
 #include "actors/model_transfer.hpp"
 #include "actors/type_ids.hpp"
-#include "api/metrics.hpp"
 #include "messages/error.hpp"
 #include "messages/ids.hpp"
 #include "model/aggregator.hpp"
 #include "model/npz.hpp"
 #include "storage/model_store.hpp"
-#include "storage/update_cache.hpp"
 #include "storage/state_store.hpp"
 
 #include <caf/actor_cast.hpp>
@@ -17,47 +15,33 @@
 #include <caf/system_messages.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
-#include <iostream>
 #include <optional>
-#include <sstream>
 
 namespace rondo {
 
 namespace {
 
 using self_ptr = controller_actor::stateful_pointer<controller_state>;
-using stage = controller_state::stage;
 
-/// Bound on fetching one combiner model (each chunk is bounded by the
-/// request timeout).
-constexpr auto fetch_bound = std::chrono::seconds(7200);
+/// The persisted counter numbering round ids.
+constexpr const char* next_round_counter = "next_round";
 
-void log(const std::string& what) {
-  std::cerr << "controller: " << what << std::endl;
+bool running(const controller_state& st) {
+  return st.record.status == session_status::running;
 }
-
-std::string secs_text(double s) {
-  std::ostringstream os;
-  os << s;
-  return os.str();
-}
-
-caf::timespan seconds(double s) {
-  return std::chrono::duration_cast<caf::timespan>(
-    std::chrono::duration<double>(s));
-}
-
-void start_round(self_ptr self);
 
 // Answers the waiters whose condition holds.
 void serve_waiters(self_ptr self) {
   auto& st = self->state;
-  auto ended = st.record.status != session_status::running;
+  auto ended = !running(st);
+  auto done = st.rounds_ended();
   for (auto i = st.waiters.begin(); i != st.waiters.end();) {
     if (i->session_id == st.record.session_id
-        && (ended || st.rounds_done > i->after_rounds)) {
-      auto rep = st.report(i->session_id);
+        && (ended || done > i->after_rounds)) {
+      auto rep = st.report(i->session_id, i->after_rounds);
       if (rep)
         i->promise.deliver(std::move(*rep));
       else
@@ -71,485 +55,132 @@ void serve_waiters(self_ptr self) {
 
 void save_session(self_ptr self) {
   if (auto err = self->state.state->put(self->state.record))
-    log("cannot store session " + self->state.record.session_id + ": "
-        + render(err));
+    spdlog::error("controller: cannot store session {}: {}",
+                  self->state.record.session_id, render(err));
 }
 
 void end_session(self_ptr self, session_status status,
                  const std::string& reason) {
   auto& st = self->state;
-  st.current = stage::idle;
-  ++st.epoch;
   st.record.status = status;
   st.record.reason = reason;
   st.record.ended_at = unix_now();
+  st.record.current_round_id.clear();
   save_session(self);
+  spdlog::info("controller: session {} {}{}", st.record.session_id,
+               to_string(status), reason.empty() ? "" : ": " + reason);
   serve_waiters(self);
 }
 
-// Stops the report actors of the phase that ended.
-void close_phase(self_ptr self) {
-  auto& st = self->state;
-  for (auto& sink : st.report_sinks)
-    // Not exit_reason::normal: an actor ignores a normal exit message (and
-    // drops its link), so the sink would live on.
-    self->send_exit(sink, caf::exit_reason::kill);
-  st.report_sinks.clear();
-  ++st.epoch;
+// Counts a session round's terminal record into the session record.
+void count_round(controller_state& st, const round_record& r) {
+  ++st.record.rounds_done;
+  if (r.status == round_status::success) {
+    ++st.record.rounds_succeeded;
+    if (!r.model_id.empty())
+      st.record.global_model_id = r.model_id;
+  }
+  st.record.current_round_id.clear();
 }
 
-// Copies each combiner's report of the phase into the round's record.
-void keep_combiner_parts(controller_state& st) {
-  st.round.combiners.clear();
-  for (auto& [id, rep] : st.reports)
-    st.round.combiners.push_back(rep);
-}
+void start_round(self_ptr self);
 
-// Records the round's end and moves the session on.
-void end_round(self_ptr self, round_status status, const std::string& reason,
-               const std::string& model_id = {}) {
+// A session round ended: its record is stored already (by the round).
+void on_round_end(self_ptr self, const round_record& r) {
   auto& st = self->state;
-  close_phase(self);
-  auto& r = st.round;
-  r.status = status;
-  r.reason = reason;
-  r.model_id = model_id;
-  r.ended_at = unix_now();
-  r.validations = st.validations;
-  metrics::count_round(r, metrics::round_kind::training);
-  // The combiners' parts of the training phase (start_validation kept
-  // them before the validation phase replaced the reports).
-  if (st.current != stage::validating)
-    keep_combiner_parts(st);
-  storage::state_batch batch;
-  batch.put(r);
-  for (auto& v : st.validations)
-    batch.put(v);
-  st.record.round_ids.push_back(r.round_id);
-  batch.put(st.record);
-  if (auto err = st.state->commit(batch))
-    log("cannot store round " + r.round_id + ": " + render(err));
-  ++st.rounds_done;
-  if (status == round_status::success)
-    ++st.rounds_succeeded;
-  log("round " + r.round_id + " " + to_string(status)
-      + (reason.empty() ? "" : ": " + reason));
-  serve_waiters(self);
-  if (status == round_status::failed && st.session.stop_on_failure) {
-    end_session(self, session_status::failed,
-                "round " + r.round_id + " failed: " + reason);
+  count_round(st, r);
+  if (!st.terminating.empty()) {
+    end_session(self, session_status::terminated, "terminated");
+    auto rep = st.report(st.record.session_id);
+    for (auto& rp : st.terminating)
+      if (rep)
+        rp.deliver(*rep);
+      else
+        rp.deliver(rep.error());
+    st.terminating.clear();
     return;
   }
+  if (r.status == round_status::failed && st.session.stop_on_failure) {
+    end_session(self, session_status::failed,
+                "round " + r.round_id + " failed: " + r.reason);
+    return;
+  }
+  save_session(self);
+  serve_waiters(self);
   start_round(self);
 }
 
-// A report actor for one combiner in the current phase.
-round_report_actor report_sink(self_ptr self, const std::string& cid) {
-  auto me = caf::actor_cast<controller_actor>(self);
-  auto epoch = self->state.epoch;
-  // Linked: a sink dies with the controller (a sink that was serialized to
-  // a remote combiner stays in CAF's registry, and one alive when the actor
-  // system shuts down crashes it).
-  auto sink = self->spawn<caf::linked>(
-    [me, cid, epoch](round_report_actor::pointer rs)
-      -> round_report_actor::behavior_type {
-      return {
-        [=](const round_record& r) {
-          rs->send(me, combiner_round_done{cid, epoch, r});
-          rs->quit();
-        },
-      };
-    });
-  self->state.report_sinks.push_back(sink);
-  return sink;
-}
-
-// Pushes `cfg` to each named combiner; their reports arrive as
-// combiner_round_done. Arms the phase timer.
-void push_round(self_ptr self, const std::vector<std::string>& ids,
-                const round_config& cfg) {
+// Spawns the global round actor for `setup`.
+void spawn_round(self_ptr self, global_round_setup setup) {
   auto& st = self->state;
-  st.reports.clear();
-  for (auto& cid : ids) {
-    st.reports[cid] = combiner_report{cid, round_status::running, {}, {}, 0};
-    auto epoch = st.epoch;
-    self
-      ->request(st.combiners.at(cid), st.cfg.request_timeout, cfg,
-                report_sink(self, cid))
-      .then([](const std::string&) {},
-            [self, cid, epoch](caf::error& err) {
-              // Reported like any other failure of the combiner's part.
-              combiner_round_done done{cid, epoch, {}};
-              done.record.status = round_status::failed;
-              done.record.reason = "cannot push the round: " + render(err);
-              self->send(self, done);
-            });
-  }
-  auto bound = seconds(cfg.round_timeout + st.session.grace)
-               + st.cfg.client_wait;
-  self->delayed_send(self, bound, timer_tick{timer_kind::phase_timeout, st.epoch, {}});
-}
-
-round_config combiner_round(const controller_state& st, round_task task) {
-  round_config c;
-  c.round_id = st.round.round_id;
-  if (task == round_task::validation)
-    c.round_id += "-validation";
-  c.session_id = st.record.session_id;
-  c.model_id = st.global_model;
-  c.task = task;
-  c.round_timeout = st.session.round_timeout;
-  c.buffer_size = st.session.buffer_size;
-  c.clients_required = task == round_task::training
-                         ? st.session.clients_required
-                         : 1;
-  c.clients_requested = st.session.clients_requested;
-  c.max_clients = st.session.clients_requested;
-  c.client_settings = st.session.client_settings;
-  c.delete_models_storage = st.session.delete_models_storage;
-  c.selected_clients = st.session.selected_clients;
-  // Combiners average plainly; the session's aggregator runs here.
-  c.aggregator = "fedavg";
-  c.validate = false;
-  return c;
-}
-
-void start_validation(self_ptr self) {
-  auto& st = self->state;
-  close_phase(self);
-  keep_combiner_parts(st);
-  st.current = stage::validating;
-  std::vector<std::string> ids;
-  for (auto& [id, c] : st.combiners)
-    ids.push_back(id);
-  if (ids.empty()) {
-    end_round(self, round_status::success, {}, st.global_model);
-    return;
-  }
-  push_round(self, ids, combiner_round(st, round_task::validation));
-}
-
-// Commits the reduced model and moves on to validation or the next round.
-void commit_model(self_ptr self, const model& reduced) {
-  auto& st = self->state;
-  auto bytes = write_npz_bytes(reduced);
-  auto id = new_id();
-  if (!bytes) {
-    end_round(self, round_status::failed,
-              "cannot encode the reduced model: " + render(bytes.error()));
-    return;
-  }
-  if (auto info = st.models->put(id, *bytes); !info) {
-    end_round(self, round_status::failed,
-              "cannot store the reduced model: " + render(info.error()));
-    return;
-  }
-  model_record trail{id, st.global_model, st.record.session_id,
-                     st.round.round_id, unix_now()};
-  if (auto err = st.state->put(trail)) {
-    static_cast<void>(st.models->remove(id));
-    end_round(self, round_status::failed,
-              "cannot commit the model trail: " + render(err));
-    return;
-  }
-  st.global_model = id;
-  st.round.model_id = id;
-  if (st.session.validate)
-    start_validation(self);
-  else
-    end_round(self, round_status::success, {}, id);
-}
-
-// Fetches and folds in the successful combiners' models one at a time.
-void reduce_next(self_ptr self, std::shared_ptr<aggregator> agg,
-                 std::vector<std::string> todo) {
-  auto& st = self->state;
-  if (todo.empty()) {
-    auto result = agg->finish();
-    if (!result) {
-      end_round(self, round_status::failed,
-                "reducing combiner models failed: "
-                  + render(result.error()));
-      return;
-    }
-    commit_model(self, *result);
-    return;
-  }
-  auto cid = todo.back();
-  todo.pop_back();
-  auto& rep = st.reports.at(cid);
-  auto i = st.combiners.find(cid);
-  auto fail_part = [self, cid](const std::string& why) {
-    auto& rep = self->state.reports.at(cid);
-    rep.status = round_status::failed;
-    rep.reason = why;
-  };
-  if (i == st.combiners.end()) {
-    fail_part("combiner lost");
-    reduce_next(self, agg, std::move(todo));
-    return;
-  }
-  auto fetcher = self->spawn<caf::linked>(model_fetcher,
-                             caf::actor_cast<chunk_source_actor>(i->second),
-                             rep.model_id, st.models, st.cfg.request_timeout);
-  auto epoch = st.epoch;
-  self->request(fetcher, fetch_bound, caf::get_atom::value)
-    .then(
-      [self, agg, todo, cid, epoch, fail_part](std::string& id) mutable {
-        auto& st = self->state;
-        if (epoch != st.epoch)
-          return;
-        // Decoded chunk by chunk from the store: the combiner's model is
-        // never whole in memory as bytes.
-        auto decoded = storage::read_decoded(*st.models, id);
-        static_cast<void>(st.models->remove(id));
-        caf::error err;
-        if (!decoded)
-          err = decoded.error();
-        else
-          err = agg->add(**decoded, st.reports.at(cid).num_examples);
-        if (err)
-          fail_part("its model was rejected: " + render(err));
-        reduce_next(self, agg, std::move(todo));
-      },
-      [self, agg, todo, epoch, fail_part](caf::error& err) mutable {
-        if (epoch != self->state.epoch)
-          return;
-        fail_part("cannot fetch its model: " + render(err));
-        reduce_next(self, agg, std::move(todo));
-      });
-}
-
-std::string reasons(const std::map<std::string, combiner_report>& reports) {
-  std::string out;
-  for (auto& [id, rep] : reports) {
-    if (rep.status == round_status::success)
-      continue;
-    if (!out.empty())
-      out += "; ";
-    out += id + ": " + (rep.reason.empty() ? "no report" : rep.reason);
-  }
-  return out;
-}
-
-void reduce(self_ptr self) {
-  auto& st = self->state;
-  st.current = stage::reducing;
-  std::vector<std::string> ok;
-  for (auto& [id, rep] : st.reports)
-    if (rep.status == round_status::success)
-      ok.push_back(id);
-  if (ok.empty()) {
-    end_round(self, round_status::failed,
-              "no combiner succeeded: " + reasons(st.reports));
-    return;
-  }
-  auto agg = make_aggregator(st.session.aggregator,
-                             st.session.aggregator_kwargs, st.optimizer);
-  auto global_bytes = st.models->get(st.global_model);
-  caf::expected<model> global = caf::make_error(caf::sec::none);
-  if (global_bytes)
-    global = read_npz_bytes(*global_bytes);
-  caf::error err;
-  if (!agg)
-    err = agg.error();
-  else if (!global_bytes)
-    err = global_bytes.error();
-  else if (!global)
-    err = global.error();
-  else
-    err = (*agg)->begin(*global);
-  if (err) {
-    end_round(self, round_status::failed,
-              "cannot reduce: " + render(err));
-    return;
-  }
-  reduce_next(self, std::shared_ptr<aggregator>{std::move(*agg)},
-              std::move(ok));
-}
-
-// Stores the clients' answers of the prediction run that ended.
-void finish_prediction(self_ptr self) {
-  auto& st = self->state;
-  close_phase(self);
-  storage::state_batch batch;
-  for (auto& v : st.validations) {
-    prediction_record p;
-    p.key = v.correlation_id.empty() ? new_id() : v.correlation_id;
-    p.prediction_id = st.prediction_id;
-    p.model_id = v.model_id;
-    p.data = v.metrics_json;
-    p.correlation_id = v.correlation_id;
-    p.client_id = v.client_id;
-    p.client_name = v.client_name;
-    p.timestamp = v.received_at;
-    batch.put(p);
-  }
-  if (auto err = st.state->commit(batch))
-    log("cannot store prediction " + st.prediction_id + ": " + render(err));
-  log("prediction " + st.prediction_id + " ended: "
-      + std::to_string(st.validations.size()) + " answers");
-  st.validations.clear();
-  st.current = stage::idle;
-}
-
-// Reacts to one combiner's report in the training, validation or
-// prediction phase.
-void on_report(self_ptr self, const combiner_round_done& done) {
-  auto& st = self->state;
-  if (done.epoch != st.epoch
-      || (st.current != stage::training && st.current != stage::validating
-          && st.current != stage::predicting))
-    return;
-  auto i = st.reports.find(done.combiner_id);
-  if (i == st.reports.end() || i->second.status != round_status::running)
-    return;
-  auto& rep = i->second;
-  rep.status = done.record.status;
-  rep.reason = done.record.reason;
-  rep.model_id = done.record.model_id;
-  rep.num_examples = done.record.num_examples;
-  if (st.current == stage::training) {
-    st.round.nr_expected_updates += done.record.nr_expected_updates;
-    st.round.nr_aggregated_models += done.record.nr_aggregated_models;
-    st.round.num_examples += rep.status == round_status::success
-                               ? done.record.num_examples
-                               : 0;
-    for (auto& c : done.record.clients_accepted)
-      st.round.clients_accepted.push_back(c);
-    for (auto& c : done.record.clients_rejected)
-      st.round.clients_rejected.push_back(c);
-    for (auto& c : done.record.clients_selected)
-      st.round.clients_selected.push_back(c);
-    for (auto& c : done.record.clients_silent)
-      st.round.clients_silent.push_back(c);
-  } else {
-    // Kept under the controller's round (the combiner ran it as
-    // "<round>-validation").
-    for (auto& v : done.record.validations) {
-      st.validations.push_back(v);
-      if (st.current == stage::validating)
-        st.validations.back().round_id = st.round.round_id;
-    }
-  }
-  auto all = std::none_of(st.reports.begin(), st.reports.end(), [](auto& kv) {
-    return kv.second.status == round_status::running;
-  });
-  if (!all)
-    return;
-  if (st.current == stage::training) {
-    reduce(self);
-  } else if (st.current == stage::predicting) {
-    finish_prediction(self);
-  } else {
-    // Validation outcomes do not fail the round; they are recorded.
-    end_round(self, round_status::success, {}, st.global_model);
-  }
-}
-
-// Every phase ends: a report that never came counts as a failure.
-void on_phase_timeout(self_ptr self) {
-  auto& st = self->state;
-  for (auto& [id, rep] : st.reports) {
-    if (rep.status != round_status::running)
-      continue;
-    rep.status = round_status::failed;
-    rep.reason = "no report within the round timeout and grace";
-    // Stop the orphaned round at the combiner.
-    if (auto i = st.combiners.find(id); i != st.combiners.end())
-      caf::anon_send(i->second, caf::flush_atom::value);
-  }
-  if (st.current == stage::training)
-    reduce(self);
-  else if (st.current == stage::predicting)
-    finish_prediction(self);
-  else
-    end_round(self, round_status::success, {}, st.global_model);
-}
-
-void select_combiners(self_ptr self) {
-  auto& st = self->state;
-  st.current = stage::selecting;
-  if (st.combiners.empty()) {
-    // Wait (bounded) for a combiner to join; the join starts selection.
-    self->delayed_send(self, st.cfg.client_wait,
-                       timer_tick{timer_kind::no_combiner, st.epoch, {}});
-    return;
-  }
-  auto n = st.session.clients_required;
-  auto pending = std::make_shared<size_t>(st.combiners.size());
-  auto eligible = std::make_shared<std::vector<std::string>>();
-  auto counts = std::make_shared<std::string>();
-  auto epoch = st.epoch;
-  auto done = [self, pending, eligible, counts, epoch] {
-    if (--*pending > 0 || epoch != self->state.epoch)
-      return;
-    if (eligible->empty()) {
-      end_round(self, round_status::failed,
-                "no combiner has clients_required active trainers ("
-                  + *counts + ")");
-      return;
-    }
-    self->state.current = stage::training;
-    std::sort(eligible->begin(), eligible->end());
-    push_round(self, *eligible,
-               combiner_round(self->state, round_task::training));
-  };
-  for (auto& [id, handle] : st.combiners) {
-    auto cid = id;
-    self
-      ->request(handle, st.cfg.client_wait + st.cfg.request_timeout,
-                trainers_atom::value, n, st.cfg.client_wait)
-      .then(
-        [eligible, counts, cid, n, done](std::vector<active_client>& xs) {
-          if (static_cast<int64_t>(xs.size()) >= n)
-            eligible->push_back(cid);
-          *counts += (counts->empty() ? "" : ", ") + cid + ": "
-                     + std::to_string(xs.size()) + " active";
-          done();
-        },
-        [counts, cid, done](caf::error& err) {
-          *counts += (counts->empty() ? "" : ", ") + cid + ": "
-                     + render(err);
-          done();
-        });
-  }
+  global_round_deps deps;
+  deps.parent = caf::actor_cast<controller_actor>(self);
+  deps.models = st.models;
+  deps.state = st.state;
+  deps.request_timeout = st.cfg.request_timeout;
+  deps.client_wait = st.cfg.client_wait;
+  setup.combiners = st.combiners;
+  st.instructing = true;
+  // Linked: a round dies with the controller, and a round that dies on
+  // an error takes the controller down instead of leaving it waiting.
+  st.round = self->spawn<caf::linked>(global_round_impl, std::move(deps),
+                                      std::move(setup));
 }
 
 void start_round(self_ptr self) {
   auto& st = self->state;
-  if (st.rounds_done >= st.session.rounds) {
-    if (st.rounds_succeeded == 0)
+  st.round = nullptr;
+  if (st.record.rounds_done >= st.session.rounds) {
+    if (st.record.rounds_succeeded == 0)
       end_session(self, session_status::failed,
-                  "no round succeeded (" + std::to_string(st.rounds_done)
-                    + " failed)");
+                  "no round succeeded ("
+                    + std::to_string(st.record.rounds_done) + " failed)");
     else
       end_session(self, session_status::finished, {});
     return;
   }
-  close_phase(self);
-  st.round = round_record{};
-  st.round.round_id = std::to_string(st.next_round++);
-  st.round.session_id = st.record.session_id;
-  st.round.base_model_id = st.global_model;
-  st.round.timeout = st.session.round_timeout;
-  st.round.nr_required_updates = st.session.clients_required;
-  st.round.status = round_status::running;
-  st.round.started_at = unix_now();
-  st.round.config = combiner_round(st, round_task::training);
-  st.reports.clear();
-  st.validations.clear();
-  select_combiners(self);
+  global_round_setup setup;
+  auto& r = setup.round;
+  r.round_id = std::to_string(st.next_round);
+  r.session_id = st.record.session_id;
+  r.base_model_id = st.record.global_model_id;
+  r.timeout = st.session.round_timeout;
+  r.nr_required_updates = st.session.clients_required;
+  r.status = round_status::running;
+  r.started_at = unix_now();
+  // The round id, its place in the session and the session's progress in
+  // one synced batch: a round id is never used twice, and a restarted
+  // controller finds the round in progress.
+  st.record.current_round_id = r.round_id;
+  storage::state_batch batch;
+  batch.put_counter(next_round_counter, st.next_round + 1);
+  batch.add_session_round(st.record.session_id, st.record.round_count,
+                          r.round_id);
+  ++st.record.round_count;
+  batch.put(st.record);
+  if (auto err = st.state->commit(batch)) {
+    --st.record.round_count;
+    end_session(self, session_status::failed,
+                "cannot store the start of round " + r.round_id + ": "
+                  + render(err));
+    return;
+  }
+  ++st.next_round;
+  setup.session = st.session;
+  setup.optimizer = st.optimizer;
+  spawn_round(self, std::move(setup));
 }
 
 // The newest model of the trail that a session may start from: a seed (no
 // round) or the model of a round recorded as a success. A model whose
-// round never ended (the controller stopped during its validation) is
-// skipped. "" when there is none.
+// round never ended is skipped. "" when there is none.
 std::string newest_model(controller_state& st) {
   auto trail = st.state->list<model_record>();
-  if (!trail)
+  if (!trail) {
+    spdlog::error("controller: cannot read the model trail: {}",
+                  render(trail.error()));
     return {};
+  }
   std::sort(trail->begin(), trail->end(), [](auto& x, auto& y) {
     return x.committed_at > y.committed_at;
   });
@@ -563,9 +194,12 @@ std::string newest_model(controller_state& st) {
   return {};
 }
 
-// The global model a stored session resumes from: the model of its last
-// successful round, else its seed.
+// The global model a stored session resumes from: its last committed
+// global model; for records written before the session kept it, the model
+// of its last successful round, else its seed.
 std::string resume_model(controller_state& st, const session_record& rec) {
+  if (!rec.global_model_id.empty())
+    return rec.global_model_id;
   for (auto i = rec.round_ids.rbegin(); i != rec.round_ids.rend(); ++i) {
     auto r = st.state->get<round_record>(*i);
     if (r && r->status == round_status::success && !r->model_id.empty())
@@ -610,30 +244,36 @@ caf::result<session_record> create_session(self_ptr self, session_config cfg,
   rec.config_json = to_json(cfg);
   rec.status = session_status::pending;
   rec.seed_model_id = cfg.model_id;
+  rec.global_model_id = cfg.model_id;
   rec.created_at = unix_now();
   if (auto err = st.state->put(rec))
     return err;
   return rec;
 }
 
-// Starts a new session, a stored pending one, or continues a stored one
-// that ended (its rounds go on from the model of its last successful
-// round).
-caf::result<std::string> start_session(self_ptr self, session_config cfg) {
-  auto& st = self->state;
-  if (st.record.status == session_status::running)
+caf::error busy(const controller_state& st) {
+  if (running(st))
     return caf::make_error(ec::invalid_state,
                            "session " + st.record.session_id
                              + " is still running");
-  if (st.current == stage::predicting)
+  if (!st.prediction_id.empty())
     return caf::make_error(ec::invalid_state,
                            "prediction " + st.prediction_id
                              + " is still running");
+  return caf::none;
+}
+
+// Starts a new session, a stored pending one, or continues a stored one
+// that ended (its rounds go on from its last committed global model).
+caf::result<std::string> start_session(self_ptr self, session_config cfg) {
+  auto& st = self->state;
+  if (auto err = busy(st))
+    return err;
   std::optional<session_record> stored;
   if (!cfg.session_id.empty())
     if (auto rec = st.state->get<session_record>(cfg.session_id))
       stored = std::move(*rec);
-  if (stored && !stored->round_ids.empty())
+  if (stored && stored->status != session_status::pending)
     cfg.model_id = resume_model(st, *stored);
   else if (stored && cfg.model_id.empty())
     cfg.model_id = stored->seed_model_id;
@@ -652,11 +292,15 @@ caf::result<std::string> start_session(self_ptr self, session_config cfg) {
   }
   st.record.config_json = to_json(cfg);
   st.record.status = session_status::running;
+  st.record.global_model_id = cfg.model_id;
+  // The counters count this run of the session: `rounds` more rounds.
+  st.record.rounds_done = 0;
+  st.record.rounds_succeeded = 0;
+  st.record.current_round_id.clear();
   st.optimizer = std::make_shared<optimizer_state>();
-  st.global_model = cfg.model_id;
-  st.rounds_done = 0;
-  st.rounds_succeeded = 0;
   save_session(self);
+  spdlog::info("controller: session {} started from model {} ({} rounds)",
+               cfg.session_id, cfg.model_id, cfg.rounds);
   start_round(self);
   return cfg.session_id;
 }
@@ -673,8 +317,8 @@ void store_status(self_ptr self, status_record x) {
     st.statuses.pop_front();
   }
   if (auto err = st.state->commit(batch))
-    log("cannot store a status event of client " + x.sender_client_id + ": "
-        + render(err));
+    spdlog::error("controller: cannot store a status event of client {}: {}",
+                  x.sender_client_id, render(err));
 }
 
 // Runs a prediction round of `model_id` at every combiner.
@@ -684,13 +328,8 @@ caf::result<std::string> start_prediction(self_ptr self,
   auto& st = self->state;
   if (prediction_id.empty())
     return caf::make_error(ec::invalid_argument, "prediction_id is empty");
-  if (st.current != stage::idle || st.record.status == session_status::running)
-    return caf::make_error(ec::invalid_state,
-                           st.current == stage::predicting
-                             ? "prediction " + st.prediction_id
-                                 + " is still running"
-                             : "session " + st.record.session_id
-                                 + " is still running");
+  if (auto err = busy(st))
+    return err;
   if (st.combiners.empty())
     return caf::make_error(ec::invalid_state,
                            "no combiner connected: a prediction needs one");
@@ -701,57 +340,196 @@ caf::result<std::string> start_prediction(self_ptr self,
                            model_id.empty() ? std::string{"no model yet"}
                                             : "model " + model_id
                                                 + " does not exist");
-  close_phase(self);
-  st.current = stage::predicting;
   st.prediction_id = prediction_id;
-  st.validations.clear();
-  round_config c;
-  c.round_id = "prediction-" + prediction_id;
-  c.session_id = prediction_id;
-  c.model_id = model_id;
-  c.task = round_task::prediction;
-  c.clients_required = 1;
-  c.validate = false;
-  std::vector<std::string> ids;
-  for (auto& [id, handle] : st.combiners)
-    ids.push_back(id);
-  log("prediction " + prediction_id + " of model " + model_id + " at "
-      + std::to_string(ids.size()) + " combiner(s)");
-  push_round(self, ids, c);
+  global_round_setup setup;
+  setup.round.round_id = "prediction-" + prediction_id;
+  setup.round.session_id = prediction_id;
+  setup.round.base_model_id = model_id;
+  setup.round.status = round_status::running;
+  setup.round.started_at = unix_now();
+  setup.prediction_id = prediction_id;
+  spdlog::info("controller: prediction {} of model {} at {} combiner(s)",
+               prediction_id, model_id, st.combiners.size());
+  spawn_round(self, std::move(setup));
   return prediction_id;
+}
+
+// The stored round `id` of a session that was running when the
+// controller stopped, settled: a round whose model was committed counts as
+// a success (its validation, if any, is recorded as interrupted); one cut
+// short before that is recorded Failed and does not count (the session
+// re-runs it under a new round id).
+void settle_interrupted_round(controller_state& st, const std::string id) {
+  auto r = st.state->get<round_record>(id);
+  if (!r) {
+    spdlog::error("controller: cannot read round {} of session {} that was "
+                  "in progress: {}",
+                  id, st.record.session_id, render(r.error()));
+    st.record.current_round_id.clear();
+    return;
+  }
+  if (r->status == round_status::success
+      || r->status == round_status::failed) {
+    // It ended, but the controller stopped before counting it.
+    count_round(st, *r);
+    return;
+  }
+  r->ended_at = unix_now();
+  if (!r->model_id.empty()) {
+    r->status = round_status::success;
+    if (st.session.validate)
+      r->validation_failure = "validation interrupted by a controller "
+                              "restart";
+    count_round(st, *r);
+  } else {
+    r->status = round_status::failed;
+    r->reason = "interrupted by a controller restart (the session runs it "
+                "again under a new round id)";
+    st.record.current_round_id.clear();
+  }
+  if (auto err = st.state->put(*r))
+    spdlog::error("controller: cannot store interrupted round {}: {}", id,
+                  render(err));
+  spdlog::info("controller: round {} of session {} was in progress at the "
+               "restart: {}",
+               id, st.record.session_id,
+               r->status == round_status::success
+                 ? "its model " + r->model_id + " was committed: success"
+                 : "failed, to be run again");
+}
+
+// Resumes the session that was running when the controller stopped (the
+// newest, should several be marked running; the others end failed).
+void resume_session(self_ptr self) {
+  auto& st = self->state;
+  auto sessions = st.state->list<session_record>();
+  if (!sessions) {
+    spdlog::error("controller: cannot read the sessions, none resumed: {}",
+                  render(sessions.error()));
+    return;
+  }
+  std::vector<session_record*> live;
+  for (auto& s : *sessions)
+    if (s.status == session_status::running)
+      live.push_back(&s);
+  if (live.empty())
+    return;
+  std::sort(live.begin(), live.end(), [](auto* x, auto* y) {
+    return x->created_at > y->created_at;
+  });
+  for (size_t i = 1; i < live.size(); ++i) {
+    live[i]->status = session_status::failed;
+    live[i]->reason = "interrupted by a restart while session "
+                      + live[0]->session_id + " was running too";
+    live[i]->ended_at = unix_now();
+    if (auto err = st.state->put(*live[i]))
+      spdlog::error("controller: cannot store session {}: {}",
+                    live[i]->session_id, render(err));
+  }
+  auto cfg = parse_session_config_json(live[0]->config_json);
+  st.record = *live[0];
+  if (!cfg) {
+    end_session(self, session_status::failed,
+                "cannot resume after a restart: its stored config is "
+                "invalid: "
+                  + render(cfg.error()));
+    return;
+  }
+  st.session = *cfg;
+  if (!st.record.current_round_id.empty())
+    settle_interrupted_round(st, st.record.current_round_id);
+  st.record.global_model_id = resume_model(st, st.record);
+  // FedOpt's server moments are not persisted: they start over.
+  st.optimizer = std::make_shared<optimizer_state>();
+  spdlog::info("controller: resuming session {} after a restart: {} of {} "
+               "rounds done, from model {}",
+               st.record.session_id, st.record.rounds_done,
+               st.session.rounds, st.record.global_model_id);
+  save_session(self);
+  start_round(self);
+}
+
+// A restarted combiner's report of rounds its restart cut short: recorded
+// against the controller's rounds that already ended (the running round
+// learned of the loss when the combiner went down).
+void note_interrupted(self_ptr self, const std::string& cid,
+                      const std::vector<round_record>& interrupted) {
+  auto& st = self->state;
+  for (auto& x : interrupted) {
+    auto id = x.round_id;
+    if (auto n = id.rfind("-validation"); n != std::string::npos
+                                          && n + 11 == id.size())
+      id.resize(n);
+    spdlog::info("controller: combiner {} reports its round {} interrupted "
+                 "by its restart: {}",
+                 cid, x.round_id, x.reason);
+    if (id == st.record.current_round_id)
+      continue;
+    auto r = st.state->get<round_record>(id);
+    if (!r)
+      continue;
+    bool changed = false;
+    for (auto& part : r->combiners)
+      if (part.combiner_id == cid && part.status != round_status::success
+          && part.reason.find("restarted") == std::string::npos) {
+        part.reason += (part.reason.empty() ? "" : "; ")
+                       + std::string{"the combiner restarted and reported "
+                                     "its part interrupted"};
+        changed = true;
+      }
+    for (auto& c : x.clients_selected)
+      if (std::find(r->clients_selected.begin(), r->clients_selected.end(), c)
+          == r->clients_selected.end()) {
+        r->clients_selected.push_back(c);
+        r->clients_silent.push_back(c);
+        changed = true;
+      }
+    if (changed)
+      if (auto err = st.state->put(*r))
+        spdlog::error("controller: cannot store round {}: {}", id,
+                      render(err));
+  }
 }
 
 // FEDn's ReducerState names.
 std::string controller_status(const controller_state& st) {
-  switch (st.current) {
-    case stage::idle: return "idle";
-    case stage::selecting: return "instructing";
-    default: return "monitoring";
-  }
+  if (!st.round)
+    return "idle";
+  return st.instructing ? "instructing" : "monitoring";
 }
 
 } // namespace
 
+uint64_t controller_state::rounds_ended() const {
+  auto count = record.round_ids.size() + record.round_count;
+  return record.current_round_id.empty() ? count : count - 1;
+}
+
 caf::expected<session_report>
-controller_state::report(const std::string& session_id) {
-  auto rec = state->get<session_record>(session_id);
-  if (!rec && rec.error() == ec::not_found)
-    return caf::make_error(ec::not_found, "no session " + session_id);
-  if (!rec)
-    return rec.error();
+controller_state::report(const std::string& session_id, uint64_t from) {
   session_report out;
-  out.session = std::move(*rec);
-  for (auto& id : out.session.round_ids) {
-    auto r = state->get<round_record>(id);
-    if (r)
-      out.rounds.push_back(std::move(*r));
+  if (session_id == record.session_id && !record.session_id.empty()) {
+    out.session = record;
+  } else {
+    auto rec = state->get<session_record>(session_id);
+    if (!rec && rec.error() == ec::not_found)
+      return caf::make_error(ec::not_found, "no session " + session_id);
+    if (!rec)
+      return rec.error();
+    out.session = std::move(*rec);
   }
-  // The round in progress, as far as it got (not yet in round_ids: a round
-  // that just ended is there already, while its phase is being closed).
-  auto& ids = out.session.round_ids;
-  if (session_id == record.session_id && current != stage::idle
-      && std::find(ids.begin(), ids.end(), round.round_id) == ids.end())
-    out.rounds.push_back(round);
+  out.first_round = from;
+  auto ids = state->round_ids_of(out.session, from);
+  if (!ids)
+    return ids.error();
+  for (auto& id : *ids) {
+    auto r = state->get<round_record>(id);
+    if (!r)
+      return r.error();
+    out.rounds.push_back(std::move(*r));
+  }
+  if (from == 0)
+    out.session.round_ids = std::move(*ids);
   return out;
 }
 
@@ -828,28 +606,36 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
   st.cfg = cfg;
   st.models = std::move(models);
   st.state = std::move(state);
-  if (auto rounds = st.state->list<round_record>())
+  // Round ids continue from the persisted counter; a database from before
+  // the counter derives it from its round records once.
+  auto counter = st.state->counter(next_round_counter, 0);
+  if (!counter)
+    spdlog::error("controller: cannot read the round counter ({}); "
+                  "deriving it from the stored rounds",
+                  render(counter.error()));
+  if (counter && *counter > 0) {
+    st.next_round = *counter;
+  } else if (auto rounds = st.state->list<round_record>()) {
     for (auto& r : *rounds)
       st.next_round = std::max<uint64_t>(st.next_round,
                                          std::strtoull(r.round_id.c_str(),
                                                        nullptr, 10)
                                            + 1);
+  } else {
+    spdlog::error("controller: cannot read the stored rounds: {}; round "
+                  "ids may repeat",
+                  render(rounds.error()));
+  }
   if (auto statuses = st.state->list<status_record>()) {
     std::sort(statuses->begin(), statuses->end(), [](auto& x, auto& y) {
       return x.timestamp < y.timestamp;
     });
     for (auto& x : *statuses)
       st.statuses.push_back(x.status_id);
+  } else {
+    spdlog::error("controller: cannot read the stored status events: {}",
+                  render(statuses.error()));
   }
-  // A session that was running when the process died is over.
-  if (auto sessions = st.state->list<session_record>())
-    for (auto& s : *sessions)
-      if (s.status == session_status::running) {
-        s.status = session_status::failed;
-        s.reason = "interrupted by restart";
-        s.ended_at = unix_now();
-        static_cast<void>(st.state->put(s));
-      }
   self->set_down_handler([self](const caf::down_msg& dm) {
     auto& st = self->state;
     for (auto i = st.combiners.begin(); i != st.combiners.end(); ++i) {
@@ -862,17 +648,16 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
         k->second.alive = false;
         k->second.handle = nullptr;
       }
-      log("combiner " + cid + " lost: " + render(dm.reason));
-      combiner_round_done lost{cid, st.epoch, {}};
-      lost.record.status = round_status::failed;
-      lost.record.reason = "combiner lost";
-      on_report(self, lost);
+      spdlog::warn("controller: combiner {} lost: {}", cid, render(dm.reason));
+      if (st.round)
+        self->send(st.round, lost_atom::value, cid);
       return;
     }
   });
+  resume_session(self);
   return {
     [self](caf::join_atom, const combiner_info& info, combiner_actor& handle,
-           const std::vector<round_record>&) -> caf::ok_atom {
+           const std::vector<round_record>& interrupted) -> caf::ok_atom {
       auto& st = self->state;
       auto& cid = info.combiner_id;
       if (auto i = st.combiners.find(cid); i != st.combiners.end())
@@ -881,12 +666,12 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
       st.known_combiners[cid] = combiner_status{info, true, unix_now(), 0,
                                                 handle};
       self->monitor(handle);
-      log("combiner " + cid + " joined (clients reach it at " + info.host
-          + ":" + std::to_string(info.port) + (info.tls ? ", TLS" : "")
-          + ")");
-      if (st.current == stage::selecting
-          && st.combiners.size() == 1)
-        select_combiners(self);
+      spdlog::info("controller: combiner {} joined (clients reach it at "
+                   "{}:{}{})",
+                   cid, info.host, info.port, info.tls ? ", TLS" : "");
+      note_interrupted(self, cid, interrupted);
+      if (st.round)
+        self->send(st.round, caf::join_atom::value, cid, handle);
       return caf::ok_atom::value;
     },
     [self](caf::put_atom,
@@ -920,9 +705,18 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
     },
     [self](caf::get_atom, session_atom)
       -> caf::result<std::vector<session_record>> {
-      auto sessions = self->state.state->list<session_record>();
+      auto& st = self->state;
+      auto sessions = st.state->list<session_record>();
       if (!sessions)
         return sessions.error();
+      for (auto& s : *sessions) {
+        if (s.session_id == st.record.session_id)
+          s = st.record;
+        auto ids = st.state->round_ids_of(s);
+        if (!ids)
+          return ids.error();
+        s.round_ids = std::move(*ids);
+      }
       std::sort(sessions->begin(), sessions->end(), [](auto& x, auto& y) {
         return x.created_at < y.created_at;
       });
@@ -931,35 +725,55 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
     [self](caf::wait_for_atom, const std::string& id,
            uint64_t after_rounds) -> caf::result<session_report> {
       auto& st = self->state;
-      auto running = st.record.session_id == id
-                     && st.record.status == session_status::running;
-      if (!running || st.rounds_done > static_cast<int64_t>(after_rounds)) {
-        auto rep = st.report(id);
+      auto live = st.record.session_id == id && running(st);
+      if (!live || st.rounds_ended() > after_rounds) {
+        auto rep = st.report(id, after_rounds);
         if (!rep)
           return rep.error();
         return std::move(*rep);
       }
       auto rp = self->make_response_promise<session_report>();
-      st.waiters.push_back({id, static_cast<int64_t>(after_rounds), rp});
+      st.waiters.push_back({id, after_rounds, rp});
       return rp;
     },
     [self](terminate_atom,
            const std::string& id) -> caf::result<session_report> {
       auto& st = self->state;
-      if (st.record.session_id == id
-          && st.record.status == session_status::running) {
+      if (st.record.session_id == id && running(st)) {
         for (auto& [cid, handle] : st.combiners)
           caf::anon_send(handle, caf::flush_atom::value);
-        if (st.current != stage::idle) {
-          // Combiners still working on the round are told to stop (flush
-          // above): their parts end here, with the round.
-          for (auto& [cid, rep] : st.reports)
-            if (rep.status == round_status::running) {
-              rep.status = round_status::failed;
-              rep.reason = "terminated";
-            }
-          st.session.stop_on_failure = true;
-          end_round(self, round_status::failed, "terminated");
+        if (st.round && st.prediction_id.empty()) {
+          // The round ends now; the session ends with its record.
+          auto rp = self->make_response_promise<session_report>();
+          st.terminating.push_back(rp);
+          if (st.terminating.size() == 1)
+            self->request(st.round, st.cfg.request_timeout,
+                          terminate_atom::value)
+              .then(
+                [self](round_record& r) {
+                  // Empty when the round's own report came first.
+                  if (self->state.terminating.empty())
+                    return;
+                  self->state.round = nullptr;
+                  self->state.instructing = false;
+                  on_round_end(self, r);
+                },
+                [self](caf::error& err) {
+                  auto& st = self->state;
+                  if (st.terminating.empty())
+                    return;
+                  st.round = nullptr;
+                  st.instructing = false;
+                  spdlog::error("controller: the running round did not "
+                                "stop: {}",
+                                render(err));
+                  end_session(self, session_status::terminated,
+                              "terminated");
+                  for (auto& p : st.terminating)
+                    p.deliver(err);
+                  st.terminating.clear();
+                });
+          return rp;
         }
         end_session(self, session_status::terminated, "terminated");
       }
@@ -1009,24 +823,22 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
            std::string& model_id) {
       return start_prediction(self, prediction_id, std::move(model_id));
     },
-    [self](const combiner_round_done& done) { on_report(self, done); },
-    [self](const timer_tick& tick) {
+    [self](const round_record& r) {
       auto& st = self->state;
-      if (tick.epoch != st.epoch)
+      if (self->current_sender() != st.round.address())
         return;
-      if (tick.kind == timer_kind::no_combiner && st.current == stage::selecting
-          && st.combiners.empty())
-        end_round(self, round_status::failed,
-                  "no combiner connected within "
-                    + secs_text(std::chrono::duration<double>(
-                                  st.cfg.client_wait)
-                                  .count())
-                    + " s");
-      else if (tick.kind == timer_kind::phase_timeout
-               && (st.current == stage::training
-                   || st.current == stage::validating
-                   || st.current == stage::predicting))
-        on_phase_timeout(self);
+      st.round = nullptr;
+      st.instructing = false;
+      if (!st.prediction_id.empty()) {
+        st.prediction_id.clear();
+        return;
+      }
+      on_round_end(self, r);
+    },
+    [self](status_atom, bool instructing) {
+      auto& st = self->state;
+      if (self->current_sender() == st.round.address())
+        st.instructing = instructing;
     },
   };
 }

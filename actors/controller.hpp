@@ -1,20 +1,23 @@
 #pragma once
 
-// The controller: owns sessions and the global model trail. For each round
-// of a session it picks the combiners with enough active trainers, pushes
-// them the round, waits (bounded by a timer) for every combiner's terminal
-// report, reduces the successful combiners' models weighted by their
-// accepted num_examples (so the result equals FedAvg over every client's
-// update), commits the new global model to the trail and, when the session
-// validates, runs a validation round on it.
+// The controller: owns sessions, combiner membership and the global model
+// trail. A session runs round after round; each global round runs in its
+// own actor (actors/global_round.hpp: pick combiners, push the round, wait
+// for their reports, reduce, commit, validate) and reports its terminal
+// record back here. The controller keeps the session's progress in its
+// session record (rounds done, the last committed global model, the round
+// in progress), so that a session running when the controller stopped
+// resumes when it starts again.
 //
 // A round in which no combiner succeeded is Failed with each combiner's
 // reason; the session then stops if `stop_on_failure` is set, else the next
 // round starts from the same global model.
 
 #include "actors/actors.hpp"
+#include "actors/global_round.hpp"
 
 #include <caf/timespan.hpp>
+#include <caf/typed_response_promise.hpp>
 
 #include <chrono>
 #include <deque>
@@ -48,16 +51,6 @@ struct controller_config {
 struct controller_state {
   static inline constexpr const char* name = "controller";
 
-  /// predicting: a prediction run (no session) is at the combiners.
-  enum class stage {
-    idle,
-    selecting,
-    training,
-    reducing,
-    validating,
-    predicting,
-  };
-
   controller_config cfg;
   std::shared_ptr<storage::model_store> models;
   std::shared_ptr<storage::state_store> state;
@@ -69,44 +62,43 @@ struct controller_state {
 
   // -- the running session ---------------------------------------------------
   session_config session;
+  /// The session's record: status, counters, the last committed global
+  /// model, the round in progress. Rewritten once at each round's start
+  /// and end (its size does not grow with the session).
   session_record record;
   std::shared_ptr<optimizer_state> optimizer;
-  /// The global model the next round starts from.
-  std::string global_model;
-  int64_t rounds_done = 0;
-  /// Rounds of the session that ended in success; a session in which none
-  /// did ends failed.
-  int64_t rounds_succeeded = 0;
-  /// Numbers the controller's round ids ("1", "2", ...) across sessions.
+  /// Numbers the controller's round ids ("1", "2", ...) across sessions;
+  /// persisted (counter "next_round") before a round id is used.
   uint64_t next_round = 1;
 
-  // -- the running round -----------------------------------------------------
-  stage current = stage::idle;
-  /// Bumped per phase: reports and timer ticks of older phases are stale.
-  uint64_t epoch = 0;
-  round_record round;
-  /// Each asked combiner's report; status pending until it arrives.
-  std::map<std::string, combiner_report> reports;
-  /// Validations collected in the validation phase.
-  std::vector<validation_record> validations;
-  /// Report actors of the phase, stopped when it ends.
-  std::vector<round_report_actor> report_sinks;
+  // -- the running global round or prediction run ------------------------------
+  /// Invalid while none runs.
+  global_round_actor round;
+  /// The round is picking combiners (FEDn's "instructing").
+  bool instructing = false;
+  /// The prediction run in progress; empty when `round` is a session's.
+  std::string prediction_id;
+  /// Terminations waiting for the running round's terminal record.
+  std::vector<caf::typed_response_promise<session_report>> terminating;
 
   struct waiter {
     std::string session_id;
-    int64_t after_rounds;
+    uint64_t after_rounds;
     caf::typed_response_promise<session_report> promise;
   };
   std::vector<waiter> waiters;
 
-  /// The prediction run in progress (stage predicting).
-  std::string prediction_id;
-
   /// Ids of the stored status events, oldest first (for the bound).
   std::deque<std::string> statuses;
 
-  /// The session's report from the state store.
-  caf::expected<session_report> report(const std::string& session_id);
+  /// The session's report with its rounds from position `from` on (0: all
+  /// of them, and session.round_ids filled in). Reads only those rounds.
+  /// @returns ec::not_found "no session <id>", a storage error.
+  caf::expected<session_report> report(const std::string& session_id,
+                                       uint64_t from = 0);
+
+  /// Rounds of the running session that ended (by position).
+  uint64_t rounds_ended() const;
 
   /// Assigns a client (FEDn's clients/add): its `combiner_preferred` when
   /// that combiner is alive, else the alive combiner with the fewest
@@ -121,6 +113,11 @@ struct controller_state {
   caf::expected<std::vector<combiner_status>> combiner_statuses();
 };
 
+/// Spawns the controller. A session stored as running (the controller
+/// stopped during it) resumes: its round in progress is settled (a round
+/// whose model was committed counts as a success; one cut short before
+/// that is recorded Failed and re-run under a new round id) and the
+/// session's remaining rounds run from its last committed global model.
 /// @param models the controller's model store (global models).
 /// @param state the controller's state store (sessions, rounds, trail,
 ///        validations).

@@ -27,26 +27,32 @@ std::optional<session_record> running_session(const controller_context& ctx) {
   return std::nullopt;
 }
 
-// Stored rounds plus the round in progress (the controller stores a round
-// when it ends).
+// Stored rounds, the one in progress included (a global round stores its
+// record as it goes).
 caf::expected<std::vector<listed>> round_items(const controller_context& ctx) {
   auto xs = ctx.state->list<round_record>();
   if (!xs)
     return xs.error();
-  std::set<std::string> ids;
+  std::vector<listed> out;
+  for (auto& x : *xs)
+    out.push_back(make_listed(to_fedn_json(x), x.started_at));
+  return out;
+}
+
+// Stored sessions with their round ids (kept in the state store's round
+// index, not in the session record).
+caf::expected<std::vector<listed>>
+session_items(const controller_context& ctx) {
+  auto xs = ctx.state->list<session_record>();
+  if (!xs)
+    return xs.error();
   std::vector<listed> out;
   for (auto& x : *xs) {
-    ids.insert(x.round_id);
-    out.push_back(make_listed(to_fedn_json(x), x.started_at));
-  }
-  if (auto s = running_session(ctx)) {
-    auto rep = ask_controller<session_report>(ctx, caf::get_atom::value,
-                                              session_atom::value,
-                                              s->session_id);
-    if (rep)
-      for (auto& r : rep->rounds)
-        if (ids.count(r.round_id) == 0)
-          out.push_back(make_listed(to_fedn_json(r), r.started_at));
+    auto ids = ctx.state->round_ids_of(x);
+    if (!ids)
+      return ids.error();
+    x.round_ids = std::move(*ids);
+    out.push_back(make_listed(to_fedn_json(x), x.created_at));
   }
   return out;
 }
@@ -200,9 +206,7 @@ reply terminate_session(const controller_context& ctx, const request& req) {
 }
 
 void add_sessions(server& srv, const controller_context& ctx) {
-  add_listing(srv, ctx, "sessions",
-              stored<session_record>(
-                [](const session_record& x) { return x.created_at; }));
+  add_listing(srv, ctx, "sessions", session_items);
   srv.route("POST", "/api/v1/sessions/?", right::admin,
             [ctx](const request& req) { return create_session(ctx, req); });
   srv.route("POST", "/api/v1/sessions/start", right::admin,
@@ -211,7 +215,7 @@ void add_sessions(server& srv, const controller_context& ctx) {
             [ctx](const request& req) {
               return terminate_session(ctx, req);
             });
-  add_get<session_record>(srv, ctx, "sessions");
+  add_find(srv, ctx, "sessions", session_items, "session_id");
 }
 
 void add_rounds(server& srv, const controller_context& ctx) {

@@ -171,31 +171,6 @@ addrinfo_ptr resolve(const std::string& host, int port, int flags) {
   return addrinfo_ptr{found, freeaddrinfo};
 }
 
-} // namespace
-
-std::string check_port_free(const std::string& host, int port) {
-  if (port == 0)
-    return {};
-  auto found = resolve(host, port, AI_PASSIVE);
-  // An unresolvable host is left to the server's own bind to report.
-  for (auto* ai = found.get(); ai != nullptr; ai = ai->ai_next) {
-    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-    if (fd < 0)
-      continue;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    auto bound = bind(fd, ai->ai_addr, ai->ai_addrlen) == 0;
-    auto why = errno;
-    close(fd);
-    if (!bound && why == EADDRINUSE)
-      return "cannot listen on " + host + ":" + std::to_string(port)
-             + ": the port is in use (another combiner or controller?)";
-  }
-  return {};
-}
-
-namespace {
-
 /// Connects to `at` with connect, send and receive bounded by `timeout_s`
 /// seconds. @returns the socket, or -1 when nothing accepts there.
 int connect_bounded(const endpoint& at, double timeout_s) {
@@ -217,6 +192,42 @@ int connect_bounded(const endpoint& at, double timeout_s) {
   }
   return -1;
 }
+
+} // namespace
+
+std::string check_port_free(const std::string& host, int port) {
+  if (port == 0)
+    return {};
+  // A port held only by the connections of a process that is gone (a
+  // controller restarted after SIGKILL: its closed connections linger in
+  // FIN_WAIT/TIME_WAIT, and those of an HTTP server opened with
+  // SO_REUSEPORT refuse a plain bind) is free when nothing listens there.
+  auto listening = [&] {
+    int fd = connect_bounded(endpoint{host, port}, 1.0);
+    if (fd < 0)
+      return false;
+    close(fd);
+    return true;
+  };
+  auto found = resolve(host, port, AI_PASSIVE);
+  // An unresolvable host is left to the server's own bind to report.
+  for (auto* ai = found.get(); ai != nullptr; ai = ai->ai_next) {
+    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd < 0)
+      continue;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    auto bound = bind(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+    auto why = errno;
+    close(fd);
+    if (!bound && why == EADDRINUSE && listening())
+      return "cannot listen on " + host + ":" + std::to_string(port)
+             + ": the port is in use (another combiner or controller?)";
+  }
+  return {};
+}
+
+namespace {
 
 /// What the first bytes a peer sent on its own say about it.
 endpoint_kind classify_head(const unsigned char* head, ssize_t n) {

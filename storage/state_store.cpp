@@ -94,6 +94,19 @@ state_store::session_rounds(const std::string& session_id, uint64_t from,
   return result;
 }
 
+caf::expected<std::vector<std::string>>
+state_store::round_ids_of(const session_record& rec, uint64_t from) {
+  std::vector<std::string> out;
+  auto legacy = static_cast<uint64_t>(rec.round_ids.size());
+  for (auto i = from; i < legacy; ++i)
+    out.push_back(rec.round_ids[i]);
+  auto more = session_rounds(rec.session_id, from > legacy ? from - legacy : 0);
+  if (!more)
+    return more.error();
+  out.insert(out.end(), more->begin(), more->end());
+  return out;
+}
+
 caf::expected<uint64_t> state_store::counter(const std::string& name,
                                              uint64_t fallback) {
   auto& impl = db_->get();

@@ -104,6 +104,13 @@ public:
   session_rounds(const std::string& session_id, uint64_t from = 0,
                  size_t limit = SIZE_MAX);
 
+  /// Every round id of the session from position `from` on: those a
+  /// record written before the round index carries
+  /// (session_record::round_ids), then the index's.
+  /// @returns `ec::storage_error`, `ec::corrupt`.
+  caf::expected<std::vector<std::string>>
+  round_ids_of(const session_record& rec, uint64_t from = 0);
+
   /// The persisted counter `name`; `fallback` when it was never set.
   /// @returns `ec::corrupt` for a stored value that is not a number,
   ///          `ec::storage_error`.

@@ -5,6 +5,7 @@
 #include "actors/controller.hpp"
 #include "messages/ids.hpp"
 #include "actors/model_transfer.hpp"
+#include "messages/records_codec.hpp"
 #include "tests/actors/combiner_fixture.hpp"
 
 #include <doctest/doctest.h>
@@ -52,9 +53,21 @@ struct cluster_fixture : rondo::test::combiner_fixture {
     m->state = *storage::state_store::open(*db);
     combiner_config cc;
     cc.combiner_id = id;
-    auto source = sys.spawn(chunked_model_source,
-                            caf::actor_cast<chunk_source_actor>(controller),
-                            m->models, caf::timespan{30s});
+    // Fetches from the fixture's current controller, as a combiner's
+    // controller link does from the controller it joined last.
+    auto current = sys.spawn(
+      [this](chunk_source_actor::pointer fw)
+        -> chunk_source_actor::behavior_type {
+        return {
+          [this, fw](caf::get_atom get, const std::string& id, uint64_t i) {
+            return fw->delegate(caf::actor_cast<chunk_source_actor>(
+                                  controller),
+                                get, id, i);
+          },
+        };
+      });
+    auto source = sys.spawn(chunked_model_source, current, m->models,
+                            caf::timespan{30s});
     m->handle = sys.spawn(combiner_impl, cc, m->models, m->state, source);
     sched.run();
     auto rh = self->request(controller, caf::infinite, caf::join_atom::value,
@@ -198,7 +211,7 @@ TEST_CASE_FIXTURE(cluster_fixture,
   REQUIRE(r.combiners.size() == 2);
   CHECK(r.combiners[1].combiner_id == "B");
   CHECK(r.combiners[1].status == round_status::failed);
-  CHECK(r.combiners[1].reason == "combiner lost");
+  CHECK(r.combiners[1].reason.rfind("combiner B lost", 0) == 0);
 }
 
 TEST_CASE_FIXTURE(cluster_fixture,
@@ -423,4 +436,123 @@ TEST_CASE_FIXTURE(cluster_fixture,
   CHECK(rep.rounds[0].status == round_status::failed);
   CHECK(rep.session.status == session_status::failed);
   CHECK(rep.session.reason == "no round succeeded (1 failed)");
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "controller: the session record written per round does not "
+                  "grow with the session") {
+  auto& a = add_combiner("A");
+  connect_to(a, "a1");
+  seed_global({0});
+  auto cfg = one_round();
+  cfg.rounds = 40;
+  auto sid = start(cfg);
+  std::map<int, size_t> written;
+  for (int round = 1; round <= 40; ++round) {
+    CHECK(answer_at(a, "a1", {double(round)}, 1).accepted);
+    auto rec = state->get<session_record>(sid);
+    REQUIRE(rec);
+    written[round] = encode(*rec).size();
+  }
+  // While the session runs, the record names the next round: "4" at
+  // round 3, "40" at round 39 (one more digit); nothing else may grow.
+  CHECK(written[39] <= written[3] + 1);
+  CHECK(written[39] == written[20]);
+  auto rep = status(sid);
+  CHECK(rep.session.status == session_status::finished);
+  REQUIRE(rep.rounds.size() == 40);
+  REQUIRE(rep.session.round_ids.size() == 40);
+  CHECK(rep.session.round_ids[39] == rep.rounds[39].round_id);
+  CHECK(rep.session.rounds_done == 40);
+  CHECK(rep.session.rounds_succeeded == 40);
+  CHECK(rep.session.global_model_id == rep.rounds[39].model_id);
+  CHECK(load(rep.rounds[39].model_id) == std::vector<double>{40});
+  // A follower that saw 38 rounds end gets the last two only.
+  auto rh = self->request(controller, caf::infinite,
+                          caf::wait_for_atom::value, sid, uint64_t{38});
+  sched.run();
+  rh.receive(
+    [&](session_report& x) {
+      CHECK(x.first_round == 38);
+      REQUIRE(x.rounds.size() == 2);
+      CHECK(x.rounds[0].round_id == rep.rounds[38].round_id);
+      CHECK(x.rounds[1].round_id == rep.rounds[39].round_id);
+    },
+    [&](caf::error& err) { FAIL_CHECK(render(err)); });
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "controller: a restarted controller resumes the running "
+                  "session from its last committed model; round ids are not "
+                  "reused") {
+  auto& a = add_combiner("A");
+  connect_to(a, "a1");
+  seed_global({0});
+  auto cfg = one_round();
+  cfg.rounds = 3;
+  auto sid = start(cfg);
+  CHECK(answer_at(a, "a1", {1}, 1).accepted);
+  // Round 2 is at a1 when the controller dies.
+  REQUIRE(a.sinks["a1"]->tasks.size() == 2);
+  auto round2_task = last_task("a1");
+  self->send_exit(controller, caf::exit_reason::kill);
+  sched.run();
+  controller_config ccfg;
+  ccfg.client_wait = 10s;
+  controller = sys.spawn(controller_impl, ccfg, models, state);
+  sched.run();
+  auto rejoin = self->request(controller, caf::infinite,
+                              caf::join_atom::value,
+                              combiner_info{"A", "127.0.0.1", "", "", 0,
+                                            false},
+                              a.handle, std::vector<round_record>{});
+  sched.run();
+  rejoin.receive([](caf::ok_atom) {},
+                 [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  // The combiner finishes its round 2 (reported to no one), then runs the
+  // re-run round from round 1's model.
+  CHECK(answer_at(a, "a1", {2}, 1).accepted);
+  REQUIRE(a.sinks["a1"]->tasks.size() == 3);
+  CHECK(answer_at(a, "a1", {3}, 1).accepted);
+  auto v4 = answer_at(a, "a1", {4}, 1);
+  CHECK_MESSAGE(v4.accepted, v4.reason);
+  auto rep = status(sid);
+  CHECK(rep.session.status == session_status::finished);
+  REQUIRE(rep.rounds.size() == 4);
+  std::vector<std::string> ids;
+  for (auto& r : rep.rounds)
+    ids.push_back(r.round_id);
+  CHECK(ids == std::vector<std::string>{"1", "2", "3", "4"});
+  CHECK(rep.rounds[1].status == round_status::failed);
+  CHECK(rep.rounds[1].reason.find("controller restart") != std::string::npos);
+  CHECK(rep.rounds[2].base_model_id == rep.rounds[0].model_id);
+  CHECK(rep.rounds[3].status == round_status::success);
+  CHECK(load(rep.rounds[3].model_id) == std::vector<double>{4});
+  CHECK(rep.session.rounds_done == 3);
+  CHECK(rep.session.rounds_succeeded == 3);
+  static_cast<void>(round2_task);
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "controller: a round whose model got no validation says so "
+                  "and stays a success") {
+  auto& a = add_combiner("A");
+  connect_to(a, "a1");
+  seed_global({0});
+  auto cfg = one_round();
+  cfg.validate = true;
+  cfg.round_timeout = 5;
+  auto sid = start(cfg);
+  CHECK(answer_at(a, "a1", {1}, 1).accepted);
+  // a1 never answers its validation task.
+  REQUIRE(last_task("a1").kind == round_task::validation);
+  advance_time(5s);
+  sched.run();
+  auto rep = status(sid);
+  CHECK(rep.session.status == session_status::finished);
+  REQUIRE(rep.rounds.size() == 1);
+  CHECK(rep.rounds[0].status == round_status::success);
+  CHECK(rep.rounds[0].validations.empty());
+  CHECK(rep.rounds[0].validation_failure.rfind("no validation accepted", 0)
+        == 0);
 }
