@@ -130,6 +130,10 @@ def case_rounds_once(d):
                 follow.kill()
         text = "\n".join(lines)
         printed = round_lines(lines)
+        ends = [x for x in lines if x.startswith("session followed ")
+                and "started" not in x]
+        check(ends == ["session followed finished"] and lines[-1] == ends[0],
+              "the end line once, last:\n" + text + "\n" + err)
         r = f.cli("session", "status", "followed", "--json")
         check(r.returncode == 0, "session status: " + r.stderr)
         stored = [(x["round_id"], x["status"])
@@ -143,10 +147,6 @@ def case_rounds_once(d):
         statuses = [s for _, s in printed]
         check("failed" in statuses and "success" in statuses,
               f"failed and successful rounds: {statuses}")
-        ends = [x for x in lines if x.startswith("session followed ")
-                and "started" not in x]
-        check(ends == ["session followed finished"] and lines[-1] == ends[0],
-              "the end line once, last:\n" + text)
         failed = statuses.count("failed")
         check(follow.returncode == 1
               and f"{failed} of {rounds} rounds of session followed failed"
