@@ -47,8 +47,9 @@ window plus 1 MB (its staged and aggregated models are dropped once
 committed), the controller's growth over the second half at most 8 KiB
 per round (it keeps the trail of global models and the round records, as
 FEDn does).
-Then the total time. Exit 0 when the session finished and every goal
-held, 1 otherwise.
+Then the total time, and how long `rondo session status soak --json` takes
+to report every round. Exit 0 when the session finished, the status
+listed every round and every goal held, 1 otherwise.
 
 Every wait is bounded (port files, HTTP requests, the session: --rounds x
 --round-timeout at most). Ctrl-C stops every process it started; the work
@@ -57,6 +58,7 @@ folder (logs, databases) is removed unless --keep or --work is given.
 
 import argparse
 import csv
+import json
 import os
 import shutil
 import signal
@@ -333,6 +335,24 @@ def goal_check(rows, window):
     return ok
 
 
+def session_status(fed, rounds):
+    """Times `rondo session status soak --json` (the whole report of the
+    long session); @returns whether it listed all `rounds` rounds."""
+    t0 = time.monotonic()
+    r = subprocess.run([fed.rondo, "session", "status", *fed.operator(),
+                        "--timeout", "120", "soak", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    took = time.monotonic() - t0
+    try:
+        n = len(json.loads(r.stdout)["rounds"])
+    except (ValueError, KeyError):
+        n = -1
+    print(f"soak: `rondo session status soak --json` took {took:.1f} s, "
+          f"listed {n} rounds" + (f" ({r.stderr.strip()})" if r.returncode
+                                  else ""))
+    return r.returncode == 0 and n == rounds
+
+
 def main():
     p = argparse.ArgumentParser(
         description="A long-running federation: RSS, CPU, round time and "
@@ -415,9 +435,10 @@ def main():
         print(f"soak: {end or 'no end line'}; {done} rounds in {took:.0f} s "
               f"({took / max(done, 1) * 1000:.0f} ms per round, set-up "
               f"included)" + (f"; follow: {err}" if err else ""))
+        listed = session_status(fed, done)
         goals = goal_check(sampler.rows, a.window)
         ok = end == "session soak finished" and follow.returncode == 0 \
-            and goals
+            and goals and listed
     except KeyboardInterrupt:
         print("soak: interrupted", file=sys.stderr)
     except RuntimeError as e:  # a process that did not start
