@@ -445,6 +445,7 @@ void resume_session(self_ptr self) {
                "rounds done, from model {}",
                st.record.session_id, st.record.rounds_done,
                st.session.rounds, st.record.global_model_id);
+  st.resumed = true;
   save_session(self);
   start_round(self);
 }
@@ -660,6 +661,15 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
            const std::vector<round_record>& interrupted) -> caf::ok_atom {
       auto& st = self->state;
       auto& cid = info.combiner_id;
+      if (st.resumed && st.known_combiners.count(cid) == 0) {
+        // Its running round belongs to the controller that stopped (the
+        // resumed session runs it again): drop it rather than queue the
+        // new round behind it.
+        spdlog::info("controller: combiner {} joins after the restart: its "
+                     "rounds of before are dropped",
+                     cid);
+        caf::anon_send(handle, caf::flush_atom::value);
+      }
       if (auto i = st.combiners.find(cid); i != st.combiners.end())
         self->demonitor(i->second.address());
       st.combiners[cid] = handle;

@@ -88,6 +88,10 @@ struct controller_state {
   };
   std::vector<waiter> waiters;
 
+  /// A session was resumed at start: a combiner's first join then drops
+  /// the rounds it still runs for the controller that stopped.
+  bool resumed = false;
+
   /// Ids of the stored status events, oldest first (for the bound).
   std::deque<std::string> statuses;
 

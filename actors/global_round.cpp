@@ -69,6 +69,14 @@ void persist(self_ptr self) {
                   st.setup.round.round_id, render(err));
 }
 
+// Removes a model the round no longer needs; a failure only costs disk.
+void drop_model(global_round_state& st, const std::string& id,
+                const char* what) {
+  if (auto err = st.deps.models->remove(id))
+    spdlog::warn("controller: cannot remove {} {}: {}", what, id,
+                 render(err));
+}
+
 // Stops the report actors of the phase that ended.
 void close_phase(self_ptr self) {
   auto& st = self->state;
@@ -260,7 +268,7 @@ void commit_model(self_ptr self, const model& reduced) {
   batch.put(trail);
   batch.put(r);
   if (auto err = st.deps.state->commit(batch)) {
-    static_cast<void>(st.deps.models->remove(id));
+    drop_model(st, id, "uncommitted model");
     end_round(self, round_status::failed,
               "cannot commit the model trail: " + render(err));
     return;
@@ -313,7 +321,7 @@ void reduce_next(self_ptr self, std::shared_ptr<aggregator> agg,
         // Decoded chunk by chunk from the store: the combiner's model is
         // never whole in memory as bytes.
         auto decoded = storage::read_decoded(*st.deps.models, id);
-        static_cast<void>(st.deps.models->remove(id));
+        drop_model(st, id, "fetched combiner model");
         caf::error err;
         if (!decoded)
           err = decoded.error();
@@ -507,7 +515,6 @@ void fail_part_unreported(self_ptr self, const std::string& cid,
   auto i = st.reports.find(cid);
   if (i == st.reports.end() || i->second.status != round_status::running)
     return;
-  auto& r = record(self);
   combiner_round_done lost{cid, st.epoch, {}};
   lost.record.status = round_status::failed;
   lost.record.reason = why;
@@ -518,7 +525,6 @@ void fail_part_unreported(self_ptr self, const std::string& cid,
       lost.record.clients_silent = a->second;
     }
   }
-  static_cast<void>(r);
   on_report(self, lost);
 }
 
