@@ -77,10 +77,14 @@ using chunk_source_actor = caf::typed_actor<
 /// Takes clients' answers to tasks and answers each with a verdict:
 /// - model_update -> update_verdict: a trainer's model update.
 /// - model_validation -> update_verdict: a validator's metrics.
+/// - task_refused: the edge refused a client's answer to a task (bad meta,
+///   num_examples <= 0, ...): the round holding the task resolves it as
+///   rejected at once, provided the refused client owns it.
 /// Part of the round, the round queue and the combiner.
 using update_sink_actor = caf::typed_actor<
   caf::replies_to<model_update>::with<update_verdict>,
-  caf::replies_to<model_validation>::with<update_verdict>>;
+  caf::replies_to<model_validation>::with<update_verdict>,
+  caf::reacts_to<task_refused>>;
 
 /// Owns a deadline: timer_tick (internal, a delayed message to itself;
 /// its kind says which deadline).
@@ -100,7 +104,10 @@ using activity_listener_actor
 /// combiner's controller link, the controller.
 using status_sink_actor = caf::typed_actor<caf::reacts_to<status_record>>;
 
-/// Receives the terminal record of every round a job was pushed for.
+/// Receives the records of every round a job was pushed for: first a
+/// progress record (status running, clients_selected filled) once the round
+/// has sent its tasks, then its terminal record. A round that ends before
+/// sending tasks reports only its terminal record.
 using round_report_actor = caf::typed_actor<caf::reacts_to<round_record>>;
 
 /// Supplies models that are neither cached nor in the local store (e.g. the
@@ -113,8 +120,15 @@ using model_source_actor
 /// One round: runs one job through its state machine to a terminal state.
 /// - model_update -> update_verdict: a client's update, from the combiner.
 /// - model_validation -> update_verdict: a validator's metrics.
+/// - task_refused: the edge refused the client's answer to a task: the
+///   task is rejected with the reason (clients_rejected) and the round
+///   closes if nothing else is outstanding; ignored unless the refused
+///   client owns the task.
 /// - task_cancelled: a selected client's task ended without an answer.
 /// - terminate: stop now; records Failed("terminated").
+/// The round reports to its report actor (the queue) a copy of its record
+/// with status running and clients_selected once its tasks are sent, and
+/// its terminal record when it ends.
 /// - (finish): from the round queue: the round's terminal record is
 ///   durably recorded and reported. The round then tells the sessions of
 ///   its unanswered tasks to forget them, removes its model updates (when
@@ -183,12 +197,20 @@ using staging_actor = model_source_actor::extend_with<timer_owner_actor>;
 ///   actor (may be invalid) gets the round's terminal record.
 /// - model_update / model_validation -> update_verdict: forwarded to the
 ///   running round; rejected as stale when none runs.
+/// - task_refused: forwarded to the running round; dropped (logged) when
+///   none runs.
 /// - (flush) -> number of jobs dropped: terminate the running round and
 ///   fail every queued job with "terminated".
 /// - (get, job_id) -> job_record.
-/// - round_record: internal, the running round's terminal record. The
-///   queue persists it with the job's end (one synced write), then reports
-///   it to the job's pusher, then sends the round `finish`.
+/// - round_record: internal, from the running round. A progress record
+///   (status running, sent once the round's tasks are out) is persisted
+///   (one write, so that a restart knows which clients had tasks) and
+///   passed on to the job's pusher. The terminal record is persisted with
+///   the job's end (one synced write), then reported to the pusher, then
+///   the round gets `finish`. On start, a job that was running when the
+///   process died is recorded Failed("interrupted: ...") with the
+///   clients_selected of its persisted progress (round_queue.hpp
+///   close_interrupted_jobs), and queued jobs run again.
 using round_queue_actor = update_sink_actor::extend<
   caf::replies_to<round_config, round_report_actor>::with<std::string>,
   caf::replies_to<caf::flush_atom>::with<uint64_t>,
@@ -204,7 +226,8 @@ using round_queue_actor = update_sink_actor::extend<
 ///   passed (a timer; the requester compares the count). Likewise
 ///   (validators, n, wait).
 /// - (get, clients) -> vector<client_record>: every known client.
-/// - round_config, model_update, model_validation, flush: as the queue's.
+/// - round_config, model_update, model_validation, task_refused, flush: as
+///   the queue's.
 /// - (get, model_id, chunk index) -> model_chunk: its stored models, chunk
 ///   by chunk, for the controller to fetch aggregates.
 /// - status_record: a client's status event, from the edge; passed on to

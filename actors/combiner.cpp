@@ -182,6 +182,7 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
     [self](const model_validation& x) {
       return self->delegate(self->state.queue, x);
     },
+    [self](const task_refused& x) { self->send(self->state.queue, x); },
     [self](caf::flush_atom) {
       return self->delegate(self->state.queue, caf::flush_atom::value);
     },

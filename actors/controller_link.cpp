@@ -63,6 +63,11 @@ void joined(self_ptr self, controller_actor ctrl) {
   st.last_failure.clear();
   st.backoff = st.cfg.retry_min;
   self->monitor(ctrl);
+  if (!st.interrupted.empty()) {
+    log(st, "reported " + std::to_string(st.interrupted.size())
+              + " round(s) interrupted by the restart to the controller");
+    st.interrupted.clear();
+  }
   if (st.source)
     self->send_exit(st.source, caf::exit_reason::kill);
   st.source = self->spawn<caf::linked>(chunked_model_source,
@@ -89,9 +94,11 @@ void connect(self_ptr self) {
           return retry(self, "the actor published there is not a Rondo "
                              "controller (its interface differs)");
         auto ctrl = caf::actor_cast<controller_actor>(std::move(ptr));
+        // The interrupted rounds stay with the link until a join carrying
+        // them is accepted.
         self
           ->request(ctrl, st.cfg.request_timeout, caf::join_atom::value,
-                    st.info, st.combiner, std::vector<round_record>{})
+                    st.info, st.combiner, st.interrupted)
           .then([self, ctrl](caf::ok_atom) { joined(self, ctrl); },
                 [self](caf::error& err) {
                   retry(self, "join refused: " + render(err));
@@ -147,12 +154,14 @@ controller_link(self_ptr self, controller_link_config cfg,
       return self->delegate(st.source, caf::get_atom::value,
                             std::move(model_id));
     },
-    [self](caf::join_atom, combiner_actor& combiner, combiner_info& info) {
+    [self](caf::join_atom, combiner_actor& combiner, combiner_info& info,
+           std::vector<round_record>& interrupted) {
       auto& st = self->state;
       if (st.combiner)
         return;
       st.combiner = std::move(combiner);
       st.info = std::move(info);
+      st.interrupted = std::move(interrupted);
       st.info.combiner_id = st.cfg.combiner_id;
       self->monitor(st.combiner);
       self->send(st.combiner, caf::subscribe_atom::value,

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace rondo {
 
@@ -48,17 +49,21 @@ struct controller_link_config {
 /// - (get, model_id) -> model_blob: a model_source_actor: fetches the model
 ///   from the controller into the combiner's store, chunk by chunk;
 ///   ec::invalid_state while not connected.
-/// - (join, combiner, info): start linking `combiner` to the controller,
-///   announcing `info` (where clients reach it) on every join; sent once,
-///   after the combiner is spawned with this link as its source and its
-///   client port is bound.
+/// - (join, combiner, info, interrupted): start linking `combiner` to the
+///   controller, announcing `info` (where clients reach it) on every join;
+///   sent once, after the combiner is spawned with this link as its source
+///   and its client port is bound. `interrupted` holds the terminal records
+///   of the rounds this combiner's restart cut short
+///   (close_interrupted_jobs): they go with the first join the controller
+///   accepts, and with no later one.
 /// - status_record: a client's status event, from the combiner: sent on to
 ///   the controller while joined; dropped (and counted in the log) while
 ///   not.
 /// - timer_tick: internal (reconnect).
 using controller_link_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom, std::string>::with<model_blob>,
-  caf::reacts_to<caf::join_atom, combiner_actor, combiner_info>,
+  caf::reacts_to<caf::join_atom, combiner_actor, combiner_info,
+                 std::vector<round_record>>,
   caf::reacts_to<status_record>, caf::reacts_to<timer_tick>>;
 
 struct controller_link_state {
@@ -68,6 +73,8 @@ struct controller_link_state {
   combiner_actor combiner;
   /// What the combiner announces when it joins.
   combiner_info info;
+  /// Rounds the restart interrupted, not yet accepted by a controller.
+  std::vector<round_record> interrupted;
   /// The controller while joined; invalid otherwise.
   controller_actor controller;
   /// Fetches models from `controller`; replaced on every join.

@@ -15,6 +15,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include <algorithm>
+#include <iostream>
 #include <iterator>
 #include <random>
 #include <sstream>
@@ -113,6 +114,26 @@ void succeed(self_ptr self, const std::string& model_id) {
 
 void close_round(self_ptr self, const std::string& why);
 
+// Why a validation (or prediction) round in which no answer was accepted
+// failed: "no validation accepted: 2 validators asked, 1 silent, 1 rejected
+// (c2: <reason>; <why it closed>)". At most three rejections are quoted.
+std::string no_validation_reason(const round_state& st,
+                                 const std::string& why) {
+  auto& rejected = st.record.clients_rejected;
+  auto asked = st.tasks.size();
+  auto silent = asked - std::min(asked, rejected.size());
+  std::string text = "no validation accepted: " + std::to_string(asked)
+                     + (asked == 1 ? " validator" : " validators")
+                     + " asked, " + std::to_string(silent) + " silent, "
+                     + std::to_string(rejected.size()) + " rejected (";
+  constexpr size_t quoted = 3;
+  for (size_t i = 0; i < rejected.size() && i < quoted; ++i)
+    text += rejected[i].client_id + ": " + rejected[i].reason + "; ";
+  if (rejected.size() > quoted)
+    text += std::to_string(rejected.size() - quoted) + " more; ";
+  return text + why + ")";
+}
+
 // Closes the round if nothing more can change its outcome.
 void check_close(self_ptr self) {
   auto& st = self->state;
@@ -132,8 +153,7 @@ void close_round(self_ptr self, const std::string& why) {
   st.record.time_exec_training = seconds(now - st.tasks_sent);
   if (!training(st)) {
     if (st.accepted == 0)
-      fail(self, "no validator answered before the round closed ("
-                   + why + ")");
+      fail(self, no_validation_reason(st, why));
     else
       succeed(self, cfg.model_id);
     return;
@@ -202,6 +222,10 @@ void send_tasks(self_ptr self, std::vector<active_client> selected) {
   st.record.nr_expected_updates = n;
   st.buffer_target = cfg.buffer_size == -1 ? n : cfg.buffer_size;
   st.tasks_sent = self->clock().now();
+  // Progress: which clients have tasks, for the queue to persist (a
+  // restart then names them) and the pusher to see. One copy per round.
+  if (st.report_to)
+    self->send(st.report_to, st.record);
   auto timeout = std::chrono::duration_cast<caf::timespan>(
     std::chrono::duration<double>(cfg.round_timeout));
   self->delayed_send(self, timeout, timer_tick{timer_kind::round_timeout, ++st.epoch, {}});
@@ -307,6 +331,26 @@ update_verdict stale(metrics::round_kind what, const std::string& reason) {
   return {false, "stale update: " + reason};
 }
 
+// An answer that cannot be accepted (a model update in a validation round or
+// the other way round, another base model than the round's): when its
+// sender owns the task it names, that task is rejected with the reason (no
+// other answer will come, so the round must not wait for one); otherwise
+// it is stale.
+update_verdict refuse_answer(self_ptr self, metrics::round_kind what,
+                             const std::string& correlation_id,
+                             const std::string& client_id,
+                             const std::string& reason) {
+  auto& st = self->state;
+  std::string why_not;
+  if (correlation_id.empty() || st.current != round_state::phase::running
+      || !st.refuse(correlation_id, client_id, reason, why_not))
+    return stale(what, reason);
+  auto& t = st.tasks.at(correlation_id);
+  self->send(t.session, finish_atom::value, correlation_id);
+  check_close(self);
+  return {false, reason};
+}
+
 // The verdict on an update whose aggregation finished after the round had
 // ended without it.
 update_verdict closed_before_aggregated(const round_state& st) {
@@ -316,46 +360,53 @@ update_verdict closed_before_aggregated(const round_state& st) {
 
 } // namespace
 
+std::pair<const std::string, round_task_entry>*
+round_state::find_open(const std::string& correlation_id,
+                       const std::string& client_id, std::string& reason) {
+  auto& round_id = job.config.round_id;
+  auto i = tasks.find(correlation_id);
+  if (i == tasks.end()) {
+    reason = "correlation id " + correlation_id + " is not a task of round "
+             + round_id;
+    return nullptr;
+  }
+  if (i->second.client.client_id != client_id) {
+    reason = "task " + correlation_id + " of round " + round_id
+             + " belongs to client " + i->second.client.client_id + ", not "
+             + client_id;
+    return nullptr;
+  }
+  if (!is_outstanding(i->second.state)) {
+    reason = "task " + correlation_id + " of round " + round_id
+             + " was already answered or cancelled";
+    return nullptr;
+  }
+  return &*i;
+}
+
 round_task_entry* round_state::match(const std::string& correlation_id,
                                      const std::string& client_id,
                                      const std::string& model_id,
                                      std::string& reason,
                                      std::string* matched_id) {
   auto& round_id = job.config.round_id;
-  auto outstanding = [](const round_task_entry& t) {
-    return is_outstanding(t.state);
-  };
   if (!correlation_id.empty()) {
-    auto i = tasks.find(correlation_id);
-    if (i == tasks.end()) {
-      reason = "correlation id " + correlation_id
-               + " is not a task of round " + round_id;
+    auto* x = find_open(correlation_id, client_id, reason);
+    if (!x)
       return nullptr;
-    }
-    if (i->second.client.client_id != client_id) {
-      reason = "task " + correlation_id + " of round " + round_id
-               + " belongs to client " + i->second.client.client_id
-               + ", not " + client_id;
-      return nullptr;
-    }
-    if (!outstanding(i->second)) {
-      reason = "task " + correlation_id + " of round " + round_id
-               + " was already answered or cancelled";
-      return nullptr;
-    }
     if (model_id != job.config.model_id) {
       reason = "client " + client_id + " trained from model " + model_id
                + ", round " + round_id + " uses " + job.config.model_id;
       return nullptr;
     }
     if (matched_id)
-      *matched_id = i->first;
-    return &i->second;
+      *matched_id = x->first;
+    return &x->second;
   }
   // An empty correlation id: the client's outstanding task on this model.
   if (model_id == job.config.model_id)
     for (auto& [cid, task] : tasks)
-      if (task.client.client_id == client_id && outstanding(task)) {
+      if (task.client.client_id == client_id && is_outstanding(task.state)) {
         if (matched_id)
           *matched_id = cid;
         return &task;
@@ -363,6 +414,17 @@ round_task_entry* round_state::match(const std::string& correlation_id,
   reason = "client " + client_id + " has no outstanding task on model "
            + model_id + " in round " + round_id;
   return nullptr;
+}
+
+bool round_state::refuse(const std::string& correlation_id,
+                         const std::string& client_id,
+                         const std::string& reason, std::string& why_not) {
+  auto* x = find_open(correlation_id, client_id, why_not);
+  if (!x)
+    return false;
+  set(x->second, outcome::rejected);
+  record.clients_rejected.push_back({client_id, reason});
+  return true;
 }
 
 round_task_entry& round_state::add_task(const std::string& correlation_id,
@@ -425,8 +487,10 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
     [self](const model_update& u) -> caf::result<update_verdict> {
       auto& st = self->state;
       if (!training(st))
-        return stale(of_update, "round " + st.job.config.round_id
-                                    + " is a validation round");
+        return refuse_answer(self, of_update, u.correlation_id, u.client_id,
+                             "round " + st.job.config.round_id
+                               + " is a validation round, it takes no model "
+                                 "update");
       if (st.current != round_state::phase::running)
         return stale(of_update, "round " + st.job.config.round_id
                                     + " is not accepting model updates");
@@ -435,7 +499,8 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
       auto* task = st.match(u.correlation_id, u.client_id, u.model_id, reason,
                             &cid);
       if (!task)
-        return stale(of_update, reason);
+        return refuse_answer(self, of_update, u.correlation_id, u.client_id,
+                             reason);
       st.set(*task, outcome::answering);
       if (!u.model_update_id.empty())
         st.update_ids.push_back(u.model_update_id);
@@ -483,8 +548,11 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
     [self](const model_validation& v) -> caf::result<update_verdict> {
       auto& st = self->state;
       if (training(st))
-        return stale(of_validation, "round " + st.job.config.round_id
-                                    + " is a training round");
+        return refuse_answer(self, of_validation, v.correlation_id,
+                             v.client_id,
+                             "round " + st.job.config.round_id
+                               + " is a training round, it takes no "
+                                 "validation");
       if (st.current != round_state::phase::running)
         return stale(of_validation, "round " + st.job.config.round_id
                                     + " is not accepting validations");
@@ -493,7 +561,8 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
       auto* task = st.match(v.correlation_id, v.client_id, v.model_id, reason,
                             &cid);
       if (!task)
-        return stale(of_validation, reason);
+        return refuse_answer(self, of_validation, v.correlation_id,
+                             v.client_id, reason);
       validation_record vr;
       vr.validation_id = cid;
       vr.model_id = v.model_id;
@@ -535,6 +604,21 @@ round_actor::behavior_type round_impl(round_actor::stateful_pointer<round_state>
         else
           st.record.clients_silent.push_back(t.client.client_id);
       }
+      check_close(self);
+    },
+    [self](const task_refused& x) {
+      auto& st = self->state;
+      if (st.current != round_state::phase::running)
+        return;
+      std::string why_not;
+      if (!st.refuse(x.correlation_id, x.client_id, x.reason, why_not)) {
+        std::cerr << "round " << st.job.config.round_id
+                  << ": ignored the edge's refusal of client '" << x.client_id
+                  << "' (" << x.reason << "): " << why_not << std::endl;
+        return;
+      }
+      auto& t = st.tasks.at(x.correlation_id);
+      self->send(t.session, finish_atom::value, x.correlation_id);
       check_close(self);
     },
     [self](terminate_atom) { fail(self, "terminated"); },

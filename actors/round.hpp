@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace rondo {
 
@@ -131,6 +132,22 @@ struct round_state {
                           const std::string& client_id,
                           const std::string& model_id, std::string& reason,
                           std::string* matched_id = nullptr);
+
+  /// The task `correlation_id` when `client_id` owns it and it still waits
+  /// for its client; else nullptr and why not (unknown, another client's,
+  /// answered or cancelled) in `reason`.
+  std::pair<const std::string, round_task_entry>*
+  find_open(const std::string& correlation_id, const std::string& client_id,
+            std::string& reason);
+
+  /// Rejects the task `correlation_id` with `reason` (clients_rejected)
+  /// when `client_id` owns it and it still waits for its client: the edge
+  /// refused that client's answer, or the answer was of the wrong kind or
+  /// on the wrong model, so no other answer will come. A task of another
+  /// client is left alone (a stranger cannot cancel others' tasks).
+  /// @returns true when rejected; false and why not in `why_not`.
+  bool refuse(const std::string& correlation_id, const std::string& client_id,
+              const std::string& reason, std::string& why_not);
 
   /// True when no delivered task can still be answered: O(1), from the
   /// counts `set` keeps.

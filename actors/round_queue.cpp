@@ -107,9 +107,12 @@ void on_round_end(self_ptr self, round_record rec) {
 }
 
 // Reloads unfinished jobs: queued ones run again in order; one that was
-// running when the process died failed.
+// still running (close_interrupted_jobs did not run before the queue)
+// fails as interrupted.
 void reload(self_ptr self) {
   auto& st = self->state;
+  if (auto closed = close_interrupted_jobs(*st.state, {}); !closed)
+    log_error(render(closed.error()));
   auto jobs = st.state->list<job_record>();
   if (!jobs) {
     log_error("cannot reload jobs: " + render(jobs.error()));
@@ -119,13 +122,26 @@ void reload(self_ptr self) {
             [](auto& x, auto& y) { return x.seq < y.seq; });
   for (auto& job : *jobs) {
     st.next_seq = std::max(st.next_seq, job.seq + 1);
-    if (job.status == job_status::running) {
-      record_end(self, job, failed_round(job, "interrupted by restart"));
-    } else if (job.status == job_status::queued) {
+    if (job.status == job_status::queued) {
       st.queued.push_back(job.job_id);
       st.jobs.emplace(job.job_id, job);
     }
   }
+}
+
+// The running round's progress (its record with status running, sent once
+// its tasks are out): persisted, so that a restart can name the clients
+// that had tasks, then passed on to the job's pusher.
+void on_round_progress(self_ptr self, round_record rec) {
+  auto& st = self->state;
+  if (st.running_job.empty() || rec.job_id != st.running_job)
+    return;
+  if (auto err = st.state->put(rec))
+    log_error("cannot record the progress of round " + rec.round_id
+              + " (job " + rec.job_id + "): " + render(err));
+  auto i = st.reporters.find(rec.job_id);
+  if (i != st.reporters.end() && i->second)
+    self->send(i->second, std::move(rec));
 }
 
 template <class Answer>
@@ -137,6 +153,47 @@ caf::result<update_verdict> forward(self_ptr self, const Answer& x) {
 }
 
 } // namespace
+
+caf::expected<std::vector<round_record>>
+close_interrupted_jobs(storage::state_store& state,
+                       const std::string& combiner_id) {
+  auto jobs = state.list<job_record>();
+  if (!jobs)
+    return caf::make_error(ec::storage_error,
+                           "cannot look for interrupted jobs: "
+                             + render(jobs.error()));
+  auto reason = "interrupted: "
+                + (combiner_id.empty() ? std::string{"the combiner"}
+                                       : "combiner " + combiner_id)
+                + " restarted while the round ran";
+  std::sort(jobs->begin(), jobs->end(),
+            [](auto& x, auto& y) { return x.seq < y.seq; });
+  std::vector<round_record> result;
+  for (auto& job : *jobs) {
+    if (job.status != job_status::running)
+      continue;
+    auto rec = failed_round(job, reason);
+    // The progress the round persisted once its tasks were out names the
+    // clients that had them.
+    if (auto progress = state.get<round_record>(job.config.round_id);
+        progress && progress->job_id == job.job_id) {
+      rec.clients_selected = std::move(progress->clients_selected);
+      rec.nr_expected_updates = progress->nr_expected_updates;
+      rec.started_at = progress->started_at;
+    }
+    job.status = job_status::failed;
+    job.reason = reason;
+    storage::state_batch batch;
+    batch.put(job);
+    batch.put(rec);
+    if (auto err = state.commit(batch))
+      return caf::make_error(ec::storage_error,
+                             "cannot record interrupted job " + job.job_id
+                               + " as failed: " + render(err));
+    result.push_back(std::move(rec));
+  }
+  return result;
+}
 
 round_queue_actor::behavior_type
 round_queue_impl(round_queue_actor::stateful_pointer<round_queue_state> self,
@@ -219,7 +276,21 @@ round_queue_impl(round_queue_actor::stateful_pointer<round_queue_state> self,
         return stored.error();
       return *stored;
     },
-    [self](round_record& rec) { on_round_end(self, std::move(rec)); },
+    [self](const task_refused& x) {
+      auto& st = self->state;
+      if (st.running)
+        self->send(st.running, x);
+      else
+        log_error("dropped the edge's refusal of client '" + x.client_id
+                  + "' for task " + x.correlation_id
+                  + ": no round is running (" + x.reason + ")");
+    },
+    [self](round_record& rec) {
+      if (rec.status == round_status::running)
+        on_round_progress(self, std::move(rec));
+      else
+        on_round_end(self, std::move(rec));
+    },
   };
 }
 

@@ -4,6 +4,7 @@
 #include "actors/combiner.hpp"
 #include "actors/type_ids.hpp"
 #include "actors/controller_link.hpp"
+#include "actors/round_queue.hpp"
 #include "api/http_server.hpp"
 #include "api/metrics.hpp"
 #include "api/metrics_routes.hpp"
@@ -318,6 +319,17 @@ int run(const combiner_args& a) {
     return 1;
   }
   models->attach_update_cache(*updates);
+  // The round that was running when this combiner last died fails now,
+  // before its queue resumes the queued jobs; the controller hears of it
+  // with the first join.
+  auto interrupted = close_interrupted_jobs(*state, a.name);
+  if (!interrupted) {
+    spdlog::error("{}", render(interrupted.error()));
+    interrupted = std::vector<round_record>{};
+  }
+  for (auto& r : *interrupted)
+    spdlog::warn("round {} (job {}) failed: {}; {} client(s) had its tasks",
+                 r.round_id, r.job_id, r.reason, r.clients_selected.size());
 
   caf::actor_system_config cfg;
   register_actor_types(cfg);
@@ -370,7 +382,7 @@ int run(const combiner_args& a) {
       // Joins once the client port is known (it is announced).
       if (link)
         caf::anon_send(link, caf::join_atom::value, combiner,
-                       advertised(a, *port));
+                       advertised(a, *port), std::move(*interrupted));
       if (!a.port_file.empty())
         if (auto err = write_port_file(a.port_file, *port)) {
           std::cerr << "error: " << render(err) << "\n";

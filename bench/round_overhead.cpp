@@ -176,7 +176,8 @@ using round_timing_actor = caf::typed_actor<
 /// Stands for the gRPC edge: sends every client's model update to the
 /// combiner; the driver pushes rounds with it as their reporter.
 /// - model_update: forward; stamp the verdict's arrival.
-/// - round_record: stamp it; send the round's timing to the driver; reset.
+/// - round_record: the terminal one: stamp it; send the round's timing to
+///   the driver; reset (a progress record, status running, is skipped).
 using edge_actor = caf::typed_actor<caf::reacts_to<model_update>,
                                     caf::reacts_to<round_record>>;
 
@@ -214,6 +215,9 @@ edge_actor::behavior_type edge(edge_actor::stateful_pointer<edge_state> self,
                 [=](caf::error &err) { rejected(render(err)); });
       },
       [=](round_record &rec) {
+        // The round's progress (its tasks are out), not its end.
+        if (rec.status == round_status::running)
+          return;
         auto t = now_ns();
         auto &st = self->state;
         self->send(driver, std::move(rec), st.accepted, st.last_accepted_ns, t,

@@ -17,8 +17,8 @@
 //   ones through without a token; Rondo does not). Otherwise
 //   PERMISSION_DENIED.
 // - identity: a token naming a client (claim client_id, else name) may act
-//   only as that client: a call whose sender (client_id, else name, else
-//   `client` metadata) is another client is PERMISSION_DENIED and logged
+//   only as that client: a call whose sender (client_id, else `client`
+//   metadata, else name) is another client is PERMISSION_DENIED and logged
 //   with both names. A call naming no client acts as the token's. A token
 //   naming no client (FEDn mints role-only tokens) may act as any client,
 //   unless require_client_identity, which refuses client-role tokens

@@ -85,6 +85,44 @@ grpc::ServerUnaryReactor* refuse(grpc::CallbackServerContext* ctx,
   return answer_now(ctx, response, core, "error: " + reason);
 }
 
+/// Tells the combiner that the edge refused `owner`'s answer to the task
+/// `correlation_id`, so that the task's round rejects it at once with
+/// `reason` instead of waiting out its round_timeout. `owner` is the client
+/// the edge authenticated (the token's client) or, without such a token,
+/// identified; the round acts only when `owner` owns the task. Nothing is
+/// sent when either is empty (nothing names a task or an owner).
+void report_refusal(edge_core& core, const std::string& correlation_id,
+                    const std::string& owner, const std::string& reason) {
+  if (correlation_id.empty() || owner.empty())
+    return;
+  caf::anon_send(core.combiner,
+                 task_refused{correlation_id, owner, "refused at the edge: "
+                                                       + reason});
+}
+
+/// `refuse` for an answer to a task (a ModelUpdate, ModelValidation or
+/// ModelPrediction): the round holding the task is told (report_refusal).
+grpc::ServerUnaryReactor*
+refuse_answer(grpc::CallbackServerContext* ctx, fedn::Response* response,
+              edge_core& core, const char* call, const std::string& owner,
+              const std::string& correlation_id, const std::string& reason) {
+  report_refusal(core, correlation_id, owner, reason);
+  return refuse(ctx, response, core, call, owner, reason);
+}
+
+/// `refuse_unary` for an answer to a task that failed its token check:
+/// when the token names a client (the caller is authenticated as it, e.g.
+/// it claimed to be another client), that client's task is resolved
+/// (report_refusal); an unauthenticated caller changes nothing.
+grpc::ServerUnaryReactor* deny_answer(grpc::CallbackServerContext* ctx,
+                                      edge_core& core, const caller& c,
+                                      const std::string& correlation_id,
+                                      const grpc::Status& st) {
+  if (c.checked)
+    report_refusal(core, correlation_id, c.client, st.error_message());
+  return refuse_unary(ctx, st);
+}
+
 const char* no_client_id = "the sender has no client_id or name and the call "
                            "has no 'client' metadata";
 
@@ -521,30 +559,34 @@ public:
                                             fedn::Response* response) override {
     const char* call_name = "SendModelUpdate";
     auto who = identify(req->sender(), ctx);
-    if (auto st = admit_as(*core_, ctx, "/fedn.Combiner/SendModelUpdate", who);
+    auto& cid = req->correlation_id();
+    caller c;
+    if (auto st = admit_as(*core_, ctx, "/fedn.Combiner/SendModelUpdate", who,
+                           &c);
         !st.ok())
-      return refuse_unary(ctx, st);
+      return deny_answer(ctx, *core_, c, cid, st);
+    auto refuse_update = [&](const std::string& reason) {
+      return refuse_answer(ctx, response, *core_, call_name, who.id, cid,
+                           reason);
+    };
     if (who.id.empty())
       return refuse(ctx, response, *core_, call_name, who.id, no_client_id);
     if (req->model_id().empty())
-      return refuse(ctx, response, *core_, call_name, who.id,
-                    "model_id (the global model trained from) is empty");
+      return refuse_update("model_id (the global model trained from) is "
+                           "empty");
     if (req->model_update_id().empty())
-      return refuse(ctx, response, *core_, call_name, who.id,
-                    "model_update_id is empty");
+      return refuse_update("model_update_id is empty");
     auto n = parse_num_examples(req->meta());
     if (!n)
-      return refuse(ctx, response, *core_, call_name, who.id,
-                    error_detail(n.error()));
+      return refuse_update(error_detail(n.error()));
     auto stored = core_->models->exists(req->model_update_id());
     if (!stored)
       return refuse(ctx, response, *core_, call_name, who.id,
                     "cannot look up model update " + req->model_update_id()
                       + ": " + error_detail(stored.error()));
     if (!*stored)
-      return refuse(ctx, response, *core_, call_name, who.id,
-                    "model update " + req->model_update_id()
-                      + " was not uploaded");
+      return refuse_update("model update " + req->model_update_id()
+                           + " was not uploaded");
     auto [call, reactor] = defer(core_, response);
     if (!call)
       return reactor;
@@ -716,16 +758,17 @@ private:
                                        const char* method, const char* what,
                                        model_validation v) {
     auto who = identify(sender, ctx);
-    if (auto st = admit_as(*core_, ctx, method, who); !st.ok())
-      return refuse_unary(ctx, st);
+    caller c;
+    if (auto st = admit_as(*core_, ctx, method, who, &c); !st.ok())
+      return deny_answer(ctx, *core_, c, v.correlation_id, st);
     if (who.id.empty())
       return refuse(ctx, response, *core_, call_name, who.id, no_client_id);
     if (v.model_id.empty())
-      return refuse(ctx, response, *core_, call_name, who.id,
-                    "model_id is empty");
+      return refuse_answer(ctx, response, *core_, call_name, who.id,
+                           v.correlation_id, "model_id is empty");
     if (auto err = check_json_object(v.data, "data"))
-      return refuse(ctx, response, *core_, call_name, who.id,
-                    error_detail(err));
+      return refuse_answer(ctx, response, *core_, call_name, who.id,
+                           v.correlation_id, error_detail(err));
     auto [call, reactor] = defer(core_, response);
     if (!call)
       return reactor;

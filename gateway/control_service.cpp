@@ -248,8 +248,9 @@ private:
   }
 
   /// One actor per waiting call: it queues the round with itself as the
-  /// report actor and answers when the round record arrives, or when the
-  /// bound passes (a timer message to itself).
+  /// report actor and answers when the round's terminal record arrives
+  /// (its progress record is skipped), or when the bound passes (a timer
+  /// message to itself).
   void start_and_wait(std::shared_ptr<control_call> call, round_config cfg) {
     auto bound = std::chrono::duration_cast<caf::timespan>(
                    std::chrono::duration<double>(cfg.round_timeout))
@@ -278,6 +279,9 @@ private:
       self->delayed_send(self, bound, caf::timeout_atom::value);
       return {
         [self, call](const round_record& rec) {
+          // The round's progress (its tasks are out): wait for its end.
+          if (rec.status == round_status::running)
+            return;
           spdlog::info("edge: round {} (job {}) ended: {} {}", rec.round_id,
                        rec.job_id, to_string(rec.status), rec.reason);
           call->reply([&](fedn::ControlResponse& r) { fill(r, rec); });

@@ -28,14 +28,16 @@ client_identity identify(const fedn::Client& sender,
   client_identity who;
   who.id = sender.client_id();
   who.name = sender.name();
-  if (who.id.empty())
-    who.id = who.name;
+  // FEDn 0.24's client sets only sender.name in ModelValidation while its
+  // `client` metadata carries its id: the metadata outranks the name.
   if (who.id.empty() && ctx != nullptr) {
     auto& md = ctx->client_metadata();
     auto i = md.find("client");
     if (i != md.end())
       who.id.assign(i->second.data(), i->second.size());
   }
+  if (who.id.empty())
+    who.id = who.name;
   if (who.name.empty())
     who.name = who.id;
   return who;

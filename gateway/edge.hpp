@@ -160,8 +160,8 @@ caf::error validate(const edge_config& cfg);
 /// The gRPC server of one combiner.
 ///
 /// Behaviour in brief (details on each handler in the .cpp files):
-/// - Clients are identified by `sender.client_id`, else `sender.name`, else
-///   the call's `client` metadata; the first contact asks the combiner for
+/// - Clients are identified by `sender.client_id`, else the call's `client`
+///   metadata, else `sender.name`; the first contact asks the combiner for
 ///   the client's session, which the edge then caches.
 /// - SendHeartbeat: O(1), nothing written to disk; the session is told.
 /// - TaskStream: bridged to the client's session through a task-sink actor;
@@ -175,6 +175,10 @@ caf::error validate(const edge_config& cfg);
 ///   `response` text says what happened: "accepted", "rejected: <reason>"
 ///   (the combiner's verdict) or "error: <reason>" (input the edge refused,
 ///   e.g. "error: malformed meta: ...", or the combiner did not answer).
+///   An answer the edge refuses that names its task (a correlation id)
+///   resolves that task at once: the combiner gets task_refused with the
+///   reason, and the round rejects the task when the refused client (the
+///   token's client, else the identified one) owns it.
 /// - Upload/Download stream models in chunks through the model store; upload
 ///   errors are gRPC statuses (see model_service.cpp).
 /// - Control.Start submits a round; with parameter `wait=true` it answers

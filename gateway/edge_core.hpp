@@ -59,8 +59,11 @@ struct client_identity {
   std::string name;
 };
 
-/// Identifies the caller: `sender.client_id`, else `sender.name`, else the
-/// call's `client` metadata. `id` is empty when none is set.
+/// Identifies the caller: `sender.client_id`, else the call's `client`
+/// metadata, else `sender.name` (FEDn 0.24's client names itself in
+/// ModelValidation only by sender.name, its id travelling as the `client`
+/// metadata). `id` is empty when none is set; `name` is sender.name, else
+/// the id.
 client_identity identify(const fedn::Client& sender,
                          const grpc::CallbackServerContext* ctx);
 

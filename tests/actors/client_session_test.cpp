@@ -59,6 +59,9 @@ round_actor::behavior_type mock_round(log_ptr<task_cancelled> log) {
       FAIL_CHECK("mock round: unexpected model_validation");
       return update_verdict{};
     },
+    [](const task_refused&) {
+      FAIL_CHECK("mock round: unexpected task_refused");
+    },
     [log](const task_cancelled& x) { log->push_back(x); },
     [](terminate_atom) { FAIL_CHECK("mock round: unexpected terminate"); },
     [](finish_atom) { FAIL_CHECK("mock round: unexpected finish"); },

@@ -25,9 +25,13 @@ struct sink_log {
   std::vector<client_task> tasks;
 };
 
-/// The terminal round records a pusher received.
+/// The round records a pusher received: the terminal ones, and the
+/// progress ones (status running, sent once a round's tasks are out).
 struct report_log {
   std::vector<round_record> rounds;
+  std::vector<round_record> progress;
+  /// Every record in arrival order.
+  std::vector<round_record> all;
 };
 
 struct combiner_fixture : actor_fixture {
@@ -50,7 +54,11 @@ struct combiner_fixture : actor_fixture {
     cfg.staging.max_tries = 2;
     auto log = reports;
     reporter = sys.spawn([log]() -> round_report_actor::behavior_type {
-      return {[log](const round_record& r) { log->rounds.push_back(r); }};
+      return {[log](const round_record& r) {
+        log->all.push_back(r);
+        (r.status == round_status::running ? log->progress : log->rounds)
+          .push_back(r);
+      }};
     });
   }
 
@@ -119,6 +127,16 @@ struct combiner_fixture : actor_fixture {
     self->send(session, heartbeat_atom::value);
     self->send(session, caf::open_atom::value, sink);
     sched.run();
+  }
+
+  /// Starts the combiner with seed model "m0" = [0], connects `clients`
+  /// and pushes `c`.
+  void run_round(const std::vector<std::string>& clients, round_config c) {
+    start();
+    seed("m0", {0});
+    for (auto& id : clients)
+      connect(id);
+    push(std::move(c));
   }
 
   void disconnect(const std::string& client_id) {

@@ -405,7 +405,8 @@ TEST_CASE_FIXTURE(combiner_fixture,
   auto r1 = state->get<round_record>("1");
   REQUIRE(r1);
   CHECK(r1->status == round_status::failed);
-  CHECK(r1->reason == "interrupted by restart");
+  CHECK(r1->reason
+        == "interrupted: the combiner restarted while the round ran");
   CHECK(state->get<job_record>("job-running")->status == job_status::failed);
   // The queued job runs once a client is there.
   connect("a");
@@ -692,4 +693,190 @@ TEST_CASE_FIXTURE(combiner_fixture,
   // Queue, staging, sessions and the round (linked to the queue) are gone:
   // nothing is left to outlive the actor system at process exit.
   CHECK(sys.registry().running() == base);
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: an answer the edge refused is rejected at once "
+                  "with its reason") {
+  run_round({"a", "b"}, training("1", "m0"));
+  auto tb = last_task("b");
+  auto why = std::string{"refused at the edge: malformed meta: "
+                         "training_metadata.num_examples must be a finite "
+                         "number > 0, got 0"};
+  self->send(combiner, task_refused{tb.correlation_id, "b", why});
+  sched.run();
+  CHECK(reports->rounds.empty());
+  auto& b = deref<caf::stateful_actor<client_session_state,
+                                      client_session_actor::base>>(
+              sessions.at("b"))
+              .state;
+  // b's session forgot the task: it may take the next one.
+  CHECK(b.outstanding() == 0);
+  CHECK(answer("a", {4}, 2).accepted);
+  // Nothing is outstanding: the round closed without its 60 s timeout.
+  REQUIRE(reports->rounds.size() == 1);
+  auto& r = reports->rounds[0];
+  CHECK(r.status == round_status::success);
+  CHECK(near(load(r.model_id), {4.0}));
+  CHECK(r.clients_silent.empty());
+  REQUIRE(r.clients_rejected.size() == 1);
+  CHECK(r.clients_rejected[0].client_id == "b");
+  CHECK(r.clients_rejected[0].reason == why);
+  // A second answer to the refused task is stale.
+  CHECK(!answer("b", tb, npz({1}), 1).accepted);
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: a refusal of a stranger never resolves another "
+                  "client's task") {
+  run_round({"a", "b"}, training("1", "m0"));
+  auto tb = last_task("b");
+  self->send(combiner,
+             task_refused{tb.correlation_id, "mallory", "refused at the edge"});
+  sched.run();
+  CHECK(answer("a", {4}, 2).accepted);
+  // b's task is still open: the round waits for it.
+  CHECK(reports->rounds.empty());
+  CHECK(answer("b", {8}, 2).accepted);
+  REQUIRE(reports->rounds.size() == 1);
+  CHECK(reports->rounds[0].status == round_status::success);
+  CHECK(reports->rounds[0].clients_rejected.empty());
+  CHECK(near(load(reports->rounds[0].model_id), {6.0}));
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: an answer on another model or of the wrong kind "
+                  "rejects its own task") {
+  seed("m-old", {0});
+  run_round({"a", "b"}, training("1", "m0"));
+  auto ta = last_task("a");
+  auto wrong = ta;
+  wrong.model_id = "m-old";
+  auto v = answer("a", wrong, npz({3}), 1);
+  CHECK(!v.accepted);
+  CHECK(v.reason == "client a trained from model m-old, round 1 uses m0");
+  // b answers with a validation: its training task is rejected too.
+  auto tb = last_task("b");
+  auto rh = self->request(combiner, caf::infinite,
+                          model_validation{"b", tb.correlation_id, "m0",
+                                           tb.session_id, "{}"});
+  sched.run();
+  rh.receive([&](update_verdict& x) { CHECK(!x.accepted); },
+             [&](caf::error& err) { FAIL_CHECK(render(err)); });
+  // Both tasks resolved: the round failed at once, with both reasons.
+  REQUIRE(reports->rounds.size() == 1);
+  auto& r = reports->rounds[0];
+  CHECK(r.status == round_status::failed);
+  REQUIRE(r.clients_rejected.size() == 2);
+  CHECK(r.clients_rejected[0].client_id == "a");
+  CHECK(r.clients_rejected[1].client_id == "b");
+  CHECK(r.clients_rejected[1].reason
+        == "round 1 is a training round, it takes no validation");
+  CHECK(r.clients_silent.empty());
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: a validation round without an accepted validation "
+                  "fails and says why") {
+  auto cfg = training("val-1", "m0");
+  cfg.task = round_task::validation;
+  cfg.round_timeout = 30;
+  run_round({"v1", "v2"}, cfg);
+  auto t2 = last_task("v2");
+  self->send(combiner, task_refused{t2.correlation_id, "v2",
+                                    "refused at the edge: data: not JSON"});
+  sched.run();
+  CHECK(reports->rounds.empty());
+  advance_time(30s);
+  sched.run();
+  REQUIRE(reports->rounds.size() == 1);
+  auto& r = reports->rounds[0];
+  CHECK(r.status == round_status::failed);
+  CHECK(r.reason
+        == "no validation accepted: 2 validators asked, 1 silent, 1 rejected "
+           "(v2: refused at the edge: data: not JSON; round_timeout of 30 s "
+           "passed)");
+  CHECK(r.validations.empty());
+  CHECK(r.clients_silent == std::vector<std::string>{"v1"});
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round: the pusher gets the round's progress once its "
+                  "tasks are out, persisted, then its end") {
+  run_round({"a", "b"}, training("1", "m0"));
+  REQUIRE(reports->progress.size() == 1);
+  CHECK(reports->rounds.empty());
+  auto& p = reports->progress[0];
+  CHECK(p.status == round_status::running);
+  CHECK(p.round_id == "1");
+  auto selected = p.clients_selected;
+  std::sort(selected.begin(), selected.end());
+  CHECK(selected == std::vector<std::string>{"a", "b"});
+  CHECK(p.nr_expected_updates == 2);
+  // Persisted: a restart now knows who had tasks.
+  auto stored = state->get<round_record>("1");
+  REQUIRE(stored);
+  CHECK(stored->status == round_status::running);
+  CHECK(stored->clients_selected == p.clients_selected);
+  CHECK(answer("a", {1}, 1).accepted);
+  CHECK(answer("b", {3}, 1).accepted);
+  REQUIRE(reports->all.size() == 2);
+  CHECK(reports->all[0].status == round_status::running);
+  CHECK(reports->all[1].status == round_status::success);
+  CHECK(state->get<round_record>("1")->status == round_status::success);
+}
+
+TEST_CASE_FIXTURE(combiner_fixture,
+                  "round queue: a restart reports the interrupted round once, "
+                  "with the clients that had its tasks") {
+  seed("m0", {0});
+  // What a combiner that died mid-round left: its running job, the round's
+  // progress, and a queued job.
+  job_record running;
+  running.job_id = "job-running";
+  running.seq = 1;
+  running.config = training("7", "m0");
+  running.status = job_status::running;
+  round_record progress;
+  progress.round_id = "7";
+  progress.job_id = "job-running";
+  progress.session_id = "session-1";
+  progress.status = round_status::running;
+  progress.clients_selected = {"a", "b"};
+  progress.nr_expected_updates = 2;
+  progress.started_at = 1000;
+  job_record queued;
+  queued.job_id = "job-queued";
+  queued.seq = 2;
+  queued.config = training("8", "m0");
+  REQUIRE(!state->put(running));
+  REQUIRE(!state->put(progress));
+  REQUIRE(!state->put(queued));
+  auto closed = close_interrupted_jobs(*state, "comb-1");
+  REQUIRE(closed);
+  REQUIRE(closed->size() == 1);
+  auto& r = closed->front();
+  CHECK(r.round_id == "7");
+  CHECK(r.job_id == "job-running");
+  CHECK(r.status == round_status::failed);
+  CHECK(r.reason == "interrupted: combiner comb-1 restarted while the round "
+                    "ran");
+  CHECK(r.clients_selected == std::vector<std::string>{"a", "b"});
+  CHECK(r.nr_expected_updates == 2);
+  CHECK(r.started_at == 1000);
+  auto stored = state->get<round_record>("7");
+  REQUIRE(stored);
+  CHECK(stored->status == round_status::failed);
+  CHECK(stored->clients_selected == r.clients_selected);
+  CHECK(state->get<job_record>("job-running")->status == job_status::failed);
+  // Reported once: a second look finds nothing.
+  auto again = close_interrupted_jobs(*state, "comb-1");
+  REQUIRE(again);
+  CHECK(again->empty());
+  // The queued job resumes and runs.
+  start();
+  connect("a");
+  CHECK(answer("a", {1}, 1).accepted);
+  CHECK(state->get<round_record>("8")->status == round_status::success);
+  CHECK(state->get<round_record>("7")->reason == r.reason);
 }

@@ -437,11 +437,13 @@ def case_malformed_upload():
 
 def case_malformed_meta():
     """ModelUpdates with malformed meta get an error Response and never reach
-    the aggregator; a good one afterwards is aggregated."""
+    the aggregator; sent by a client that does not own the task they name,
+    they leave the task open, and its owner's good update is aggregated."""
     with TempDir("rondo-conf-") as d, Combiner(d) as comb:
         admin = FednClient(comb.address, "admin")
         admin.upload("seed", model(0.0, 0.0))
         (a,) = started_clients(comb.address, "client-a")
+        stranger = FednClient(comb.address, "client-x")
         try:
             rnd = RoundThread(comb.address, {
                 "round_id": "1", "session_id": SESSION, "model_id": "seed",
@@ -464,7 +466,7 @@ def case_malformed_meta():
                     "finite number > 0",
             }
             for meta, reason in bad.items():
-                r = a.send_model_update(task, "upd", meta)
+                r = stranger.send_model_update(task, "upd", meta)
                 check(r.startswith("error: malformed meta") and reason in r,
                       f"meta {meta!r} answered {r!r}")
             r = a.send_model_update(task, "upd", training_meta(10, task.data))
@@ -477,6 +479,152 @@ def case_malformed_meta():
             check(near(avg["0"], 7.0), f"aggregate {avg['0'][:3]}")
         finally:
             a.close()
+            stranger.close()
+            admin.close()
+
+
+def case_refused_update():
+    """An update the combiner's edge refuses (num_examples 0) resolves its
+    task at once: the client is listed as rejected with the reason, and the
+    round ends as soon as the other client answered, long before its
+    round_timeout."""
+    with TempDir("rondo-conf-") as d, Combiner(d) as comb:
+        admin = FednClient(comb.address, "admin")
+        admin.upload("seed", model(0.0, 0.0))
+        a, b = started_clients(comb.address, "client-a", "client-b")
+        try:
+            t0 = time.monotonic()
+            rnd = RoundThread(comb.address, {
+                "round_id": "1", "session_id": SESSION, "model_id": "seed",
+                "round_timeout": 300, "clients_required": 1,
+                "validate": "false"})
+            task_a = a.next_task(60)
+            task_b = b.next_task(60)
+            check_task(task_a, "client-a", "seed", fedn.MODEL_UPDATE, "1")
+            check_task(task_b, "client-b", "seed", fedn.MODEL_UPDATE, "1")
+            check(a.upload("upd-a", model(9.0, 9.0)).status == fedn.OK,
+                  "a's upload")
+            zero = json.dumps({"training_metadata": {"num_examples": 0},
+                               "config": task_a.data})
+            r = a.send_model_update(task_a, "upd-a", zero)
+            check(r.startswith("error: malformed meta") and "> 0" in r,
+                  f"num_examples 0 answered {r!r}")
+            check(b.upload("upd-b", model(2.0, 2.0)).status == fedn.OK,
+                  "b's upload")
+            r = b.send_model_update(task_b, "upd-b",
+                                    training_meta(10, task_b.data))
+            check(r == "accepted", f"b's update answered {r!r}")
+            rec = rnd.result(60)
+            took = time.monotonic() - t0
+            check(took < 60, f"the round took {took:.1f} s: it waited for "
+                             f"the refused task")
+            check(rec["status"] == "success", f"round {rec}")
+            check(rec["nr_aggregated_models"] == "1", f"round {rec}")
+            check(rec["clients_silent"] == [], f"round {rec}")
+            rejected = rec["clients_rejected"]
+            check(len(rejected) == 1 and rejected[0]["client_id"]
+                  == "client-a", f"rejected {rejected}")
+            check("num_examples" in rejected[0]["reason"]
+                  and "refused at the edge" in rejected[0]["reason"],
+                  f"reason {rejected[0]['reason']!r}")
+            avg = read_npz(admin.download(rec["model_id"]))
+            check(near(avg["0"], 2.0), f"aggregate {avg['0'][:3]}")
+        finally:
+            a.close()
+            b.close()
+            admin.close()
+
+
+def case_fedn024_validation():
+    """Validations shaped like FEDn 0.24's client sends them (sender.name
+    only; the client id in the gRPC `client` metadata) are accepted and
+    recorded under the client's id."""
+    with TempDir("rondo-conf-") as d, Combiner(d) as comb:
+        admin = FednClient(comb.address, "admin")
+        admin.upload("seed", model(0.0, 0.0))
+        uid = "5b0e7d2c-9a41-4c56-8f0e-1d2a3b4c5d6e"
+        v = FednClient(comb.address, "cli24-1", client_id=uid)
+        v.start()
+        try:
+            wait_until(lambda: v.heartbeats, 10, "a heartbeat reply")
+            rnd = RoundThread(comb.address, {
+                "round_id": "v1", "session_id": SESSION, "model_id": "seed",
+                "task": "validation", "round_timeout": 120,
+                "clients_required": 1})
+            task = v.next_task(60)
+            check(task is not None and task.type == fedn.MODEL_VALIDATION,
+                  f"validation task {task}")
+            msg = fedn.ModelValidation(
+                sender=fedn.Client(name="cli24-1", role=fedn.CLIENT),
+                receiver=task.sender, model_id=task.model_id,
+                data=json.dumps({"test_accuracy": 0.75}),
+                correlation_id=task.correlation_id,
+                session_id=task.session_id)
+            msg.timestamp.GetCurrentTime()
+            r = v.combiner.SendModelValidation(
+                msg, metadata=[("client", uid)], timeout=60).response
+            check(r == "accepted", f"the validation answered {r!r}")
+            rec = rnd.result(60)
+            check(rec["status"] == "success", f"round {rec}")
+            check(rec["clients_accepted"] == [uid], f"round {rec}")
+            vals = rec["validations"]
+            check(len(vals) == 1 and vals[0]["client_id"] == uid
+                  and vals[0]["metrics"] == {"test_accuracy": 0.75},
+                  f"validations {vals}")
+        finally:
+            v.close()
+            admin.close()
+
+
+def case_restart_mid_round():
+    """A combiner killed (SIGKILL) while its round runs records that round,
+    when it starts again, as failed ("interrupted: ...") with the clients
+    that had its tasks, and its next round succeeds."""
+    with TempDir("rondo-conf-") as d, Combiner(d) as comb:
+        admin = FednClient(comb.address, "admin")
+        admin.upload("seed", model(0.0, 0.0))
+        admin.close()
+        a, b = started_clients(comb.address, "client-a", "client-b")
+        rnd = RoundThread(comb.address, {
+            "round_id": "1", "session_id": SESSION, "model_id": "seed",
+            "round_timeout": 300, "clients_required": 2,
+            "validate": "false"}, timeout=30)
+        check(a.next_task(60) is not None, "a got no task")
+        check(b.next_task(60) is not None, "b got no task")
+        comb.proc.kill()
+        comb.proc.wait(timeout=10)
+        a.close()
+        b.close()
+        try:
+            rnd.result(30)
+        except Exception:
+            pass  # the call broke with the process
+        os.remove(comb.port_file)  # the killed process left its port file
+        comb.start()
+        wait_until(lambda: "interrupted: combiner combiner-conf restarted"
+                   in comb.log(200), 10, "the interrupted round in the log")
+        line = [x for x in comb.log(200).splitlines()
+                if "interrupted: combiner" in x][-1]
+        check("round 1 " in line and "2 client(s) had its tasks" in line,
+              f"log line {line!r}")
+        admin = FednClient(comb.address, "admin")
+        (c,) = started_clients(comb.address, "client-c")
+        try:
+            rnd = RoundThread(comb.address, {
+                "round_id": "2", "session_id": SESSION, "model_id": "seed",
+                "round_timeout": 60, "clients_required": 1,
+                "validate": "false"})
+            task = c.next_task(60)
+            check_task(task, "client-c", "seed", fedn.MODEL_UPDATE, "2")
+            check(c.upload("upd-c", model(3.0, 3.0)).status == fedn.OK,
+                  "c's upload")
+            r = c.send_model_update(task, "upd-c",
+                                    training_meta(5, task.data))
+            check(r == "accepted", f"c's update answered {r!r}")
+            rec = rnd.result(60)
+            check(rec["status"] == "success", f"round {rec}")
+        finally:
+            c.close()
             admin.close()
 
 
@@ -633,6 +781,9 @@ CASES = {
     "upload_wire_forms": case_upload_wire_forms,
     "malformed_upload": case_malformed_upload,
     "malformed_meta": case_malformed_meta,
+    "refused_update": case_refused_update,
+    "fedn024_validation": case_fedn024_validation,
+    "restart_mid_round": case_restart_mid_round,
     "disconnect_mid_round": case_disconnect_mid_round,
     "streamed_updates": case_streamed_updates,
 }

@@ -333,6 +333,28 @@ struct edge_fixture {
     return response.response();
   }
 
+  /// Sends a ModelValidation of `data` for `task` from `sender`, with
+  /// `client` metadata `metadata_client` (none when empty).
+  std::string send_validation(const fedn::Client& sender,
+                              const fedn::TaskRequest& task,
+                              const std::string& data,
+                              const std::string& metadata_client = {}) {
+    grpc::ClientContext ctx;
+    set_deadline(ctx, 30s);
+    if (!metadata_client.empty())
+      ctx.AddMetadata("client", metadata_client);
+    fedn::ModelValidation mv;
+    *mv.mutable_sender() = sender;
+    mv.set_model_id(task.model_id());
+    mv.set_correlation_id(task.correlation_id());
+    mv.set_session_id(task.session_id());
+    mv.set_data(data);
+    fedn::Response resp;
+    auto st = combiner_stub->SendModelValidation(&ctx, mv, &resp);
+    REQUIRE_MESSAGE(st.ok(), st.error_message());
+    return resp.response();
+  }
+
   static std::string fedn_meta(double num_examples) {
     nlohmann::json meta = {
       {"training_metadata",
@@ -520,25 +542,22 @@ TEST_CASE("edge: keep_rejected_updates keeps a rejected update's model") {
 }
 
 TEST_CASE("edge: malformed meta and foreign updates never reach the "
-          "aggregator") {
+          "aggregator, and a refused answer resolves its task at once") {
   edge_fixture f;
   REQUIRE(f.upload("m0", npz(4, 0.0)).ok());
   task_listener a{*f.combiner_stub, "a"};
+  task_listener b{*f.combiner_stub, "b"};
   auto started = f.start_round({{"round_id", "1"},
                                 {"session_id", "s1"},
                                 {"model_id", "m0"},
-                                {"round_timeout", "60"},
+                                {"round_timeout", "300"},
                                 {"clients_required", "1"}});
   auto task = f.expect_training_task(a, "a", "m0");
+  auto task_b = f.expect_training_task(b, "b", "m0");
   REQUIRE(f.upload("bad", npz(4, 1000.0)).ok());
-  auto malformed = f.send_update("a", task, "bad", "{not json");
-  CHECK(malformed.rfind("error: malformed meta: not JSON", 0) == 0);
-  auto zero = f.send_update("a", task, "bad",
-                            R"({"training_metadata": {"num_examples": 0}})");
-  CHECK(zero.rfind("error: malformed meta: ", 0) == 0);
-  CHECK(zero.find("num_examples") != std::string::npos);
-  auto missing = f.send_update("a", task, "never-uploaded", f.fedn_meta(5));
-  CHECK(missing == "error: model update never-uploaded was not uploaded");
+  // Another client's refused answer naming a's task leaves the task alone.
+  auto stranger = f.send_update("intruder", task, "bad", "{not json");
+  CHECK(stranger.rfind("error: malformed meta: not JSON", 0) == 0);
   // A client that was not assigned the task.
   auto foreign = f.send_update("intruder", task, "bad", f.fedn_meta(5));
   CHECK(foreign.rfind("rejected: ", 0) == 0);
@@ -548,19 +567,75 @@ TEST_CASE("edge: malformed meta and foreign updates never reach the "
   auto unknown = f.send_update("a", task, "bad", f.fedn_meta(5), "no-such");
   CHECK(unknown.rfind("rejected: ", 0) == 0);
   CHECK(unknown.find("not a task of round 1") != std::string::npos);
-  // The round is unaffected: a's real answer is the only one aggregated.
+  // a's own refused answer rejects a's task with the reason.
+  auto zero = f.send_update("a", task, "bad",
+                            R"({"training_metadata": {"num_examples": 0}})");
+  CHECK(zero.rfind("error: malformed meta: ", 0) == 0);
+  CHECK(zero.find("num_examples") != std::string::npos);
+  auto malformed = f.send_update("a", task, "bad", "{not json");
+  CHECK(malformed.rfind("error: malformed meta: not JSON", 0) == 0);
+  auto missing = f.send_update("a", task, "never-uploaded", f.fedn_meta(5));
+  CHECK(missing == "error: model update never-uploaded was not uploaded");
+  // b's answer is the only one aggregated, and the round ends with it, not
+  // at its 300 s round_timeout.
   REQUIRE(f.upload("good", npz(4, 2.0)).ok());
-  CHECK(f.send_update("a", task, "good", f.fedn_meta(10)) == "accepted");
-  REQUIRE(started.wait_for(60s) == std::future_status::ready);
+  CHECK(f.send_update("b", task_b, "good", f.fedn_meta(10)) == "accepted");
+  REQUIRE(started.wait_for(30s) == std::future_status::ready);
   auto [status, response] = started.get();
   REQUIRE_MESSAGE(status.ok(), status.error_message());
   auto p = f.parameters(response);
   CHECK(p["status"] == "success");
   CHECK(p["nr_aggregated_models"] == "1");
-  CHECK(p["clients_rejected"] == "[]");
+  CHECK(p["clients_silent"] == "[]");
+  auto rejected = nlohmann::json::parse(p["clients_rejected"]);
+  REQUIRE(rejected.size() == 1);
+  CHECK(rejected[0]["client_id"] == "a");
+  CHECK(rejected[0]["reason"].get<std::string>().rfind(
+          "refused at the edge: malformed meta: training_metadata."
+          "num_examples must be a finite number > 0, got 0",
+          0)
+        == 0);
   auto result = f.download(p["model_id"]);
   REQUIRE(result.status.ok());
   CHECK(all_near(values_of(result.bytes), 4, 2.0));
+}
+
+TEST_CASE("edge: validations shaped like FEDn 0.24's (sender.name only, the "
+          "id in the client metadata) are accepted and stored") {
+  edge_fixture f;
+  REQUIRE(f.upload("m0", npz(4, 1.0)).ok());
+  const std::string uid = "0d6f6c0e-5d0b-4b8e-9a51-3c1f2a4b6e7d";
+  task_listener v{*f.combiner_stub, uid};
+  auto val = f.start_round({{"round_id", "v1"},
+                            {"session_id", "s1"},
+                            {"model_id", "m0"},
+                            {"task", "validation"},
+                            {"round_timeout", "120"},
+                            {"clients_required", "1"}});
+  auto vt = v.next(60s);
+  REQUIRE(vt);
+  CHECK(vt->type() == fedn::MODEL_VALIDATION);
+  // FEDn 0.24: the sender names itself only by name.
+  fedn::Client sender;
+  sender.set_name("cli24-1");
+  sender.set_role(fedn::CLIENT);
+  CHECK(f.send_validation(sender, *vt, R"({"test_accuracy": 0.75})", uid)
+        == "accepted");
+  REQUIRE(val.wait_for(60s) == std::future_status::ready);
+  auto [st, vresp] = val.get();
+  REQUIRE_MESSAGE(st.ok(), st.error_message());
+  auto p = f.parameters(vresp);
+  CHECK(p["status"] == "success");
+  CHECK(nlohmann::json::parse(p["clients_accepted"])
+        == nlohmann::json({uid}));
+  auto stored = f.state->list<validation_record>();
+  REQUIRE(stored);
+  REQUIRE(stored->size() == 1);
+  CHECK(stored->front().client_id == uid);
+  CHECK(stored->front().client_name == "cli24-1");
+  CHECK(stored->front().round_id == "v1");
+  CHECK(stored->front().correlation_id == vt->correlation_id());
+  CHECK(stored->front().metrics_json == R"({"test_accuracy": 0.75})");
 }
 
 TEST_CASE("edge: a task stream that ends mid-round cancels the client's "
@@ -874,19 +949,8 @@ TEST_CASE("edge: a validator-only client never gets training tasks") {
   auto vt = v.next(60s);
   REQUIRE(vt);
   CHECK(vt->type() == fedn::MODEL_VALIDATION);
-  {
-    grpc::ClientContext ctx;
-    set_deadline(ctx, 30s);
-    fedn::ModelValidation mv;
-    *mv.mutable_sender() = client("v");
-    mv.set_model_id("m0");
-    mv.set_correlation_id(vt->correlation_id());
-    mv.set_session_id(vt->session_id());
-    mv.set_data(R"({"test_accuracy": 0.5})");
-    fedn::Response resp;
-    REQUIRE(f.combiner_stub->SendModelValidation(&ctx, mv, &resp).ok());
-    CHECK(resp.response() == "accepted");
-  }
+  CHECK(f.send_validation(client("v"), *vt, R"({"test_accuracy": 0.5})")
+        == "accepted");
   REQUIRE(val.wait_for(60s) == std::future_status::ready);
   auto [vst, vresp] = val.get();
   REQUIRE_MESSAGE(vst.ok(), vst.error_message());
