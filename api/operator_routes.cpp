@@ -1,9 +1,13 @@
 // Rondo's own routes for its operator commands, beside FEDn's REST v1:
 //
 // GET /api/v1/sessions/{id}/wait?after_rounds=N&timeout=S (admin): a
-// bounded long poll. Answers 200 with {"session", "rounds", "validations"}
-// (each as FEDn's GET routes render it, api/json_views.hpp) once more than
-// N rounds of the session ended or the session ended; 204 No Content when
+// bounded long poll. Answers 200 with {"session", "rounds", "validations",
+// "first_round"} (each record as FEDn's GET routes render it,
+// api/json_views.hpp) once more than N rounds of the session ended or the
+// session is not running. "rounds" holds the session's rounds from
+// position "first_round" on (the controller's session_report: N, or 0 for
+// a whole report), in the order they started, the round in progress last;
+// "validations" those rounds' validations. 204 No Content when
 // neither happened within S seconds (1..300, default 60; ask again). 404
 // names an unknown session, 400 a bad parameter. `rondo session start
 // --follow` prints each round from these answers instead of polling.
@@ -53,7 +57,8 @@ nlohmann::json wait_answer(const session_report& report) {
   }
   return {{"session", to_fedn_json(report.session)},
           {"rounds", std::move(rounds)},
-          {"validations", std::move(validations)}};
+          {"validations", std::move(validations)},
+          {"first_round", report.first_round}};
 }
 
 reply wait_for_rounds(const controller_context& ctx, const request& req) {

@@ -27,6 +27,8 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
+#include <set>
 #include <sstream>
 
 namespace rondo::apps {
@@ -410,7 +412,7 @@ validation_record validation_from_json(const json& j) {
 
 /// A round as GET /api/v1/rounds/ answers it: FEDn's fields plus Rondo's
 /// top-level outcome (session_id, reason, model_id, base_model_id,
-/// started_at, ended_at, clients_*, num_examples).
+/// started_at, ended_at, clients_*, num_examples, validation_failure).
 round_record round_from_json(const json& j) {
   round_record r;
   r.round_id = text_of(j, "round_id");
@@ -422,6 +424,7 @@ round_record round_from_json(const json& j) {
   r.started_at = number_of(j, "started_at");
   r.ended_at = number_of(j, "ended_at");
   r.num_examples = number_of(j, "num_examples");
+  r.validation_failure = text_of(j, "validation_failure");
   r.clients_selected = strings_of(j, "clients_selected");
   r.clients_accepted = strings_of(j, "clients_accepted");
   r.clients_silent = strings_of(j, "clients_silent");
@@ -458,37 +461,49 @@ round_record round_from_json(const json& j) {
   return r;
 }
 
+/// Gives each validation of `validations` (the API's list) to the round of
+/// `rounds` whose id or whose new model it names (a validation round
+/// validates its training round's model); others are dropped.
+void attach_validations(std::vector<round_record>& rounds,
+                        const json& validations) {
+  if (!validations.is_array())
+    return;
+  for (auto& x : validations) {
+    if (!x.is_object())
+      continue;
+    auto v = validation_from_json(x);
+    auto owner = std::find_if(rounds.begin(), rounds.end(), [&](auto& r) {
+      return r.round_id == v.round_id
+             || (!v.model_id.empty() && r.model_id == v.model_id);
+    });
+    if (owner != rounds.end())
+      owner->validations.push_back(std::move(v));
+  }
+}
+
+/// The rounds of an API list, in its order.
+std::vector<round_record> rounds_from_json(const json& rounds) {
+  std::vector<round_record> out;
+  if (rounds.is_array())
+    for (auto& r : rounds)
+      if (r.is_object())
+        out.push_back(round_from_json(r));
+  return out;
+}
+
 /// A session_report from the API's session, its rounds and its
-/// validations (each validation goes to the round whose id or whose new
-/// model it names: a validation round validates its training round's
-/// model). Rounds in the order they started.
+/// validations. Rounds in the order they started.
 session_report report_from_json(const json& session, const json& rounds,
                                 const json& validations) {
   session_report report;
   report.session = session_from_json(session);
-  if (rounds.is_array())
-    for (auto& r : rounds)
-      if (r.is_object())
-        report.rounds.push_back(round_from_json(r));
+  report.rounds = rounds_from_json(rounds);
   std::stable_sort(report.rounds.begin(), report.rounds.end(),
                    [](auto& x, auto& y) { return x.started_at < y.started_at; });
   if (report.session.round_ids.empty())
     for (auto& r : report.rounds)
       report.session.round_ids.push_back(r.round_id);
-  if (validations.is_array())
-    for (auto& x : validations) {
-      if (!x.is_object())
-        continue;
-      auto v = validation_from_json(x);
-      auto owner = std::find_if(report.rounds.begin(), report.rounds.end(),
-                                [&](auto& r) {
-                                  return r.round_id == v.round_id
-                                         || (!v.model_id.empty()
-                                             && r.model_id == v.model_id);
-                                });
-      if (owner != report.rounds.end())
-        owner->validations.push_back(std::move(v));
-    }
+  attach_validations(report.rounds, validations);
   return report;
 }
 
@@ -570,12 +585,10 @@ json session_body(const session_config& cfg) {
   return body;
 }
 
-/// Prints the rounds of `report` from index `from` on; @returns the new
-/// count of printed rounds.
-size_t print_rounds(const session_report& report, size_t from) {
-  for (auto i = from; i < report.rounds.size(); ++i)
-    std::cout << summary_line(summarize(report.rounds[i])) << std::endl;
-  return report.rounds.size();
+/// Prints every round of `report`.
+void print_rounds(const session_report& report) {
+  for (auto& r : report.rounds)
+    std::cout << summary_line(summarize(r)) << std::endl;
 }
 
 caf::error write_outputs(const session_args& a,
@@ -586,16 +599,170 @@ caf::error write_outputs(const session_args& a,
   return caf::none;
 }
 
+bool has_ended(const round_record& r) {
+  return r.status == round_status::success
+         || r.status == round_status::failed;
+}
+
+/// What `session start --follow` keeps of a session while it follows it:
+/// which rounds (by position among the session's rounds, the order they
+/// started in) it printed, the ids of those it saw running, counts for
+/// the exit status and the metrics.csv it appends to. No round records:
+/// its memory does not grow with the session's length.
+class follower {
+public:
+  /// Creates `csv_path` (when not empty) with metrics.csv's header; each
+  /// printed round appends its line. ec::storage_error when it cannot be
+  /// written.
+  caf::error open_csv(const std::string& csv_path) {
+    if (csv_path.empty())
+      return caf::none;
+    csv_path_ = csv_path;
+    csv_.open(csv_path, std::ios::trunc);
+    csv_ << metrics_csv_header();
+    csv_.flush();
+    if (!csv_)
+      return caf::make_error(ec::storage_error,
+                             "--metrics-csv: cannot write " + csv_path);
+    return caf::none;
+  }
+
+  /// The wait's after_rounds: how many of the session's rounds were
+  /// printed (ended).
+  uint64_t printed() const {
+    return low_ + above_.size();
+  }
+
+  /// Takes one answer of the wait route: prints each round that ended and
+  /// was not printed yet; remembers the rounds still running. @returns
+  /// whether it printed anything.
+  caf::expected<bool> take(const json& answer) {
+    uint64_t first = 0;
+    if (auto f = answer.find("first_round");
+        f != answer.end() && f->is_number_unsigned())
+      first = f->get<uint64_t>();
+    auto rounds = rounds_from_json(answer.value("rounds", json::array()));
+    attach_validations(rounds, answer.value("validations", json::array()));
+    bool progress = false;
+    for (size_t i = 0; i < rounds.size(); ++i) {
+      auto at = first + i;
+      if (was_printed(at))
+        continue;
+      if (!has_ended(rounds[i])) {
+        running_[at] = rounds[i].round_id;
+        continue;
+      }
+      if (auto err = print(at, rounds[i]))
+        return err;
+      progress = true;
+    }
+    return progress;
+  }
+
+  /// Once the session ended: prints each round seen running but not seen
+  /// ending (an answer may be built while a round closes) as the
+  /// controller stored it (GET /api/v1/rounds/{id}).
+  caf::error settle(api_client& client) {
+    auto left = running_;
+    for (auto& [at, id] : left) {
+      auto stored = client.get(with_id("/api/v1/rounds/", id));
+      if (!stored)
+        return stored.error();
+      auto r = round_from_json(*stored);
+      auto validations = list_all(client, with_id("/api/v1/validations/"
+                                                  "?round_id=",
+                                                  id));
+      if (!validations)
+        return validations.error();
+      std::vector<round_record> one{std::move(r)};
+      attach_validations(one, *validations);
+      if (!has_ended(one[0]))
+        std::cerr << "warning: round " << id << " is stored "
+                  << to_string(one[0].status)
+                  << " although its session ended" << std::endl;
+      if (auto err = print(at, one[0]))
+        return err;
+    }
+    return caf::none;
+  }
+
+  /// The exit status once the session `id` ended with `status`: an error
+  /// unless it finished with every printed round successful and
+  /// validated as asked.
+  caf::error verdict(const std::string& id, session_status status) const {
+    if (status != session_status::finished)
+      return caf::make_error(ec::invalid_state,
+                             "session " + id + " ended " + to_string(status)
+                               + ", not finished");
+    auto all = std::to_string(printed());
+    if (failed_ > 0)
+      return caf::make_error(ec::aggregation_failed,
+                             std::to_string(failed_) + " of " + all
+                               + " rounds of session " + id + " failed");
+    if (unvalidated_ > 0)
+      return caf::make_error(ec::aggregation_failed,
+                             std::to_string(unvalidated_) + " of " + all
+                               + " rounds of session " + id
+                               + " have no validation (first: round "
+                               + first_unvalidated_ + ")");
+    return caf::none;
+  }
+
+private:
+  bool was_printed(uint64_t at) const {
+    return at < low_ || above_.count(at) > 0;
+  }
+
+  caf::error print(uint64_t at, const round_record& r) {
+    auto s = summarize(r);
+    std::cout << summary_line(s) << std::endl;
+    if (r.status != round_status::success)
+      ++failed_;
+    if (!r.validation_failure.empty() && unvalidated_++ == 0)
+      first_unvalidated_ = r.round_id + ": " + r.validation_failure;
+    running_.erase(at);
+    above_.insert(at);
+    while (!above_.empty() && *above_.begin() == low_) {
+      above_.erase(above_.begin());
+      ++low_;
+    }
+    if (!csv_path_.empty()) {
+      csv_ << metrics_csv_line(s);
+      csv_.flush();
+      if (!csv_)
+        return caf::make_error(ec::storage_error,
+                               "--metrics-csv: cannot write " + csv_path_);
+    }
+    return caf::none;
+  }
+
+  /// Every position below low_ was printed, and those in above_.
+  uint64_t low_ = 0;
+  std::set<uint64_t> above_;
+  /// Rounds seen running and not printed yet, by position.
+  std::map<uint64_t, std::string> running_;
+  uint64_t failed_ = 0;
+  uint64_t unvalidated_ = 0;
+  std::string first_unvalidated_;
+  std::string csv_path_;
+  std::ofstream csv_;
+};
+
+/// Answers in a row, while the session runs, that bring no newly ended
+/// round before `follow` gives up (the controller answers a wait only
+/// once a round ended beyond after_rounds; this bounds a disagreement).
+constexpr int max_idle_answers = 20;
+
 /// Follows a session round by round until it ends, each step a long poll
 /// that the controller answers once a round ends (or with 204 after
-/// max_wait_seconds, when the poll is repeated).
-caf::error follow(api_client& client, const session_args& a,
-                  const std::string& id) {
+/// max_wait_seconds, when the poll is repeated). Prints each round's final
+/// state once, in the order the rounds end, then the session's end.
+caf::error follow(api_client& client, follower& f, const std::string& id) {
   std::cout << summary_header() << std::endl;
-  size_t printed = 0;
+  int idle = 0;
   for (;;) {
     auto path = with_id("/api/v1/sessions/", id,
-                        "/wait?after_rounds=" + std::to_string(printed)
+                        "/wait?after_rounds=" + std::to_string(f.printed())
                           + "&timeout="
                           + std::to_string(max_wait_seconds));
     auto got = client.long_poll(path, max_wait_seconds);
@@ -605,48 +772,36 @@ caf::error follow(api_client& client, const session_args& a,
     if (!*got)
       continue; // no round ended within the wait: ask again
     auto& answer = **got;
-    auto report = report_from_json(answer["session"], answer["rounds"],
-                                   answer["validations"]);
-    // Only complete rounds are printed: those that ended.
-    size_t ended = 0;
-    while (ended < report.rounds.size()
-           && (report.rounds[ended].status == round_status::success
-               || report.rounds[ended].status == round_status::failed))
-      ++ended;
-    for (; printed < ended; ++printed)
-      std::cout << summary_line(summarize(report.rounds[printed]))
-                << std::endl;
+    if (!answer.is_object())
+      return caf::make_error(ec::invalid_state,
+                             "the controller answered " + path
+                               + " with JSON that is not an object");
+    auto progress = f.take(answer);
+    if (!progress)
+      return progress.error();
+    auto session = session_from_json(answer.value("session", json::object()));
     // The controller answers at once for a session it is not running: one
     // that never started would be asked again and again.
-    if (report.session.status == session_status::pending)
+    if (session.status == session_status::pending)
       return caf::make_error(ec::invalid_state,
                              "session " + id + " has not started");
-    if (is_terminal(report.session.status)) {
-      printed = print_rounds(report, printed);
-      std::cout << "session " << id << " "
-                << to_string(report.session.status)
-                << (report.session.reason.empty()
-                      ? ""
-                      : ": " + report.session.reason)
-                << std::endl;
-      if (auto err = write_outputs(a, report))
+    if (is_terminal(session.status)) {
+      if (auto err = f.settle(client))
         return err;
-      if (report.session.status != session_status::finished)
-        return caf::make_error(ec::invalid_state,
-                               "session " + id + " ended "
-                                 + to_string(report.session.status)
-                                 + ", not finished");
-      auto failed = std::count_if(report.rounds.begin(),
-                                  report.rounds.end(), [](auto& r) {
-                                    return r.status != round_status::success;
-                                  });
-      if (failed > 0)
-        return caf::make_error(ec::aggregation_failed,
-                               std::to_string(failed) + " of "
-                                 + std::to_string(report.rounds.size())
-                                 + " rounds of session " + id + " failed");
-      return caf::none;
+      std::cout << "session " << id << " " << to_string(session.status)
+                << (session.reason.empty() ? "" : ": " + session.reason)
+                << std::endl;
+      return f.verdict(id, session.status);
     }
+    idle = *progress ? 0 : idle + 1;
+    if (idle >= max_idle_answers)
+      return caf::make_error(ec::invalid_state,
+                             "the controller answered "
+                               + std::to_string(idle)
+                               + " waits on session " + id + " without a "
+                               "newly ended round after "
+                               + std::to_string(f.printed())
+                               + "; see `rondo session status " + id + "`");
   }
 }
 
@@ -692,18 +847,23 @@ void add_session_commands(CLI::App& app, int& exit_code) {
       std::string{"Session config key "} + key);
   }
   start->add_flag("--follow", a->follow,
-                  "Print each round as it ends and wait for the session to "
-                  "end; exit 1 unless it finished with every round "
-                  "successful (the session goes on if this command is "
-                  "stopped)");
+                  "Print each round once, as it ends, and wait for the "
+                  "session to end; exit 1 unless it finished with every "
+                  "round successful and validated as asked (the session "
+                  "goes on if this command is stopped)");
   start->add_option("--metrics-csv", a->metrics_csv,
-                    "With --follow: write per-round metrics.csv to FILE");
+                    "With --follow: write per-round metrics.csv to FILE, a "
+                    "line as each round ends");
   start->callback([a, &exit_code] {
     with_controller(a->common, exit_code, [&](api_client& client)
                                              -> caf::error {
       auto cfg = build_config(*a);
       if (!cfg)
         return cfg.error();
+      follower f;
+      if (a->follow)
+        if (auto err = f.open_csv(a->metrics_csv))
+          return err;
       auto created = client.post("/api/v1/sessions/", session_body(*cfg));
       if (!created)
         return created.error();
@@ -724,7 +884,7 @@ void add_session_commands(CLI::App& app, int& exit_code) {
                 << ", aggregator " << cfg->aggregator << std::endl;
       if (!a->follow)
         return caf::none;
-      return follow(client, *a, id);
+      return follow(client, f, id);
     });
   });
 
@@ -788,7 +948,7 @@ void add_session_commands(CLI::App& app, int& exit_code) {
         std::cout << "session " << r.session_id << " " << to_string(r.status)
                   << (r.reason.empty() ? "" : ": " + r.reason) << "\n"
                   << summary_header() << "\n";
-        print_rounds(*report, 0);
+        print_rounds(*report);
       }
       return write_outputs(*s, *report);
     });

@@ -41,6 +41,7 @@ round_summary summarize(const round_record& r) {
   if (r.ended_at > 0 && r.started_at > 0)
     s.seconds = r.ended_at - r.started_at;
   s.model_id = r.model_id;
+  s.validation_failure = r.validation_failure;
   std::map<std::string, size_t> counts;
   for (auto& v : r.validations) {
     auto m = nlohmann::json::parse(v.metrics_json, nullptr, false);
@@ -111,20 +112,27 @@ std::string to_json(const session_report& report) {
   return j.dump(2);
 }
 
-std::string to_metrics_csv(const session_report& report) {
-  std::ostringstream out;
-  out << "round,status,clients_asked,updates_accepted,seconds,val_accuracy,"
+std::string metrics_csv_header() {
+  return "round,status,clients_asked,updates_accepted,seconds,val_accuracy,"
          "val_loss\n";
-  for (auto& r : report.rounds) {
-    auto s = summarize(r);
-    char secs[32];
-    std::snprintf(secs, sizeof(secs), "%.2f", s.seconds);
-    out << s.round_id << ',' << s.status << ',' << s.clients_asked << ','
-        << s.updates_accepted << ',' << secs << ','
-        << metric_text(s.metrics, "test_accuracy", "%.4f") << ','
-        << metric_text(s.metrics, "test_loss", "%.4f") << '\n';
-  }
+}
+
+std::string metrics_csv_line(const round_summary& s) {
+  char secs[32];
+  std::snprintf(secs, sizeof(secs), "%.2f", s.seconds);
+  std::ostringstream out;
+  out << s.round_id << ',' << s.status << ',' << s.clients_asked << ','
+      << s.updates_accepted << ',' << secs << ','
+      << metric_text(s.metrics, "test_accuracy", "%.4f") << ','
+      << metric_text(s.metrics, "test_loss", "%.4f") << '\n';
   return out.str();
+}
+
+std::string to_metrics_csv(const session_report& report) {
+  auto out = metrics_csv_header();
+  for (auto& r : report.rounds)
+    out += metrics_csv_line(summarize(r));
+  return out;
 }
 
 std::string summary_header() {
@@ -148,6 +156,8 @@ std::string summary_line(const round_summary& s) {
   std::string line = buf;
   if (!s.reason.empty())
     line += "  (" + s.reason + ")";
+  if (!s.validation_failure.empty())
+    line += "  (no validation: " + s.validation_failure + ")";
   return line;
 }
 

@@ -33,6 +33,9 @@ struct round_summary {
   /// round's model (e.g. "test_accuracy"); empty when none validated.
   std::map<std::string, double> metrics;
   size_t validators = 0;
+  /// Why the round's model has no validation although the session asked
+  /// for them (round_record::validation_failure); empty otherwise.
+  std::string validation_failure;
 };
 
 /// Summarises one controller round record.
@@ -51,8 +54,15 @@ std::string to_json(const session_report& report);
 /// empty when the round has no such metric.
 std::string to_metrics_csv(const session_report& report);
 
+/// metrics.csv's header line and one round's line (each ending in "\n"),
+/// for writers that append round by round (`session start --follow`).
+std::string metrics_csv_header();
+std::string metrics_csv_line(const round_summary& s);
+
 /// One human-readable line per round (fixed-width columns) and a header
 /// line from `summary_header()`; metrics shown: test_accuracy, test_loss.
+/// A failed round's reason follows in parentheses, as does a missing
+/// validation ("no validation: <why>").
 std::string summary_header();
 std::string summary_line(const round_summary& s);
 

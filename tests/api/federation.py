@@ -60,10 +60,11 @@ class Federation(Cluster):
             self.wait_file("combiner", "combiner.metrics")
         return port
 
-    def start(self, clients=CLIENTS, via_api=False):
-        """Starts the controller, the combiner and `clients`; with via_api
-        the clients ask the controller's API for their combiner
-        (clients/add, a client token) instead of dialing it."""
+    def start(self, clients=CLIENTS, via_api=False, client_wait=60):
+        """Starts the controller (its --client-wait `client_wait` seconds),
+        the combiner and `clients`; with via_api the clients ask the
+        controller's API for their combiner (clients/add, a client token)
+        instead of dialing it."""
         w = self.work
         self.spawn("controller", [
             "controller", "--port", "0",
@@ -71,7 +72,8 @@ class Federation(Cluster):
             "--http-port", "0",
             "--http-port-file", os.path.join(w, "controller.http"),
             "--auth-secret-file", self.secret_file,
-            "--db", os.path.join(w, "ctrl-db"), "--client-wait", "60"])
+            "--db", os.path.join(w, "ctrl-db"), "--client-wait",
+            str(client_wait)])
         self.controller = "127.0.0.1:%d" % self.wait_file(
             "controller", "controller.port")
         self.api = "http://127.0.0.1:%d" % self.wait_file(
@@ -83,16 +85,21 @@ class Federation(Cluster):
             token_file = os.path.join(w, "client.token")
             with open(token_file, "w") as f:
                 f.write(self.token("client") + "\n")
-            where = ["--api-url", self.api, "--token-file", token_file]
+            self.client_where = ["--api-url", self.api, "--token-file",
+                                 token_file]
         else:
-            where = ["--host", "127.0.0.1", "--port", str(port)]
+            self.client_where = ["--host", "127.0.0.1", "--port", str(port)]
         for name, (delta, n) in clients.items():
-            env = dict(os.environ, RONDO_TEST_NAME=name,
-                       RONDO_TEST_DELTA=str(delta),
-                       RONDO_TEST_EXAMPLES=str(n), RONDO_TEST_MARKS=self.marks)
-            self.spawn(name, ["client"] + where + ["--name", name,
-                                                   "--package", PACKAGE],
-                       env=env)
+            self.start_client(name, delta, n)
+
+    def start_client(self, name, delta, n):
+        """Starts `rondo client` `name` running the package (adding
+        `delta`, reporting `n` examples), where start() put the others."""
+        env = dict(os.environ, RONDO_TEST_NAME=name,
+                   RONDO_TEST_DELTA=str(delta),
+                   RONDO_TEST_EXAMPLES=str(n), RONDO_TEST_MARKS=self.marks)
+        self.spawn(name, ["client"] + self.client_where
+                   + ["--name", name, "--package", PACKAGE], env=env)
 
     def cli(self, *args, timeout=120):
         """An operator command against the API with an admin token."""

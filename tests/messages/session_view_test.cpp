@@ -82,3 +82,36 @@ TEST_CASE("session view: the JSON report keeps per-client outcomes and "
   CHECK(r["metrics_mean"]["test_loss"].get<double>()
         == doctest::Approx(0.5));
 }
+
+TEST_CASE("session view: a round without the validations asked for says "
+          "why, in its line and its JSON") {
+  auto r = trained_round();
+  r.validations.clear();
+  r.validation_failure = "no validator answered within 30 s";
+  auto s = summarize(r);
+  CHECK(s.validators == 0);
+  auto line = summary_line(s);
+  CHECK(line.find("success") != std::string::npos);
+  CHECK(line.find("(no validation: no validator answered within 30 s)")
+        != std::string::npos);
+  session_report rep;
+  rep.rounds.push_back(r);
+  auto j = nlohmann::json::parse(to_json(rep));
+  CHECK(j["rounds"][0]["validation_failure"]
+        == "no validator answered within 30 s");
+  auto validated = trained_round();
+  CHECK(summary_line(summarize(validated)).find("no validation")
+        == std::string::npos);
+}
+
+TEST_CASE("session view: metrics.csv written line by line equals the "
+          "whole file") {
+  session_report rep;
+  rep.rounds.push_back(trained_round());
+  auto text = metrics_csv_header();
+  for (auto& r : rep.rounds)
+    text += metrics_csv_line(summarize(r));
+  CHECK(text == to_metrics_csv(rep));
+  CHECK(metrics_csv_line(summarize(trained_round()))
+        == "3,success,3,2,12.50,0.8500,0.5000\n");
+}
