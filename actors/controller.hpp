@@ -16,24 +16,12 @@
 #include "actors/actors.hpp"
 #include "actors/global_round.hpp"
 
-#include <caf/timespan.hpp>
-#include <caf/typed_response_promise.hpp>
-
-#include <chrono>
 #include <deque>
-#include <map>
-#include <memory>
-#include <string>
-#include <vector>
 
 namespace rondo {
 
-struct optimizer_state;
-
-namespace storage {
-class model_store;
-class state_store;
-} // namespace storage
+// optimizer_state, storage::model_store and storage::state_store are
+// declared by actors/global_round.hpp.
 
 /// Options of the controller.
 struct controller_config {

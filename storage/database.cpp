@@ -75,7 +75,12 @@ database::open(const database_options& opts) {
   db_opts.create_if_missing = true;
   db_opts.create_missing_column_families = true;
   db_opts.max_background_jobs = 2;
+  // RocksDB's own info LOG and MANIFEST grow with every flush and
+  // compaction: rotated at 1 MiB (four kept) and rolled over at 4 MiB,
+  // they stay bounded over a session of any length.
   db_opts.keep_log_file_num = 4;
+  db_opts.max_log_file_size = size_t{1} << 20;
+  db_opts.max_manifest_file_size = size_t{4} << 20;
   db_opts.max_total_wal_size = opts.wal_bytes;
   // One memory budget for every column family's memtables and one block
   // cache: without them each column family sizes its own (RocksDB 7.8:

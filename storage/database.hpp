@@ -25,24 +25,25 @@ struct database_options {
   size_t blob_min_bytes = 4096;
   /// Bytes all column families' memtables may hold together (RocksDB's
   /// WriteBufferManager); a flush starts when they reach it. Default
-  /// 16 MiB: model updates no longer pass through RocksDB
+  /// 4 MiB, wal_bytes: model updates no longer pass through RocksDB
   /// (storage/update_cache.hpp), so the memtables hold global models and
-  /// records, and a long session's memory stays flat.
-  size_t memtable_bytes = size_t{16} << 20;
+  /// records (bench/soak.py: the same round time with 4 as with 16 MiB).
+  size_t memtable_bytes = size_t{4} << 20;
   /// Bytes of the one block cache all column families share. Default
   /// 8 MiB.
   size_t block_cache_bytes = size_t{8} << 20;
   /// Bytes the write-ahead log may hold (RocksDB's max_total_wal_size):
   /// past it, the column families whose memtables pin the oldest log file
-  /// are flushed so that it can go. Default 16 MiB, memtable_bytes: the
-  /// log holds no more than the memtables do. Without a bound a log file
+  /// are flushed so that it can go. Default 4 MiB, memtable_bytes: the
+  /// log holds no more than the memtables do (bench/soak.py, 1,000 rounds:
+  /// controller database 9.3 MB with 4 MiB, 19.8 MB with 16). Without a bound a log file
   /// lives until every column family with a write in it has flushed, and
   /// the record families (a few KB a round) flush after hundreds of
   /// rounds: every model written meanwhile stayed on disk in the log
   /// (RocksDB's own bound is four times all memtables, 15 column
   /// families' worth; tests/storage/retention_test.cpp measured 305 MiB
   /// of log after 80 models of 4 MB, none with the bound).
-  size_t wal_bytes = size_t{16} << 20;
+  size_t wal_bytes = size_t{4} << 20;
 };
 
 /// An open RocksDB database with Rondo's column families: the model store's
