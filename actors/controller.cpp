@@ -791,6 +791,15 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
           return rp;
         }
         end_session(self, session_status::terminated, "terminated");
+      } else if (auto stored = st.state->get<session_record>(id);
+                 stored && stored->status == session_status::pending) {
+        // A pending session that will not start: its seed is no longer
+        // protected from pruning.
+        stored->status = session_status::terminated;
+        stored->reason = "terminated before it started";
+        stored->ended_at = unix_now();
+        if (auto err = st.state->put(*stored))
+          return err;
       }
       auto rep = st.report(id);
       if (!rep)

@@ -203,7 +203,8 @@ std::string check_port_free(const std::string& host, int port) {
   // FIN_WAIT/TIME_WAIT, and those of an HTTP server opened with
   // SO_REUSEPORT refuse a plain bind) is free when nothing listens there.
   auto listening = [&] {
-    int fd = connect_bounded(endpoint{host, port}, 1.0);
+    int fd = connect_bounded(endpoint{host, static_cast<uint16_t>(port)},
+                             1.0);
     if (fd < 0)
       return false;
     close(fd);

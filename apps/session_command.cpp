@@ -22,7 +22,9 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <chrono>
 #include <optional>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -135,6 +137,12 @@ public:
     return answer(path, http_->Get(path.c_str(), headers));
   }
 
+  /// The last request got no HTTP answer at all (nothing listening, the
+  /// connection dropped), as when the controller restarts.
+  bool unreachable() const {
+    return unreachable_;
+  }
+
   /// GET `path` with a read timeout of `wait_s` seconds beyond --timeout;
   /// @returns the JSON body, or none on 204 No Content.
   caf::expected<std::optional<json>> long_poll(const std::string& path,
@@ -198,6 +206,7 @@ private:
   /// error naming the controller and the problem.
   caf::expected<json> answer(const std::string& path, httplib::Result res,
                              bool want_json = true) {
+    unreachable_ = !res;
     if (!res)
       return transport_error(res.error());
     auto body = json::parse(res->body, nullptr, false);
@@ -267,6 +276,7 @@ private:
   std::string host_;
   std::string where_;
   double timeout_ = 30;
+  bool unreachable_ = false;
 };
 
 /// Connects, runs `fn(client)`, prints an error and sets `exit_code` to 1
@@ -753,6 +763,11 @@ private:
 /// once a round ended beyond after_rounds; this bounds a disagreement).
 constexpr int max_idle_answers = 20;
 
+/// Seconds `follow` keeps asking a controller that does not answer (it
+/// restarts: a controller started again on its database resumes the
+/// session) before it gives up.
+constexpr int reconnect_seconds = 120;
+
 /// Follows a session round by round until it ends, each step a long poll
 /// that the controller answers once a round ends (or with 204 after
 /// max_wait_seconds, when the poll is repeated). Prints each round's final
@@ -760,15 +775,34 @@ constexpr int max_idle_answers = 20;
 caf::error follow(api_client& client, follower& f, const std::string& id) {
   std::cout << summary_header() << std::endl;
   int idle = 0;
+  // When the controller stopped answering; the epoch while it answers.
+  std::chrono::steady_clock::time_point lost_at{};
   for (;;) {
     auto path = with_id("/api/v1/sessions/", id,
                         "/wait?after_rounds=" + std::to_string(f.printed())
                           + "&timeout="
                           + std::to_string(max_wait_seconds));
     auto got = client.long_poll(path, max_wait_seconds);
+    if (!got && client.unreachable()) {
+      auto now = std::chrono::steady_clock::now();
+      if (lost_at == std::chrono::steady_clock::time_point{}) {
+        lost_at = now;
+        std::cout << "controller unreachable (" << render(got.error())
+                  << "); asking again for up to " << reconnect_seconds
+                  << " s" << std::endl;
+      }
+      if (now - lost_at < std::chrono::seconds(reconnect_seconds)) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        continue;
+      }
+    }
     if (!got)
       return caf::make_error(ec::timeout, "lost track of session " + id
                                             + ": " + render(got.error()));
+    if (lost_at != std::chrono::steady_clock::time_point{}) {
+      std::cout << "controller reachable again" << std::endl;
+      lost_at = {};
+    }
     if (!*got)
       continue; // no round ended within the wait: ask again
     auto& answer = **got;
@@ -877,14 +911,40 @@ void add_session_commands(CLI::App& app, int& exit_code) {
                                  json{{"session_id", id},
                                       {"rounds", cfg->rounds},
                                       {"round_timeout", cfg->round_timeout}});
-      if (!started)
+      if (!started) {
+        // The session stays pending otherwise (and its seed protected from
+        // `models prune`): it was created for this start only.
+        static_cast<void>(client.post(
+          with_id("/api/v1/sessions/", id, "/terminate"), json::object()));
         return started.error();
+      }
       std::cout << "session " << id << " started: " << cfg->rounds
                 << (cfg->rounds == 1 ? " round" : " rounds")
                 << ", aggregator " << cfg->aggregator << std::endl;
       if (!a->follow)
         return caf::none;
       return follow(client, f, id);
+    });
+  });
+
+  auto fo = std::make_shared<session_args>();
+  auto* follow_cmd = session->add_subcommand(
+    "follow", "Print a session's rounds once each, as they end, until it "
+              "ends (e.g. again after a controller restart); exit as "
+              "`start --follow`");
+  add_common(follow_cmd, fo->common);
+  follow_cmd->add_option("session_id", fo->session_id, "Session id")
+    ->required();
+  follow_cmd->add_option("--metrics-csv", fo->metrics_csv,
+                         "Write per-round metrics.csv to FILE, a line as "
+                         "each round ends");
+  follow_cmd->callback([fo, &exit_code] {
+    with_controller(fo->common, exit_code, [&](api_client& client)
+                                               -> caf::error {
+      follower f;
+      if (auto err = f.open_csv(fo->metrics_csv))
+        return err;
+      return follow(client, f, fo->session_id);
     });
   });
 

@@ -68,6 +68,11 @@ def body(f, work):
               "--validate", "false", "--client-settings", settings,
               "--model-id", seed)
     check(r.returncode == 0, "session started: " + r.stdout + r.stderr)
+    # A follower that outlives the controller's restart.
+    follow_log = open(os.path.join(work, "follow.out"), "w")
+    follower = subprocess.Popen(
+        [f.rondo, "session", "follow", sid, "--controller", f.api,
+         "--token", f.admin], stdout=follow_log, stderr=subprocess.STDOUT)
     # Kill the controller while round 2 is at the clients (both began their
     # second training; c1 sleeps in it).
     mid = wait_status(f, sid, lambda rep: sum(
@@ -102,6 +107,16 @@ def body(f, work):
           % [(x["round_id"], x["reason"]) for x in failed])
     check(before[-1] in [x["round_id"] for x in rounds],
           "the round in flight at the kill is recorded")
+    follower.wait(timeout=60)
+    text = open(os.path.join(work, "follow.out")).read()
+    lines = text.splitlines()
+    printed = [ln.split()[0] for ln in lines if ln.split()
+               and ln.split()[0].isdigit()]
+    check(printed == [x["round_id"] for x in rounds]
+          and "controller unreachable" in text
+          and ("session %s finished" % sid) in lines,
+          "`rondo session follow` rode out the restart and printed each "
+          "round once, then the end:\n" + text)
     # Every model of the trail: present, exported, the FedAvg of its depth.
     trail = json.loads(f.cli("models", "list", "--json").stdout)
     check(len(trail) == 1 + ROUNDS,
