@@ -637,6 +637,12 @@ def case_stream_token_expires():
                                  "before its token expired")
                 check(not lasting.stream_ended.is_set(),
                       "c1's stream (no exp) ended too")
+                # The combiner writes its log line as it ends the stream:
+                # the client may see the end first.
+                deadline = time.time() + 10
+                while "expired" not in comb.log(400) \
+                        and time.time() < deadline:
+                    time.sleep(0.1)
                 check("expired" in comb.log(400),
                       "the combiner logs the expired stream")
             finally:
