@@ -76,23 +76,27 @@ round_spawner make_spawner(self_ptr self,
   };
 }
 
-// Removes the models the combiner no longer needs (keeping `keep`) and
-// bounds its records; a failure is logged, nothing else depends on it.
-void retain(self_ptr self, storage::model_store& models,
-            storage::state_store& state, const std::vector<std::string>& keep,
-            bool drop_models) {
+// Removes the models the combiner no longer needs (keeping `keep`); a
+// failure is logged, nothing else depends on it.
+void drop_models(self_ptr self, storage::model_store& models,
+                 storage::state_store& state,
+                 const std::vector<std::string>& keep) {
   auto& cfg = self->state.cfg;
-  if (drop_models) {
-    auto removed = storage::drop_combiner_models(state, models, keep,
-                                                 self->state.standalone,
-                                                 cfg.retention);
-    if (!removed)
-      spdlog::warn("combiner {}: cannot remove unneeded models: {}",
-                   cfg.combiner_id, render(removed.error()));
-    else if (!removed->empty())
-      spdlog::debug("combiner {}: removed {} unneeded models",
-                    cfg.combiner_id, removed->size());
-  }
+  auto removed = storage::drop_combiner_models(state, models, keep,
+                                               self->state.standalone,
+                                               cfg.retention);
+  if (!removed)
+    spdlog::warn("combiner {}: cannot remove unneeded models: {}",
+                 cfg.combiner_id, render(removed.error()));
+  else if (!removed->empty())
+    spdlog::debug("combiner {}: removed {} unneeded models",
+                  cfg.combiner_id, removed->size());
+}
+
+// Bounds the combiner's job records (and their rounds' records); once per
+// pushed round, failed rounds included.
+void trim_records(self_ptr self, storage::state_store& state) {
+  auto& cfg = self->state.cfg;
   auto trimmed = storage::trim_combiner_records(state, cfg.retention);
   if (!trimmed)
     spdlog::warn("combiner {}: cannot trim old job records: {}",
@@ -203,7 +207,9 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
     [self, models, state](round_config& cfg, round_report_actor& report_to) {
       // Before the job is queued: its start model is not needed yet, and
       // the aggregate of the last round is among the newest models kept.
-      retain(self, *models, *state, {cfg.model_id}, self->state.standalone);
+      if (self->state.standalone)
+        drop_models(self, *models, *state, {cfg.model_id});
+      trim_records(self, *state);
       return self->delegate(self->state.queue, std::move(cfg),
                             std::move(report_to));
     },
@@ -228,7 +234,7 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
     },
     [self, models, state](committed_atom, const std::string& model_id) {
       self->send(self->state.staging, committed_atom::value, model_id);
-      retain(self, *models, *state, {model_id}, true);
+      drop_models(self, *models, *state, {model_id});
     },
   };
 }

@@ -110,7 +110,8 @@ void on_round_end(self_ptr self, const round_record& r) {
                 "round " + r.round_id + " failed: " + r.reason);
     return;
   }
-  save_session(self);
+  // start_round stores the session record (with the next round, or its
+  // end); waiters read the record in memory.
   serve_waiters(self);
   start_round(self);
 }
@@ -132,6 +133,8 @@ void spawn_round(self_ptr self, global_round_setup setup) {
                                       std::move(setup));
 }
 
+// Starts the session's next round, or ends the session when it ran its
+// rounds; either way the session record is stored (one synced write).
 void start_round(self_ptr self) {
   auto& st = self->state;
   st.round = nullptr;
@@ -303,7 +306,7 @@ caf::result<std::string> start_session(self_ptr self, session_config cfg) {
   st.record.rounds_succeeded = 0;
   st.record.current_round_id.clear();
   st.optimizer = std::make_shared<optimizer_state>();
-  save_session(self);
+  // Stored by start_round, with its first round or its end.
   spdlog::info("controller: session {} started from model {} ({} rounds)",
                cfg.session_id, cfg.model_id, cfg.rounds);
   start_round(self);
@@ -451,7 +454,6 @@ void resume_session(self_ptr self) {
                st.record.session_id, st.record.rounds_done,
                st.session.rounds, st.record.global_model_id);
   st.resumed = true;
-  save_session(self);
   start_round(self);
 }
 

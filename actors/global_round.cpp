@@ -353,9 +353,8 @@ std::string reasons(const std::map<std::string, combiner_report>& reports) {
 
 void reduce(self_ptr self) {
   auto& st = self->state;
+  // The last report stored the round's parts already (on_report).
   st.current = phase::reducing;
-  keep_combiner_parts(st);
-  persist(self);
   std::vector<std::string> ok;
   for (auto& [id, rep] : st.reports)
     if (rep.status == round_status::success)
