@@ -23,6 +23,9 @@ packages=(
   curl
   # the dashboard's browser test: headless Chromium driven by selenium
   chromium chromium-driver python3-selenium
+  # the multi-host tests and deploy/cluster-netns.sh: network namespaces,
+  # veth, a bridge and tc (ip, tc)
+  iproute2
   # real data for the main job
   dataset-fashion-mnist
 )
