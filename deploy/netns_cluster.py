@@ -308,9 +308,12 @@ class Net:
                      "latency", latency])
 
     def qdisc(self, host):
-        """tc's statistics of host's eth0 qdisc (text)."""
-        return run_cmd(["ip", "netns", "exec", host.ns, "tc", "-s", "qdisc",
-                        "show", "dev", "eth0"]).stdout
+        """tc's statistics of host's link qdiscs: {"egress": text of its
+        eth0's, "ingress": text of the bridge-side end's}."""
+        return {way: run_cmd(["ip", "netns", "exec", ns, "tc", "-s", "qdisc",
+                              "show", "dev", dev]).stdout
+                for way, ns, dev in (("egress", host.ns, "eth0"),
+                                     ("ingress", self.switch, host.port))}
 
     # -- teardown ----------------------------------------------------------
 
