@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,11 +64,8 @@ def main():
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     args = p.parse_args()
 
-    net = netns_cluster.Net()
-    try:
-        net.up()
-    except netns_cluster.NetnsUnavailable as e:
-        print("skipped: %s" % e)
+    net = netns_cluster.up_or_skip()
+    if net is None:
         return 77
     work = tempfile.mkdtemp(prefix="rondo-wan-")
     values = int(args.model_mb * 1e6 / 4)
@@ -207,11 +203,7 @@ def main():
             pass
     finally:
         net.close()
-    if ok and not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print("work folder:", work)
-    return 0 if ok else 1
+    return netns_cluster.finish(net, work, ok, args.keep)
 
 
 if __name__ == "__main__":

@@ -263,18 +263,8 @@ class Net:
         """Sends sig to p's process group and waits (timeout s), then
         SIGKILL. Returns its exit code."""
         if p.poll() is None:
-            try:
-                os.killpg(p.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.wait(timeout=10)
+            signal_group(p, sig)
+            wait_or_kill(p, timeout)
         return p.returncode
 
     # -- faults and links --------------------------------------------------
@@ -290,10 +280,7 @@ class Net:
         process groups), then its link goes down."""
         for p in host.procs:
             if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                signal_group(p, signal.SIGKILL)
         for p in host.procs:
             p.wait(timeout=10)
         self.link(host, False)
@@ -355,20 +342,10 @@ class Net:
         procs = [p for h in self.hosts.values() for p in h.procs]
         for p in procs:
             if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+                signal_group(p, signal.SIGTERM)
         deadline = time.monotonic() + 10
         for p in procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.wait(timeout=10)
+            wait_or_kill(p, max(0.1, deadline - time.monotonic()))
         teardown(self.prefix, [self.switch] +
                  [h.ns for h in self.hosts.values()], self.root_link)
         self._restore_handlers()
@@ -380,6 +357,53 @@ class Net:
             except (ValueError, TypeError):
                 pass
         self._old_handlers = {}
+
+
+def signal_group(p, sig):
+    """Sends sig to the process group of Popen p (gone: nothing)."""
+    try:
+        os.killpg(p.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def wait_or_kill(p, timeout):
+    """Waits timeout seconds for Popen p, then SIGKILLs its group and waits
+    10 s more."""
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        signal_group(p, signal.SIGKILL)
+        p.wait(timeout=10)
+
+
+def up_or_skip():
+    """A Net that is up, or None after printing "skipped: <why>" where
+    namespaces cannot be made (the caller exits 77, ctest's skip)."""
+    net = Net()
+    try:
+        net.up()
+    except NetnsUnavailable as e:
+        print("skipped: %s" % e, flush=True)
+        return None
+    return net
+
+
+def finish(net, work, ok, keep=False):
+    """The end of a test or bench run on net (already closed): checks that
+    none of its namespaces or its root link is left (else not ok), removes
+    the work folder when ok and not keep (else prints it). Returns the exit
+    code: 0 when ok, else 1."""
+    left = [ns for ns in list_namespaces() if ns.startswith(net.prefix + "-")]
+    if left or link_exists(net.root_link):
+        print("FAILED: left behind: namespaces %s, link %s"
+              % (left, net.root_link if link_exists(net.root_link) else "-"))
+        ok = False
+    if ok and not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print("work folder:", work)
+    return 0 if ok else 1
 
 
 def teardown(prefix, namespaces, root_link):

@@ -36,7 +36,6 @@ Every wait is bounded; everything made is removed on exit.
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -111,6 +110,19 @@ class Test:
         check(r.returncode == 0, "rondo seed through the bridge"
               + failure(r))
         self.seed_id = r.stdout.strip()
+
+    def start_balanced(self):
+        """start() without preferred combiners and with --reassign-after 6
+        (the client's heartbeat is every 2 s; the controller drops a
+        silent combiner after 3 s); checks that clients/add spread the 9
+        clients 3/3/3 and returns {combiner: its clients' names}."""
+        self.start(client_extra=["--reassign-after", "6"])
+        where = self.clients()
+        counts = {c: sorted(x for x in where if where[x] == c)
+                  for c in ("combiner-1", "combiner-2", "combiner-3")}
+        check(all(len(v) == 3 for v in counts.values()),
+              "clients/add spread the clients 3/3/3: %s" % counts)
+        return counts
 
     def wait_online(self, total, timeout=90, exclude=()):
         """Until the live combiners (but `exclude`) count `total` clients
@@ -237,14 +249,7 @@ def case_federation(t):
 
 
 def case_failover(t):
-    # --reassign-after: 6 s without the combiner (the client's heartbeat
-    # is every 2 s; the controller drops the combiner after 3 s).
-    t.start(client_extra=["--reassign-after", "6"])
-    where = t.clients()
-    counts = {c: sorted(x for x in where if where[x] == c)
-              for c in ("combiner-1", "combiner-2", "combiner-3")}
-    check(all(len(v) == 3 for v in counts.values()),
-          "clients/add spread the clients 3/3/3: %s" % counts)
+    counts = t.start_balanced()
     lost = counts["combiner-2"]
     # Every client takes 8 s per training: combiner-2's host dies while its
     # clients train in round 2.
@@ -299,12 +304,7 @@ def case_failover(t):
 
 
 def case_drain(t):
-    t.start(client_extra=["--reassign-after", "6"])
-    where = t.clients()
-    counts = {c: sorted(x for x in where if where[x] == c)
-              for c in ("combiner-1", "combiner-2", "combiner-3")}
-    check(all(len(v) == 3 for v in counts.values()),
-          "clients/add spread the clients 3/3/3: %s" % counts)
+    counts = t.start_balanced()
     drained = counts["combiner-2"]
     follow = t.session("drain", 3, {"sleepers": drained, "sleep": 6})
     t.wait_marks(drained, 1)
@@ -362,11 +362,8 @@ def main():
     p.add_argument("--case", required=True, choices=sorted(CASES))
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     args = p.parse_args()
-    net = netns_cluster.Net()
-    try:
-        net.up()
-    except netns_cluster.NetnsUnavailable as e:
-        print("skipped: %s" % e, flush=True)
+    net = netns_cluster.up_or_skip()
+    if net is None:
         return 77
     work = tempfile.mkdtemp(prefix="rondo-netns-%s-" % args.case)
     print("run %s: subnet %s, work folder %s" % (net.prefix, net.subnet,
@@ -383,16 +380,7 @@ def main():
             t.fed.tails()
     finally:
         net.close()
-    left = [ns for ns in netns_cluster.list_namespaces()
-            if ns.startswith(net.prefix + "-")]
-    if left or netns_cluster.link_exists(net.root_link):
-        print("FAILED: left behind: %s %s" % (left, net.root_link))
-        ok = False
-    if ok and not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print("work folder:", work)
-    return 0 if ok else 1
+    return netns_cluster.finish(net, work, ok, args.keep)
 
 
 if __name__ == "__main__":
