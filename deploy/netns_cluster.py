@@ -377,9 +377,31 @@ def wait_or_kill(p, timeout):
         p.wait(timeout=10)
 
 
-def up_or_skip():
+def remove_stale():
+    """Removes every run whose owner process is gone (e.g. killed by a
+    test runner's timeout before it could clean up); returns their
+    prefixes."""
+    gone = [prefix for prefix, state in runs().items()
+            if not pid_alive(state.get("owner_pid"))]
+    for prefix in gone:
+        down(prefix)
+    return gone
+
+
+def up_or_skip(deadline=None):
     """A Net that is up, or None after printing "skipped: <why>" where
-    namespaces cannot be made (the caller exits 77, ctest's skip)."""
+    namespaces cannot be made (the caller exits 77, ctest's skip). Stale
+    runs are removed first. deadline: seconds after which SIGALRM ends the
+    run with SystemExit (so it cleans up before a test runner's harder
+    timeout); None: no deadline."""
+    if os.geteuid() == 0 and shutil.which("ip"):
+        for prefix in remove_stale():
+            print("removed the stale run %s" % prefix, flush=True)
+    if deadline:
+        def expired(signum, frame):
+            raise SystemExit("FAILED: not done within %d s" % deadline)
+        signal.signal(signal.SIGALRM, expired)
+        signal.alarm(int(deadline))
     net = Net()
     try:
         net.up()
@@ -825,10 +847,7 @@ def cmd_up(args):
 
 def cmd_down(args):
     if args.stale:
-        gone = [p for p, s in runs().items() if not pid_alive(
-            s.get("owner_pid"))]
-        for prefix in gone:
-            down(prefix)
+        gone = remove_stale()
         print("netns_cluster: removed %d stale run(s) %s"
               % (len(gone), " ".join(gone)))
         return 0

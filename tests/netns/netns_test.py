@@ -362,7 +362,9 @@ def main():
     p.add_argument("--case", required=True, choices=sorted(CASES))
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     args = p.parse_args()
-    net = netns_cluster.up_or_skip()
+    # Well before ctest's TIMEOUT (300 s), which kills without a chance to
+    # clean up.
+    net = netns_cluster.up_or_skip(deadline=270)
     if net is None:
         return 77
     work = tempfile.mkdtemp(prefix="rondo-netns-%s-" % args.case)
@@ -374,7 +376,7 @@ def main():
         t = Test(net, os.path.abspath(args.rondo), work)
         CASES[args.case](t)
         ok = True
-    except Exception as e:  # any failure: report it with the logs
+    except (Exception, SystemExit) as e:  # report it with the logs
         print("FAILED: %s: %s" % (type(e).__name__, e), flush=True)
         if t:
             t.fed.tails()
