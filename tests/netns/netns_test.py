@@ -20,6 +20,12 @@ Cases (--case):
   and the two live combiners' updates; combiner-2's clients log
   "reassigned" and land on live combiners; round 4 has all 9 updates and
   the flat FedAvg of all 9.
+- partition: 9 clients spread 3/3/3, with --reassign-after; combiner-2's
+  link goes down (its process runs on) while its clients train in round 1
+  of 4: the controller counts it lost within its connection timeout, round
+  1 ends Success with combiner-2's part Failed("combiner combiner-2 lost
+  ..."), its clients log "reassigned", round 4 has all 9 updates; once the
+  link is back combiner-2 joins again and gets the next new client.
 - drain: 9 clients spread 3/3/3; while combiner-2's clients train in round
   1 (they sleep 6 s), `rondo combiners drain combiner-2`: round 1's part of
   combiner-2 is Success with all its clients' examples; the listing shows
@@ -352,8 +358,56 @@ def case_drain(t):
     check(code == 0, "the session finished with every round successful")
 
 
+def case_partition(t):
+    counts = t.start_balanced()
+    cut = counts["combiner-2"]
+    host = t.fed.combiner_hosts["combiner-2"]
+    follow = t.session("partition", 4, {"sleepers": sorted(CLIENTS),
+                                        "sleep": 8}, grace=15)
+    t.wait_marks(cut, 1)
+    cut_at = time.time()
+    t.net.link(host, False)
+    print("ok: combiner-2's link is down (its process runs on) while %s "
+          "train in round 1" % cut, flush=True)
+    code, report = t.finish(follow, "partition", timeout=400)
+    rounds = report["rounds"]
+    r1 = rounds[0]
+    p1 = parts_of(r1)
+    check(r1["status"] == "success" and p1["combiner-2"]["status"] ==
+          "failed" and p1["combiner-2"]["reason"].startswith(
+              "combiner combiner-2 lost"),
+          "round 1 Success without the partitioned combiner-2, its part "
+          "Failed: %s" % p1["combiner-2"]["reason"])
+    check(r1["seconds"] < 90, "round 1 ended in %.1f s, within its "
+          "round_timeout" % r1["seconds"])
+    lost_at = t.logged_at("controller", "combiner combiner-2 lost")
+    check(lost_at is not None and lost_at - cut_at < 3 + 5,
+          "the controller counted combiner-2 lost %.1f s after the cut "
+          "(--connection-timeout 3 s)" % ((lost_at or 0) - cut_at))
+    # Without a reset from the lost host, the client's task stream ends
+    # only when gRPC's keepalive gives up on it (about 15 s); then
+    # --reassign-after (6 s) runs.
+    for x in cut:
+        at = t.logged_at(x, "reassigned")
+        check(at is not None and at - cut_at < 40,
+              "%s logged 'reassigned' %.1f s after the cut"
+              % (x, (at or 0) - cut_at))
+    check(rounds[3]["status"] == "success" and
+          rounds[3]["updates_accepted"] == 9,
+          "round 4 has all 9 clients' updates")
+    # The link comes back: the combiner joins again and, the least loaded,
+    # gets the next new client.
+    t.net.link(host, True)
+    t.fed.wait_alive(list(t.fed.combiner_hosts), timeout=60)
+    status, body = t.fed.api("POST", "/api/v1/clients/add", {
+        "client_id": "late", "name": "late", "package": "local"})
+    check(status == 200 and body.get("host") == host.ip,
+          "back on the network, combiner-2 gets the next new client: %s"
+          % body)
+
+
 CASES = {"federation": case_federation, "failover": case_failover,
-         "drain": case_drain}
+         "drain": case_drain, "partition": case_partition}
 
 
 def main():
