@@ -18,6 +18,8 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -153,6 +155,15 @@ caf::error validate(const client_config& cfg) {
     return bad("unknown-model wait must be >= 0 s");
   if (cfg.chunk_bytes == 0)
     return bad("chunk size must be > 0");
+  if (!(cfg.reassign_after_s >= 0) || !std::isfinite(cfg.reassign_after_s))
+    return bad("reassign-after must be >= 0 s (0: never)");
+  if (cfg.reassign_after_s > 0
+      && !(cfg.reassign_after_s > cfg.heartbeat_interval_s))
+    return bad("reassign-after (" + std::to_string(cfg.reassign_after_s)
+               + " s) must be > the heartbeat interval ("
+               + std::to_string(cfg.heartbeat_interval_s)
+               + " s): failed heartbeats are what shows the combiner "
+                 "unreachable");
   if (cfg.tls_cert_pem.empty() != cfg.tls_key_pem.empty())
     return bad("a client certificate needs its key (--cert with --key)");
   if (cfg.auth_scheme.empty() || cfg.auth_scheme.find(' ') != std::string::npos)
@@ -160,6 +171,44 @@ caf::error validate(const client_config& cfg) {
   if (cfg.token.find_first_of(" \r\n") != std::string::npos)
     return bad("the token must not contain spaces or line breaks");
   return caf::none;
+}
+
+bool is_drain_refusal(int status_code, const std::string& message) {
+  return status_code == static_cast<int>(grpc::StatusCode::UNAVAILABLE)
+         && message.find("is draining") != std::string::npos;
+}
+
+reachability::reachability(double reassign_after_s, double now)
+  : reassign_after_s_(reassign_after_s), last_contact_(now) {
+}
+
+void reachability::heartbeat_ok(double now) {
+  last_contact_ = std::max(last_contact_, now);
+}
+
+void reachability::stream_open(bool open, double now) {
+  // A stream seen closed was open at some moment since it was last seen
+  // open; `now` bounds that moment.
+  if (open || stream_open_)
+    last_contact_ = std::max(last_contact_, now);
+  stream_open_ = open;
+}
+
+double reachability::silent_for(double now) const {
+  return stream_open_ ? 0.0 : std::max(0.0, now - last_contact_);
+}
+
+bool reachability::unreachable(double now) const {
+  return reassign_after_s_ > 0 && silent_for(now) >= reassign_after_s_;
+}
+
+const char* to_string(run_end end) {
+  switch (end) {
+    case run_end::stopped: return "stopped";
+    case run_end::unreachable: return "unreachable";
+    case run_end::draining: return "draining";
+  }
+  return "unknown";
 }
 
 struct fedn_client::impl {
@@ -183,9 +232,23 @@ struct fedn_client::impl {
   /// PERMISSION_DENIED): `run` stops and returns it.
   std::mutex refusal_mtx;
   std::optional<std::pair<std::string, grpc::Status>> refusal;
+  /// When `run` began; `clock()` counts from here.
+  steady::time_point started = steady::now();
+  /// Whether the TaskStream call runs (set by `serve_stream`).
+  std::atomic<bool> in_stream{false};
+  /// Guards `reach`, `last_failure` and `leaving`.
+  std::mutex reach_mtx;
+  reachability reach;
+  /// The last failed call's status, for the reason of leaving.
+  std::string last_failure;
+  /// Set once the client decided to leave the combiner; `run` returns it.
+  std::optional<run_outcome> leaving;
 
   impl(client_config c, compute_package p, stop_source& stop)
-    : cfg(std::move(c)), pkg(std::move(p)), external_stop(stop) {
+    : cfg(std::move(c)),
+      pkg(std::move(p)),
+      external_stop(stop),
+      reach(cfg.reassign_after_s, 0.0) {
     self.set_role(fedn::CLIENT);
     self.set_name(cfg.name);
     self.set_client_id(cfg.client_id);
@@ -298,6 +361,56 @@ struct fedn_client::impl {
                            std::move(text));
   }
 
+  /// Seconds since `started`.
+  double clock() const {
+    return seconds_since(started);
+  }
+
+  /// Decides to leave the combiner (the first decision wins): `run` stops
+  /// serving it (a running entry point too) and returns `why`.
+  void leave(run_end why, std::string detail) {
+    {
+      std::lock_guard<std::mutex> guard{reach_mtx};
+      if (leaving || halt.stop_requested())
+        return;
+      leaving = run_outcome{why, detail};
+    }
+    spdlog::warn("leaving combiner {} ({}): {}", target, to_string(why),
+                 detail);
+    halt.request_stop();
+  }
+
+  /// Records a heartbeat's result and whether a task stream is open now;
+  /// leaves the combiner once `reach` says it is unreachable.
+  /// @returns whether the client leaves.
+  bool note_heartbeat(const grpc::Status& st) {
+    auto now = clock();
+    // The TaskStream call runs on a connected channel: the stream is open
+    // (a refused one ends at once and is seen closed at the next check).
+    auto open = in_stream.load()
+                && channel->GetState(false) == GRPC_CHANNEL_READY;
+    std::string detail;
+    {
+      std::lock_guard<std::mutex> guard{reach_mtx};
+      if (st.ok())
+        reach.heartbeat_ok(now);
+      else
+        last_failure = "heartbeat failed: " + describe(st);
+      reach.stream_open(open, now);
+      if (!reach.unreachable(now))
+        return false;
+      char text[96];
+      std::snprintf(text, sizeof text,
+                    "%.1f s (reassign after %g s)", reach.silent_for(now),
+                    cfg.reassign_after_s);
+      detail = std::string{"no heartbeat succeeded and no task stream was "
+                           "open for "}
+               + text + "; last: " + last_failure;
+    }
+    leave(run_end::unreachable, std::move(detail));
+    return true;
+  }
+
   void cancel_calls() {
     std::lock_guard<std::mutex> guard{calls_mtx};
     for (auto* ctx : calls)
@@ -311,6 +424,10 @@ struct fedn_client::impl {
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     args.SetMaxReceiveMessageSize(8 << 20);
+    // A channel of its own: a client that moves to another combiner (or
+    // is created again for the same one) shares no subchannel, and so no
+    // connection or reconnect back-off, with an earlier channel.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     // gRPC's own reconnect back-off follows ours; we also reset it before
     // each attempt so that our schedule decides.
     auto initial_ms = static_cast<int>(cfg.backoff_initial_s * 1000);
@@ -357,6 +474,8 @@ struct fedn_client::impl {
         spdlog::warn("combiner {} unreachable: heartbeat failed: {}", target,
                      explain(st));
       reachable = st.ok();
+      if (note_heartbeat(st))
+        break;
     } while (!halt.wait_for(to_duration(cfg.heartbeat_interval_s)));
   }
 
@@ -689,6 +808,14 @@ struct fedn_client::impl {
                                 fedn::StatusType_Name(task.type()));
     }
     auto secs = seconds_since(t0);
+    if (err && halt.stop_requested()) {
+      // Stopping or leaving the combiner: nothing is sent for the task
+      // (its status call would be cancelled too).
+      spdlog::warn("task {} ({}) abandoned after {:.2f} s: the client is "
+                   "stopping or leaving combiner {} ({})",
+                   task.correlation_id(), kind, secs, target, render(err));
+      return;
+    }
     if (err) {
       auto text = std::string{kind} + " task failed: " + render(err);
       spdlog::error("task {} failed after {:.2f} s: {}", task.correlation_id(),
@@ -719,6 +846,7 @@ struct fedn_client::impl {
     hello.set_data(make_roles_json(cfg.roles));
     hello.set_timestamp(iso_timestamp(std::chrono::system_clock::now()));
     call c{*this, std::nullopt};
+    in_stream = true;
     auto reader = combiner->TaskStream(&c.ctx, hello);
     fedn::TaskRequest task;
     bool stopped_early = false;
@@ -738,14 +866,16 @@ struct fedn_client::impl {
     if (stopped_early)
       c.ctx.TryCancel();
     result.status = reader->Finish();
+    in_stream = false;
     if (seconds_since(opened) >= cfg.stable_stream_s)
       result.progress = true;
     return result;
   }
 
-  caf::error run() {
+  caf::expected<run_outcome> run() {
     if (auto err = validate(cfg))
       return err;
+    started = steady::now();
     stop_callback link{external_stop, [this] { halt.request_stop(); }};
     stop_callback cancel{halt, [this] { cancel_calls(); }};
     connect();
@@ -765,6 +895,17 @@ struct fedn_client::impl {
         break;
       if (refused(outcome.status, "task stream"))
         break;
+      if (cfg.reassign_on_drain
+          && is_drain_refusal(static_cast<int>(outcome.status.error_code()),
+                              outcome.status.error_message())) {
+        leave(run_end::draining,
+              "the task stream ended: " + describe(outcome.status));
+        break;
+      }
+      if (!outcome.status.ok()) {
+        std::lock_guard<std::mutex> guard{reach_mtx};
+        last_failure = "task stream ended: " + describe(outcome.status);
+      }
       if (outcome.progress)
         backoff = cfg.backoff_initial_s;
       spdlog::warn("task stream to {} ended: {}; reconnecting in {:.1f} s",
@@ -777,9 +918,14 @@ struct fedn_client::impl {
     heartbeats.join();
     if (auto err = refusal_error())
       return err;
+    {
+      std::lock_guard<std::mutex> guard{reach_mtx};
+      if (leaving)
+        return *leaving;
+    }
     spdlog::info("client '{}' stopped after {} task(s)", cfg.name,
                  tasks.load());
-    return caf::none;
+    return run_outcome{};
   }
 };
 
@@ -790,7 +936,7 @@ fedn_client::fedn_client(client_config cfg, compute_package pkg,
 
 fedn_client::~fedn_client() = default;
 
-caf::error fedn_client::run() {
+caf::expected<run_outcome> fedn_client::run() {
   return impl_->run();
 }
 
