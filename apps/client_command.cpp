@@ -308,9 +308,9 @@ int serve_combiners(client_args& a, const client::compute_package& pkg,
     }
     if (got && endpoint_of(cfg) != from) {
       pause = 1.0;
-      spdlog::info("reassigned from {} to {} ({}: {})", from,
-                   endpoint_of(cfg), to_string(outcome->end),
-                   outcome->detail);
+      spdlog::info("reassigned from {} to {} (combiner {}): {} was {}",
+                   from, endpoint_of(cfg), got->combiner, from,
+                   to_string(outcome->end));
       warn_plaintext_token(cfg);
       continue;
     }

@@ -218,10 +218,18 @@ struct fedn_client::impl {
   /// Requested by `external_stop` or when `run` ends; every wait, call and
   /// entry-point run observes it.
   stop_source halt;
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<fedn::Combiner::Stub> combiner;
-  std::unique_ptr<fedn::Connector::Stub> connector;
-  std::unique_ptr<fedn::ModelService::Stub> models;
+  /// A gRPC channel to the combiner and its stubs.
+  struct link {
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<fedn::Combiner::Stub> combiner;
+    std::unique_ptr<fedn::Connector::Stub> connector;
+    std::unique_ptr<fedn::ModelService::Stub> models;
+  };
+  /// Guards `link_`.
+  std::mutex link_mtx;
+  /// The current channel: `connect` replaces it before each reconnect
+  /// attempt; a call uses the one current when it starts (`current()`).
+  std::shared_ptr<const link> link_;
   fedn::Client self;
   std::string target;
   std::atomic<uint64_t> tasks{0};
@@ -388,7 +396,7 @@ struct fedn_client::impl {
     // The TaskStream call runs on a connected channel: the stream is open
     // (a refused one ends at once and is seen closed at the next check).
     auto open = in_stream.load()
-                && channel->GetState(false) == GRPC_CHANNEL_READY;
+                && current()->channel->GetState(false) == GRPC_CHANNEL_READY;
     std::string detail;
     {
       std::lock_guard<std::mutex> guard{reach_mtx};
@@ -417,6 +425,17 @@ struct fedn_client::impl {
       ctx->TryCancel();
   }
 
+  /// The current channel and stubs (see `connect`).
+  std::shared_ptr<const link> current() {
+    std::lock_guard<std::mutex> guard{link_mtx};
+    return link_;
+  }
+
+  /// Makes a new channel the current one. `run` calls it at start and
+  /// before each reconnect attempt, as a new client process would: an old
+  /// TLS channel to a combiner that was killed and restarted kept failing
+  /// its handshakes for minutes (seen: 30 s to over 4 min after the
+  /// restart), while a new channel connected at once.
   void connect() {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
@@ -424,12 +443,11 @@ struct fedn_client::impl {
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     args.SetMaxReceiveMessageSize(8 << 20);
-    // A channel of its own: a client that moves to another combiner (or
-    // is created again for the same one) shares no subchannel, and so no
-    // connection or reconnect back-off, with an earlier channel.
+    // A channel of its own: it shares no subchannel, and so no connection
+    // or reconnect back-off, with an earlier channel (to this combiner or
+    // to the one the client left).
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    // gRPC's own reconnect back-off follows ours; we also reset it before
-    // each attempt so that our schedule decides.
+    // gRPC's own reconnect back-off (within one channel) follows ours.
     auto initial_ms = static_cast<int>(cfg.backoff_initial_s * 1000);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, initial_ms);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, initial_ms);
@@ -445,10 +463,13 @@ struct fedn_client::impl {
     } else {
       creds = grpc::InsecureChannelCredentials();
     }
-    channel = grpc::CreateCustomChannel(target, creds, args);
-    combiner = fedn::Combiner::NewStub(channel);
-    connector = fedn::Connector::NewStub(channel);
-    models = fedn::ModelService::NewStub(channel);
+    auto fresh = std::make_shared<link>();
+    fresh->channel = grpc::CreateCustomChannel(target, creds, args);
+    fresh->combiner = fedn::Combiner::NewStub(fresh->channel);
+    fresh->connector = fedn::Connector::NewStub(fresh->channel);
+    fresh->models = fedn::ModelService::NewStub(fresh->channel);
+    std::lock_guard<std::mutex> guard{link_mtx};
+    link_ = std::move(fresh);
   }
 
   // -- heartbeats ------------------------------------------------------------
@@ -463,7 +484,7 @@ struct fedn_client::impl {
       {
         call c{*this, std::min(cfg.rpc_timeout_s,
                                std::max(cfg.heartbeat_interval_s, 5.0))};
-        st = connector->SendHeartbeat(&c.ctx, hb, &resp);
+        st = current()->connector->SendHeartbeat(&c.ctx, hb, &resp);
       }
       if (halt.stop_requested() || refused(st, "heartbeat"))
         break;
@@ -494,7 +515,7 @@ struct fedn_client::impl {
     s.set_session_id(task.session_id());
     fedn::Response resp;
     call c{*this, cfg.rpc_timeout_s};
-    auto st = connector->SendStatus(&c.ctx, s, &resp);
+    auto st = current()->connector->SendStatus(&c.ctx, s, &resp);
     if (!st.ok() && !refused(st, "status") && !halt.stop_requested())
       spdlog::warn("SendStatus for task {} failed: {}", task.correlation_id(),
                    describe(st));
@@ -514,7 +535,8 @@ struct fedn_client::impl {
     *req.mutable_sender() = self;
     req.set_id(model_id);
     call c{*this, cfg.transfer_timeout_s};
-    auto reader = models->Download(&c.ctx, req);
+    auto l = current();
+    auto reader = l->models->Download(&c.ctx, req);
     fedn::ModelResponse part;
     bool complete = false;
     std::string failure;
@@ -576,7 +598,8 @@ struct fedn_client::impl {
       return caf::make_error(ec::not_found, from.string() + " does not exist");
     fedn::ModelResponse resp;
     call c{*this, cfg.transfer_timeout_s};
-    auto writer = models->Upload(&c.ctx, &resp);
+    auto l = current();
+    auto writer = l->models->Upload(&c.ctx, &resp);
     fedn::ModelRequest req;
     *req.mutable_sender() = self;
     req.set_id(id);
@@ -682,7 +705,7 @@ struct fedn_client::impl {
     update.set_meta(make_model_update_meta(*md, task.data(), timings));
     fedn::Response resp;
     call c{*this, cfg.rpc_timeout_s};
-    auto st = combiner->SendModelUpdate(&c.ctx, update, &resp);
+    auto st = current()->combiner->SendModelUpdate(&c.ctx, update, &resp);
     refused(st, "model update");
     if (!st.ok())
       return caf::make_error(ec::unspecified,
@@ -738,7 +761,7 @@ struct fedn_client::impl {
     v.set_session_id(task.session_id());
     fedn::Response resp;
     call c{*this, cfg.rpc_timeout_s};
-    auto st = combiner->SendModelValidation(&c.ctx, v, &resp);
+    auto st = current()->combiner->SendModelValidation(&c.ctx, v, &resp);
     refused(st, "validation");
     if (!st.ok())
       return caf::make_error(ec::unspecified,
@@ -769,7 +792,7 @@ struct fedn_client::impl {
     p.set_prediction_id(task.session_id());
     fedn::Response resp;
     call c{*this, cfg.rpc_timeout_s};
-    auto st = combiner->SendModelPrediction(&c.ctx, p, &resp);
+    auto st = current()->combiner->SendModelPrediction(&c.ctx, p, &resp);
     refused(st, "prediction");
     if (!st.ok())
       return caf::make_error(ec::unspecified,
@@ -847,7 +870,8 @@ struct fedn_client::impl {
     hello.set_timestamp(iso_timestamp(std::chrono::system_clock::now()));
     call c{*this, std::nullopt};
     in_stream = true;
-    auto reader = combiner->TaskStream(&c.ctx, hello);
+    auto l = current();
+    auto reader = l->combiner->TaskStream(&c.ctx, hello);
     fedn::TaskRequest task;
     bool stopped_early = false;
     while (reader->Read(&task)) {
@@ -888,8 +912,9 @@ struct fedn_client::impl {
                  cfg.token.empty() ? "" : ", with a token", pkg.dir.string());
     std::thread heartbeats{[this] { heartbeat_loop(); }};
     auto backoff = cfg.backoff_initial_s;
-    while (!halt.stop_requested()) {
-      grpc::experimental::ChannelResetConnectionBackoff(channel.get());
+    for (bool first = true; !halt.stop_requested(); first = false) {
+      if (!first)
+        connect();
       auto outcome = serve_stream();
       if (outcome.done || halt.stop_requested())
         break;
@@ -923,8 +948,8 @@ struct fedn_client::impl {
       if (leaving)
         return *leaving;
     }
-    spdlog::info("client '{}' stopped after {} task(s)", cfg.name,
-                 tasks.load());
+    spdlog::info("client '{}' stopped after {} task(s) from combiner {}",
+                 cfg.name, tasks.load(), target);
     return run_outcome{};
   }
 };

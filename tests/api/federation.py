@@ -152,9 +152,10 @@ def parse_metrics(text):
     return out
 
 
-def run_case(prefix, body, keep):
-    """Starts a Federation of RONDO_BIN in a new work directory, runs
-    body(federation, work), stops it. @returns the exit code: 0 when body
+def run_case(prefix, body, keep, make=Federation):
+    """Starts a Federation of RONDO_BIN (make(rondo, work): Federation or
+    a subclass) in a new work directory, runs body(federation, work),
+    stops it. @returns the exit code: 0 when body
     returned, 1 (with the logs' tails; the directory is kept) when it
     raised, 2 without RONDO_BIN."""
     rondo = os.environ.get("RONDO_BIN")
@@ -162,7 +163,7 @@ def run_case(prefix, body, keep):
         print("RONDO_BIN is not set")
         return 2
     work = tempfile.mkdtemp(prefix=prefix)
-    f = Federation(rondo, work)
+    f = make(rondo, work)
     ok = False
     try:
         body(f, work)
