@@ -43,6 +43,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "api"))
 from federation import Federation, run_case, check  # noqa: E402
+from cluster_test import run_session  # noqa: E402
 sys.path.insert(0, os.path.join(HERE, "package"))
 import npz_task  # noqa: E402
 
@@ -116,18 +117,8 @@ class Failover(Federation):
         w = self.work
         if self.tls:
             self.certs()
-        self.spawn("controller", [
-            "controller", "--port", "0",
-            "--port-file", os.path.join(w, "controller.port"),
-            "--http-port", "0",
-            "--http-port-file", os.path.join(w, "controller.http"),
-            "--auth-secret-file", self.secret_file,
-            "--db", os.path.join(w, "ctrl-db"), "--client-wait", "60"]
-            + self.tls_flags("controller"))
-        self.controller = "127.0.0.1:%d" % self.wait_file(
-            "controller", "controller.port")
-        self.api = "%s://127.0.0.1:%d" % (
-            self.scheme, self.wait_file("controller", "controller.http"))
+        self.start_controller(extra=self.tls_flags("controller"),
+                              scheme=self.scheme)
         self.admin = self.token("admin")
         for c in ("A", "B"):
             self.start_named_combiner(c, 0)
@@ -220,16 +211,6 @@ def stream_opened(f, combiner_log, name):
             in f.log(combiner_log))
 
 
-def round_report(f, sid, extra=(), timeout=240):
-    r = f.cli("session", "start", "--session-id", sid, "--rounds", "1",
-              "--clients-required", "2", "--round-timeout", "60",
-              "--validate", "false", "--follow", *extra, timeout=timeout)
-    check(r.returncode == 0, "session '%s' finished:\n%s%s"
-          % (sid, r.stdout, r.stderr))
-    r = f.cli("session", "status", sid, "--json")
-    return json.loads(r.stdout)["rounds"][0]
-
-
 def export_values(f, model_id, name):
     out = os.path.join(f.work, name + ".npz")
     r = f.cli("models", "export", model_id, out)
@@ -256,7 +237,7 @@ def body(f, work):
               "the clients were told their combiners serve TLS")
 
     # 1. Both combiners, four updates.
-    rnd = round_report(f, "before")
+    rnd = run_session(f, "before")
     check(rnd["status"] == "success" and rnd["updates_accepted"] == 4,
           "round 1 on A and B has 4 updates (%s, %s)"
           % (rnd["status"], rnd["updates_accepted"]))
@@ -318,7 +299,7 @@ def body(f, work):
               "%s stayed on A" % name)
 
     # 3. All four on A.
-    rnd3 = round_report(f, "after")
+    rnd3 = run_session(f, "after")
     parts = {x["combiner_id"]: x["status"] for x in rnd3["combiners"]}
     check(rnd3["status"] == "success" and rnd3["updates_accepted"] == 4
           and parts.get("A") == "success" and "B" not in parts,
