@@ -353,6 +353,15 @@ int run_client(client_args& a) {
                   "controller's active compute package");
     return 1;
   }
+  // Only a client that joined through the API can ask for another
+  // combiner. The options are checked before the API is asked (and again
+  // with the combiner it names).
+  cfg.reassign_after_s = a.api_url.empty() ? 0 : a.reassign_after_s;
+  cfg.reassign_on_drain = !a.api_url.empty();
+  if (auto err = client::validate(cfg)) {
+    spdlog::error("{}", render(err));
+    return 1;
+  }
   client::stop_source stop;
   signal_stopper signals{stop};
   folder_remover downloaded;
@@ -365,10 +374,6 @@ int run_client(client_args& a) {
       return 1;
     }
   }
-  // Only a client that joined through the API can ask for another
-  // combiner.
-  cfg.reassign_after_s = a.api_url.empty() ? 0 : a.reassign_after_s;
-  cfg.reassign_on_drain = !a.api_url.empty();
   warn_plaintext_token(cfg);
   if (auto err = client::validate(cfg)) {
     spdlog::error("{}", render(err));

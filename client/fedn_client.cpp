@@ -158,12 +158,15 @@ caf::error validate(const client_config& cfg) {
   if (!(cfg.reassign_after_s >= 0) || !std::isfinite(cfg.reassign_after_s))
     return bad("reassign-after must be >= 0 s (0: never)");
   if (cfg.reassign_after_s > 0
-      && !(cfg.reassign_after_s > cfg.heartbeat_interval_s))
-    return bad("reassign-after (" + std::to_string(cfg.reassign_after_s)
-               + " s) must be > the heartbeat interval ("
-               + std::to_string(cfg.heartbeat_interval_s)
-               + " s): failed heartbeats are what shows the combiner "
-                 "unreachable");
+      && !(cfg.reassign_after_s > cfg.heartbeat_interval_s)) {
+    char text[160];
+    std::snprintf(text, sizeof text,
+                  "reassign-after (%g s) must be > the heartbeat interval "
+                  "(%g s): failed heartbeats are what shows the combiner "
+                  "unreachable",
+                  cfg.reassign_after_s, cfg.heartbeat_interval_s);
+    return bad(text);
+  }
   if (cfg.tls_cert_pem.empty() != cfg.tls_key_pem.empty())
     return bad("a client certificate needs its key (--cert with --key)");
   if (cfg.auth_scheme.empty() || cfg.auth_scheme.find(' ') != std::string::npos)
