@@ -19,8 +19,10 @@
 #include <semaphore.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -54,6 +56,9 @@ struct client_args {
   /// --api-retry-time: seconds to keep asking while the controller says
   /// retry.
   double api_retry_s = 300;
+  /// --reassign-after: with --api-url, seconds of an unreachable combiner
+  /// before asking clients/add for another (0: never).
+  double reassign_after_s = 10;
 };
 
 /// Removes a downloaded package's folder when the client ends.
@@ -67,6 +72,51 @@ struct folder_remover {
   }
 };
 
+/// The controller's API as --api-url, the token, --ca and
+/// --api-retry-time give it.
+client::api_config api_of(const client_args& a) {
+  client::api_config api;
+  api.url = a.api_url;
+  api.token = a.cfg.token;
+  api.auth_scheme = a.cfg.auth_scheme;
+  api.ca_file = a.ca_file;
+  api.retry_for_s = a.api_retry_s;
+  return api;
+}
+
+/// "host:port" of the combiner `cfg` serves.
+std::string endpoint_of(const client::client_config& cfg) {
+  return cfg.host + ":" + std::to_string(cfg.port);
+}
+
+/// Asks clients/add for a combiner (this client id, --preferred-combiner;
+/// "package" "remote" while no --package was given) and points a.cfg at
+/// it: host, port, tls and the client id the controller answered. On an
+/// error a.cfg is unchanged.
+/// @returns the assignment; the errors of `join_via_api` (the ask retries
+///          for at most --api-retry-time seconds).
+caf::expected<client::assignment> ask_for_combiner(client_args& a,
+                                                   client::stop_source& stop,
+                                                   bool remote_package) {
+  auto& cfg = a.cfg;
+  client::join_request req;
+  req.client_id = cfg.client_id;
+  req.name = cfg.name;
+  req.preferred_combiner = a.preferred_combiner;
+  req.package = remote_package ? "remote" : "local";
+  auto got = client::join_via_api(api_of(a), req, stop);
+  if (!got)
+    return got;
+  spdlog::info("the controller assigned combiner {} at {}:{}{} (helper {})",
+               got->combiner.empty() ? got->host : got->combiner, got->host,
+               got->port, got->tls ? " (TLS)" : "", got->helper_type);
+  cfg.client_id = got->client_id;
+  cfg.host = got->host;
+  cfg.port = got->port;
+  cfg.tls = got->tls;
+  return got;
+}
+
 /// Joins through the controller's API: asks clients/add for a combiner
 /// (into cfg.host/port/tls) and, without --package, downloads, checks and
 /// unpacks the active compute package into a fresh folder under the work
@@ -75,30 +125,12 @@ struct folder_remover {
 std::string join_through_api(client_args& a, client::stop_source& stop,
                              folder_remover& cleanup) {
   auto& cfg = a.cfg;
-  client::api_config api;
-  api.url = a.api_url;
-  api.token = cfg.token;
-  api.auth_scheme = cfg.auth_scheme;
-  api.ca_file = a.ca_file;
-  api.retry_for_s = a.api_retry_s;
-  client::join_request req;
-  req.client_id = cfg.client_id;
-  req.name = cfg.name;
-  req.preferred_combiner = a.preferred_combiner;
-  req.package = a.package.empty() ? "remote" : "local";
-  auto got = client::join_via_api(api, req, stop);
+  auto got = ask_for_combiner(a, stop, a.package.empty());
   if (!got)
     return render(got.error());
-  spdlog::info("the controller assigned combiner {}:{}{} (helper {})",
-               got->host, got->port, got->tls ? " (TLS)" : "",
-               got->helper_type);
-  cfg.client_id = got->client_id;
-  cfg.host = got->host;
-  cfg.port = got->port;
-  if (got->tls)
-    cfg.tls = true;
   if (!a.package.empty())
     return {};
+  auto api = api_of(a);
   std::error_code err;
   auto base = cfg.work_dir.empty() ? std::filesystem::temp_directory_path(err)
                                    : cfg.work_dir;
@@ -223,6 +255,77 @@ std::string check_tls_flags(const client_args& a) {
   return {};
 }
 
+/// Warns when the token would travel to a remote combiner in plaintext.
+void warn_plaintext_token(const client::client_config& cfg) {
+  if (!cfg.token.empty() && !uses_tls(cfg)
+      && !security::is_loopback_host(cfg.host))
+    spdlog::warn("sending the token to {} without TLS: anyone on the path "
+                 "can read and reuse it (pass --ca)",
+                 cfg.host);
+}
+
+/// Longest wait between two asks for another combiner that did not move
+/// the client, seconds (the first wait is 1 s, doubling).
+constexpr double max_reassign_pause_s = 30;
+
+/// Serves combiners with `pkg` until stopped. With --api-url, a client
+/// that leaves its combiner (unreachable for --reassign-after seconds, or
+/// draining: see client::run_end) asks clients/add again, with the same
+/// client id and --preferred-combiner, and serves the combiner it gets
+/// with a new client object and gRPC channel; the compute package is
+/// kept. When that ask fails (no answer within --api-retry-time, a
+/// preferred combiner that is not available) or names the same combiner,
+/// the client waits (1 s, doubling up to 30 s, reset by a move) and
+/// serves its combiner again; the reasons to leave then apply afresh.
+/// @returns the exit code: 0 once stopped (signal, --max-tasks); 1 when
+///          the combiner or the API refused the token, or on another
+///          error of `fedn_client::run`.
+int serve_combiners(client_args& a, const client::compute_package& pkg,
+                    client::stop_source& stop) {
+  auto& cfg = a.cfg;
+  auto pause = 1.0;
+  for (;;) {
+    client::fedn_client fc{cfg, pkg, stop};
+    auto outcome = fc.run();
+    if (!outcome) {
+      spdlog::error("{}", render(outcome.error()));
+      return 1;
+    }
+    if (!outcome->leave() || stop.stop_requested())
+      return 0;
+    if (cfg.max_tasks > 0)
+      cfg.max_tasks -= std::min(cfg.max_tasks, fc.tasks_handled());
+    auto from = endpoint_of(cfg);
+    spdlog::info("asking the controller for another combiner: {} is {}",
+                 from, to_string(outcome->end));
+    auto got = ask_for_combiner(a, stop, false);
+    if (stop.stop_requested())
+      return 0;
+    if (!got && (got.error() == ec::unauthenticated
+                 || got.error() == ec::permission_denied)) {
+      spdlog::error("{}", render(got.error()));
+      return 1;
+    }
+    if (got && endpoint_of(cfg) != from) {
+      pause = 1.0;
+      spdlog::info("reassigned from {} to {} (combiner {}): {} was {}",
+                   from, endpoint_of(cfg), got->combiner, from,
+                   to_string(outcome->end));
+      warn_plaintext_token(cfg);
+      continue;
+    }
+    spdlog::warn("{}; serving {} again in {:.0f} s",
+                 got ? "the controller assigned the same combiner"
+                     : "no other combiner: " + render(got.error()),
+                 from, pause);
+    if (stop.wait_for(std::chrono::duration_cast<
+                      std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(pause))))
+      return 0;
+    pause = std::min(pause * 2, max_reassign_pause_s);
+  }
+}
+
 int run_client(client_args& a) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("rondo-client"));
   spdlog::set_level(a.verbose ? spdlog::level::debug : spdlog::level::info);
@@ -250,6 +353,15 @@ int run_client(client_args& a) {
                   "controller's active compute package");
     return 1;
   }
+  // Only a client that joined through the API can ask for another
+  // combiner. The options are checked before the API is asked (and again
+  // with the combiner it names).
+  cfg.reassign_after_s = a.api_url.empty() ? 0 : a.reassign_after_s;
+  cfg.reassign_on_drain = !a.api_url.empty();
+  if (auto err = client::validate(cfg)) {
+    spdlog::error("{}", render(err));
+    return 1;
+  }
   client::stop_source stop;
   signal_stopper signals{stop};
   folder_remover downloaded;
@@ -262,11 +374,7 @@ int run_client(client_args& a) {
       return 1;
     }
   }
-  if (!cfg.token.empty() && !uses_tls(cfg)
-      && !security::is_loopback_host(cfg.host))
-    spdlog::warn("sending the token to {} without TLS: anyone on the path "
-                 "can read and reuse it (pass --ca)",
-                 cfg.host);
+  warn_plaintext_token(cfg);
   if (auto err = client::validate(cfg)) {
     spdlog::error("{}", render(err));
     return 1;
@@ -307,12 +415,7 @@ int run_client(client_args& a) {
     }
     spdlog::info("startup done in {:.2f} s", *ran);
   }
-  client::fedn_client fc{cfg, std::move(*pkg), stop};
-  if (auto err = fc.run()) {
-    spdlog::error("{}", render(err));
-    return 1;
-  }
-  return 0;
+  return serve_combiners(a, *pkg, stop);
 }
 
 } // namespace
@@ -334,7 +437,7 @@ void add_client_command(CLI::App& app, int& exit_code) {
                   "Compute package directory (contains fedn.yaml); FEDn's "
                   "--local-package. Without it, --api-url downloads the "
                   "controller's active package");
-  cmd->add_option("--api-url", a->api_url,
+  auto* api_url = cmd->add_option("--api-url", a->api_url,
                   "The controller's API (http(s)://host:port): ask it for a "
                   "combiner (FEDn's clients/add) instead of --host/--port "
                   "and, without --package, download its active compute "
@@ -346,6 +449,19 @@ void add_client_command(CLI::App& app, int& exit_code) {
                   "controller has no compute package or no combiner yet")
     ->capture_default_str()
     ->check(CLI::PositiveNumber);
+  cmd->add_option("--reassign-after", a->reassign_after_s,
+                  "With --api-url: seconds the combiner may be unreachable "
+                  "(no heartbeat succeeds, no task stream open) before the "
+                  "client abandons a running task and asks the controller "
+                  "for another combiner (0: never; must be > "
+                  "--heartbeat-interval). The default, 10, is twice the "
+                  "controller's --connection-timeout (5 s), after which it "
+                  "drops a combiner whose link went silent: by then "
+                  "clients/add assigns a live one. A draining combiner is "
+                  "left at once")
+    ->capture_default_str()
+    ->check(CLI::NonNegativeNumber)
+    ->needs(api_url);
   cmd->add_flag("--trainer,!--no-trainer", a->trainer,
                 "Serve training tasks (default: on)");
   cmd->add_flag("--validator,!--no-validator", a->validator,

@@ -120,6 +120,7 @@ caf::expected<assignment> join_via_api(const api_config& cfg,
       if (res->status == 200 && j.is_object()) {
         assignment out;
         out.client_id = get_string(j, "client_id");
+        out.combiner = get_string(j, "combiner");
         out.host = get_string(j, "host");
         out.fqdn = get_string(j, "fqdn");
         out.ip = get_string(j, "ip");

@@ -53,6 +53,8 @@ struct join_request {
 /// The controller's answer: where to connect.
 struct assignment {
   std::string client_id;
+  /// The combiner's id (Rondo's "combiner" field); "" from FEDn.
+  std::string combiner;
   /// The combiner's name (FEDn's "host" is the combiner's address).
   std::string host;
   std::string fqdn;

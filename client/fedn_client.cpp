@@ -18,6 +18,8 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -153,6 +155,18 @@ caf::error validate(const client_config& cfg) {
     return bad("unknown-model wait must be >= 0 s");
   if (cfg.chunk_bytes == 0)
     return bad("chunk size must be > 0");
+  if (!(cfg.reassign_after_s >= 0) || !std::isfinite(cfg.reassign_after_s))
+    return bad("reassign-after must be >= 0 s (0: never)");
+  if (cfg.reassign_after_s > 0
+      && !(cfg.reassign_after_s > cfg.heartbeat_interval_s)) {
+    char text[160];
+    std::snprintf(text, sizeof text,
+                  "reassign-after (%g s) must be > the heartbeat interval "
+                  "(%g s): failed heartbeats are what shows the combiner "
+                  "unreachable",
+                  cfg.reassign_after_s, cfg.heartbeat_interval_s);
+    return bad(text);
+  }
   if (cfg.tls_cert_pem.empty() != cfg.tls_key_pem.empty())
     return bad("a client certificate needs its key (--cert with --key)");
   if (cfg.auth_scheme.empty() || cfg.auth_scheme.find(' ') != std::string::npos)
@@ -162,6 +176,44 @@ caf::error validate(const client_config& cfg) {
   return caf::none;
 }
 
+bool is_drain_refusal(int status_code, const std::string& message) {
+  return status_code == static_cast<int>(grpc::StatusCode::UNAVAILABLE)
+         && message.find("is draining") != std::string::npos;
+}
+
+reachability::reachability(double reassign_after_s, double now)
+  : reassign_after_s_(reassign_after_s), last_contact_(now) {
+}
+
+void reachability::heartbeat_ok(double now) {
+  last_contact_ = std::max(last_contact_, now);
+}
+
+void reachability::stream_open(bool open, double now) {
+  // A stream seen closed was open at some moment since it was last seen
+  // open; `now` bounds that moment.
+  if (open || stream_open_)
+    last_contact_ = std::max(last_contact_, now);
+  stream_open_ = open;
+}
+
+double reachability::silent_for(double now) const {
+  return stream_open_ ? 0.0 : std::max(0.0, now - last_contact_);
+}
+
+bool reachability::unreachable(double now) const {
+  return reassign_after_s_ > 0 && silent_for(now) >= reassign_after_s_;
+}
+
+const char* to_string(run_end end) {
+  switch (end) {
+    case run_end::stopped: return "stopped";
+    case run_end::unreachable: return "unreachable";
+    case run_end::draining: return "draining";
+  }
+  return "unknown";
+}
+
 struct fedn_client::impl {
   client_config cfg;
   compute_package pkg;
@@ -169,10 +221,18 @@ struct fedn_client::impl {
   /// Requested by `external_stop` or when `run` ends; every wait, call and
   /// entry-point run observes it.
   stop_source halt;
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<fedn::Combiner::Stub> combiner;
-  std::unique_ptr<fedn::Connector::Stub> connector;
-  std::unique_ptr<fedn::ModelService::Stub> models;
+  /// A gRPC channel to the combiner and its stubs.
+  struct link {
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<fedn::Combiner::Stub> combiner;
+    std::unique_ptr<fedn::Connector::Stub> connector;
+    std::unique_ptr<fedn::ModelService::Stub> models;
+  };
+  /// Guards `link_`.
+  std::mutex link_mtx;
+  /// The current channel: `connect` replaces it before each reconnect
+  /// attempt; a call uses the one current when it starts (`current()`).
+  std::shared_ptr<const link> link_;
   fedn::Client self;
   std::string target;
   std::atomic<uint64_t> tasks{0};
@@ -183,9 +243,23 @@ struct fedn_client::impl {
   /// PERMISSION_DENIED): `run` stops and returns it.
   std::mutex refusal_mtx;
   std::optional<std::pair<std::string, grpc::Status>> refusal;
+  /// When `run` began; `clock()` counts from here.
+  steady::time_point started = steady::now();
+  /// Whether the TaskStream call runs (set by `serve_stream`).
+  std::atomic<bool> in_stream{false};
+  /// Guards `reach`, `last_failure` and `leaving`.
+  std::mutex reach_mtx;
+  reachability reach;
+  /// The last failed call's status, for the reason of leaving.
+  std::string last_failure;
+  /// Set once the client decided to leave the combiner; `run` returns it.
+  std::optional<run_outcome> leaving;
 
   impl(client_config c, compute_package p, stop_source& stop)
-    : cfg(std::move(c)), pkg(std::move(p)), external_stop(stop) {
+    : cfg(std::move(c)),
+      pkg(std::move(p)),
+      external_stop(stop),
+      reach(cfg.reassign_after_s, 0.0) {
     self.set_role(fedn::CLIENT);
     self.set_name(cfg.name);
     self.set_client_id(cfg.client_id);
@@ -298,12 +372,73 @@ struct fedn_client::impl {
                            std::move(text));
   }
 
+  /// Seconds since `started`.
+  double clock() const {
+    return seconds_since(started);
+  }
+
+  /// Decides to leave the combiner (the first decision wins): `run` stops
+  /// serving it (a running entry point too) and returns `why`.
+  void leave(run_end why, std::string detail) {
+    {
+      std::lock_guard<std::mutex> guard{reach_mtx};
+      if (leaving || halt.stop_requested())
+        return;
+      leaving = run_outcome{why, detail};
+    }
+    spdlog::warn("leaving combiner {} ({}): {}", target, to_string(why),
+                 detail);
+    halt.request_stop();
+  }
+
+  /// Records a heartbeat's result and whether a task stream is open now;
+  /// leaves the combiner once `reach` says it is unreachable.
+  /// @returns whether the client leaves.
+  bool note_heartbeat(const grpc::Status& st) {
+    auto now = clock();
+    // The TaskStream call runs on a connected channel: the stream is open
+    // (a refused one ends at once and is seen closed at the next check).
+    auto open = in_stream.load()
+                && current()->channel->GetState(false) == GRPC_CHANNEL_READY;
+    std::string detail;
+    {
+      std::lock_guard<std::mutex> guard{reach_mtx};
+      if (st.ok())
+        reach.heartbeat_ok(now);
+      else
+        last_failure = "heartbeat failed: " + describe(st);
+      reach.stream_open(open, now);
+      if (!reach.unreachable(now))
+        return false;
+      char text[96];
+      std::snprintf(text, sizeof text,
+                    "%.1f s (reassign after %g s)", reach.silent_for(now),
+                    cfg.reassign_after_s);
+      detail = std::string{"no heartbeat succeeded and no task stream was "
+                           "open for "}
+               + text + "; last: " + last_failure;
+    }
+    leave(run_end::unreachable, std::move(detail));
+    return true;
+  }
+
   void cancel_calls() {
     std::lock_guard<std::mutex> guard{calls_mtx};
     for (auto* ctx : calls)
       ctx->TryCancel();
   }
 
+  /// The current channel and stubs (see `connect`).
+  std::shared_ptr<const link> current() {
+    std::lock_guard<std::mutex> guard{link_mtx};
+    return link_;
+  }
+
+  /// Makes a new channel the current one. `run` calls it at start and
+  /// before each reconnect attempt, as a new client process would: an old
+  /// TLS channel to a combiner that was killed and restarted kept failing
+  /// its handshakes for minutes (seen: 30 s to over 4 min after the
+  /// restart), while a new channel connected at once.
   void connect() {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
@@ -311,8 +446,11 @@ struct fedn_client::impl {
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     args.SetMaxReceiveMessageSize(8 << 20);
-    // gRPC's own reconnect back-off follows ours; we also reset it before
-    // each attempt so that our schedule decides.
+    // A channel of its own: it shares no subchannel, and so no connection
+    // or reconnect back-off, with an earlier channel (to this combiner or
+    // to the one the client left).
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    // gRPC's own reconnect back-off (within one channel) follows ours.
     auto initial_ms = static_cast<int>(cfg.backoff_initial_s * 1000);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, initial_ms);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, initial_ms);
@@ -328,10 +466,13 @@ struct fedn_client::impl {
     } else {
       creds = grpc::InsecureChannelCredentials();
     }
-    channel = grpc::CreateCustomChannel(target, creds, args);
-    combiner = fedn::Combiner::NewStub(channel);
-    connector = fedn::Connector::NewStub(channel);
-    models = fedn::ModelService::NewStub(channel);
+    auto fresh = std::make_shared<link>();
+    fresh->channel = grpc::CreateCustomChannel(target, creds, args);
+    fresh->combiner = fedn::Combiner::NewStub(fresh->channel);
+    fresh->connector = fedn::Connector::NewStub(fresh->channel);
+    fresh->models = fedn::ModelService::NewStub(fresh->channel);
+    std::lock_guard<std::mutex> guard{link_mtx};
+    link_ = std::move(fresh);
   }
 
   // -- heartbeats ------------------------------------------------------------
@@ -346,7 +487,7 @@ struct fedn_client::impl {
       {
         call c{*this, std::min(cfg.rpc_timeout_s,
                                std::max(cfg.heartbeat_interval_s, 5.0))};
-        st = connector->SendHeartbeat(&c.ctx, hb, &resp);
+        st = current()->connector->SendHeartbeat(&c.ctx, hb, &resp);
       }
       if (halt.stop_requested() || refused(st, "heartbeat"))
         break;
@@ -357,6 +498,8 @@ struct fedn_client::impl {
         spdlog::warn("combiner {} unreachable: heartbeat failed: {}", target,
                      explain(st));
       reachable = st.ok();
+      if (note_heartbeat(st))
+        break;
     } while (!halt.wait_for(to_duration(cfg.heartbeat_interval_s)));
   }
 
@@ -375,7 +518,7 @@ struct fedn_client::impl {
     s.set_session_id(task.session_id());
     fedn::Response resp;
     call c{*this, cfg.rpc_timeout_s};
-    auto st = connector->SendStatus(&c.ctx, s, &resp);
+    auto st = current()->connector->SendStatus(&c.ctx, s, &resp);
     if (!st.ok() && !refused(st, "status") && !halt.stop_requested())
       spdlog::warn("SendStatus for task {} failed: {}", task.correlation_id(),
                    describe(st));
@@ -395,7 +538,8 @@ struct fedn_client::impl {
     *req.mutable_sender() = self;
     req.set_id(model_id);
     call c{*this, cfg.transfer_timeout_s};
-    auto reader = models->Download(&c.ctx, req);
+    auto l = current();
+    auto reader = l->models->Download(&c.ctx, req);
     fedn::ModelResponse part;
     bool complete = false;
     std::string failure;
@@ -457,7 +601,8 @@ struct fedn_client::impl {
       return caf::make_error(ec::not_found, from.string() + " does not exist");
     fedn::ModelResponse resp;
     call c{*this, cfg.transfer_timeout_s};
-    auto writer = models->Upload(&c.ctx, &resp);
+    auto l = current();
+    auto writer = l->models->Upload(&c.ctx, &resp);
     fedn::ModelRequest req;
     *req.mutable_sender() = self;
     req.set_id(id);
@@ -563,7 +708,7 @@ struct fedn_client::impl {
     update.set_meta(make_model_update_meta(*md, task.data(), timings));
     fedn::Response resp;
     call c{*this, cfg.rpc_timeout_s};
-    auto st = combiner->SendModelUpdate(&c.ctx, update, &resp);
+    auto st = current()->combiner->SendModelUpdate(&c.ctx, update, &resp);
     refused(st, "model update");
     if (!st.ok())
       return caf::make_error(ec::unspecified,
@@ -619,7 +764,7 @@ struct fedn_client::impl {
     v.set_session_id(task.session_id());
     fedn::Response resp;
     call c{*this, cfg.rpc_timeout_s};
-    auto st = combiner->SendModelValidation(&c.ctx, v, &resp);
+    auto st = current()->combiner->SendModelValidation(&c.ctx, v, &resp);
     refused(st, "validation");
     if (!st.ok())
       return caf::make_error(ec::unspecified,
@@ -650,7 +795,7 @@ struct fedn_client::impl {
     p.set_prediction_id(task.session_id());
     fedn::Response resp;
     call c{*this, cfg.rpc_timeout_s};
-    auto st = combiner->SendModelPrediction(&c.ctx, p, &resp);
+    auto st = current()->combiner->SendModelPrediction(&c.ctx, p, &resp);
     refused(st, "prediction");
     if (!st.ok())
       return caf::make_error(ec::unspecified,
@@ -689,6 +834,14 @@ struct fedn_client::impl {
                                 fedn::StatusType_Name(task.type()));
     }
     auto secs = seconds_since(t0);
+    if (err && halt.stop_requested()) {
+      // Stopping or leaving the combiner: nothing is sent for the task
+      // (its status call would be cancelled too).
+      spdlog::warn("task {} ({}) abandoned after {:.2f} s: the client is "
+                   "stopping or leaving combiner {} ({})",
+                   task.correlation_id(), kind, secs, target, render(err));
+      return;
+    }
     if (err) {
       auto text = std::string{kind} + " task failed: " + render(err);
       spdlog::error("task {} failed after {:.2f} s: {}", task.correlation_id(),
@@ -719,7 +872,9 @@ struct fedn_client::impl {
     hello.set_data(make_roles_json(cfg.roles));
     hello.set_timestamp(iso_timestamp(std::chrono::system_clock::now()));
     call c{*this, std::nullopt};
-    auto reader = combiner->TaskStream(&c.ctx, hello);
+    in_stream = true;
+    auto l = current();
+    auto reader = l->combiner->TaskStream(&c.ctx, hello);
     fedn::TaskRequest task;
     bool stopped_early = false;
     while (reader->Read(&task)) {
@@ -738,14 +893,16 @@ struct fedn_client::impl {
     if (stopped_early)
       c.ctx.TryCancel();
     result.status = reader->Finish();
+    in_stream = false;
     if (seconds_since(opened) >= cfg.stable_stream_s)
       result.progress = true;
     return result;
   }
 
-  caf::error run() {
+  caf::expected<run_outcome> run() {
     if (auto err = validate(cfg))
       return err;
+    started = steady::now();
     stop_callback link{external_stop, [this] { halt.request_stop(); }};
     stop_callback cancel{halt, [this] { cancel_calls(); }};
     connect();
@@ -758,13 +915,25 @@ struct fedn_client::impl {
                  cfg.token.empty() ? "" : ", with a token", pkg.dir.string());
     std::thread heartbeats{[this] { heartbeat_loop(); }};
     auto backoff = cfg.backoff_initial_s;
-    while (!halt.stop_requested()) {
-      grpc::experimental::ChannelResetConnectionBackoff(channel.get());
+    for (bool first = true; !halt.stop_requested(); first = false) {
+      if (!first)
+        connect();
       auto outcome = serve_stream();
       if (outcome.done || halt.stop_requested())
         break;
       if (refused(outcome.status, "task stream"))
         break;
+      if (cfg.reassign_on_drain
+          && is_drain_refusal(static_cast<int>(outcome.status.error_code()),
+                              outcome.status.error_message())) {
+        leave(run_end::draining,
+              "the task stream ended: " + describe(outcome.status));
+        break;
+      }
+      if (!outcome.status.ok()) {
+        std::lock_guard<std::mutex> guard{reach_mtx};
+        last_failure = "task stream ended: " + describe(outcome.status);
+      }
       if (outcome.progress)
         backoff = cfg.backoff_initial_s;
       spdlog::warn("task stream to {} ended: {}; reconnecting in {:.1f} s",
@@ -777,9 +946,14 @@ struct fedn_client::impl {
     heartbeats.join();
     if (auto err = refusal_error())
       return err;
-    spdlog::info("client '{}' stopped after {} task(s)", cfg.name,
-                 tasks.load());
-    return caf::none;
+    {
+      std::lock_guard<std::mutex> guard{reach_mtx};
+      if (leaving)
+        return *leaving;
+    }
+    spdlog::info("client '{}' stopped after {} task(s) from combiner {}",
+                 cfg.name, tasks.load(), target);
+    return run_outcome{};
   }
 };
 
@@ -790,7 +964,7 @@ fedn_client::fedn_client(client_config cfg, compute_package pkg,
 
 fedn_client::~fedn_client() = default;
 
-caf::error fedn_client::run() {
+caf::expected<run_outcome> fedn_client::run() {
   return impl_->run();
 }
 

@@ -9,12 +9,19 @@
 // they run one at a time in the order the combiner sent them; tasks that
 // arrive meanwhile wait in the stream (gRPC/HTTP2 flow control buffers
 // them). Heartbeats run on their own thread and continue during a task.
+//
+// A client that joined through the controller's API may leave its
+// combiner (`client_config::reassign_after_s`, `reassign_on_drain`):
+// `run` then returns a `run_outcome` saying why, and the caller asks
+// clients/add again and runs a new `fedn_client` (a new gRPC channel) for
+// the combiner it gets.
 
 #include "client/compute_package.hpp"
 #include "client/task_meta.hpp"
 #include "messages/combiner_messages.hpp"
 
 #include <caf/error.hpp>
+#include <caf/expected.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -65,6 +72,22 @@ struct client_config {
   /// How long a download keeps reading while the combiner answers UNKNOWN
   /// (model known but not yet staged), as FEDn clients do.
   double unknown_model_wait_s = 20;
+  /// Leave the combiner (`run` returns `run_end::unreachable`) once it
+  /// has been unreachable this long: no heartbeat succeeded and no task
+  /// stream was open (the channel not connected while the TaskStream call
+  /// runs). A task running then is abandoned: its entry point is stopped
+  /// (SIGTERM, then SIGKILL after `kill_grace_s`) and nothing is sent for
+  /// it, since its round belongs to the lost combiner. 0 (the default):
+  /// never, reconnect to the same combiner forever. When > 0 it must be >
+  /// `heartbeat_interval_s` (heartbeats are the evidence). `rondo client
+  /// --api-url` sets 10 s (see its --reassign-after).
+  double reassign_after_s = 0;
+  /// Leave the combiner (`run` returns `run_end::draining`) at once when
+  /// it ends or refuses the TaskStream because an operator drains it
+  /// (`is_drain_refusal`); the stream is read between tasks, so a task in
+  /// progress finishes and is sent first. false (the default): treat it
+  /// as any other broken stream (reconnect with back-off).
+  bool reassign_on_drain = false;
   /// Upload chunk size in bytes (FEDn: at most 1 MiB).
   size_t chunk_bytes = size_t{1} << 20;
   /// Parent of the per-task temporary directories; empty = $TMPDIR or /tmp.
@@ -92,9 +115,72 @@ struct client_config {
 bool uses_tls(const client_config& cfg);
 
 /// Checks a configuration: name and client_id non-empty, positive
-/// timeouts, intervals and chunk size, backoff_initial <= backoff_max.
+/// timeouts, intervals and chunk size, backoff_initial <= backoff_max,
+/// reassign_after 0 or > the heartbeat interval.
 /// Errors: `ec::invalid_config` naming the option.
 caf::error validate(const client_config& cfg);
+
+/// Whether a TaskStream's end (or refusal) with gRPC status code
+/// `status_code` (the numeric grpc::StatusCode) and `message` says the
+/// combiner is draining: UNAVAILABLE (14) with "is draining" in the
+/// message, as a drained Rondo combiner answers.
+bool is_drain_refusal(int status_code, const std::string& message);
+
+/// Whether a combiner counts as unreachable (see
+/// `client_config::reassign_after_s`): tracks the last contact, i.e. the
+/// last successful heartbeat or the last moment a task stream was open.
+/// Times are seconds on one monotonic clock. Not thread-safe.
+class reachability {
+public:
+  /// `reassign_after_s` 0: never unreachable. `now`: the start, which
+  /// counts as contact (a client given a dead combiner leaves it
+  /// `reassign_after_s` after it started).
+  reachability(double reassign_after_s, double now);
+
+  /// A heartbeat succeeded at `now`.
+  void heartbeat_ok(double now);
+
+  /// Whether a task stream is open at `now` (an open stream is contact
+  /// for as long as it stays open).
+  void stream_open(bool open, double now);
+
+  /// Seconds since the last contact (0 while a stream is open).
+  double silent_for(double now) const;
+
+  /// Whether the combiner is unreachable at `now`: enabled, no stream
+  /// open and silent for at least `reassign_after_s`.
+  bool unreachable(double now) const;
+
+private:
+  double reassign_after_s_;
+  double last_contact_;
+  bool stream_open_ = false;
+};
+
+/// Why `fedn_client::run` returned without an error.
+enum class run_end {
+  /// `stop` was requested, or `max_tasks` tasks were handled.
+  stopped,
+  /// The combiner was unreachable for `reassign_after_s`.
+  unreachable,
+  /// The combiner ended or refused the TaskStream: it is draining.
+  draining,
+};
+
+/// "stopped", "unreachable", "draining".
+const char* to_string(run_end end);
+
+/// What `fedn_client::run` ended with.
+struct run_outcome {
+  run_end end = run_end::stopped;
+  /// With unreachable / draining: what the client saw (the last failed
+  /// call's status, or the stream's end), for the log.
+  std::string detail;
+  /// Whether the caller should ask for another combiner.
+  bool leave() const {
+    return end != run_end::stopped;
+  }
+};
 
 /// A FEDn-protocol client. Construct, then call `run` once.
 class fedn_client {
@@ -107,8 +193,12 @@ public:
   fedn_client& operator=(const fedn_client&) = delete;
 
   /// Serves tasks until `stop` is requested or `max_tasks` tasks were
-  /// handled, reconnecting with back-off whenever the TaskStream breaks or
-  /// the combiner is unreachable. Returns none then. Errors: an invalid
+  /// handled (run_end::stopped), reconnecting with back-off whenever the
+  /// TaskStream breaks or the combiner is unreachable; or until the client
+  /// leaves the combiner (run_end::unreachable after `reassign_after_s`,
+  /// run_end::draining when the combiner drains and `reassign_on_drain`
+  /// is set). Call it once per object: a new combiner needs a new
+  /// `fedn_client` (with its own channel). Errors: an invalid
   /// configuration (see `validate`); `ec::unauthenticated` or
   /// `ec::permission_denied` as soon as the combiner refuses any call
   /// (TaskStream, heartbeat, status, model transfer, update) for the token
@@ -118,7 +208,7 @@ public:
   /// too) and the error says so and what to do. Task failures are not
   /// errors of `run`: they are reported to the combiner (SendStatus ERROR)
   /// and logged.
-  caf::error run();
+  caf::expected<run_outcome> run();
 
   /// Tasks handled so far (any kind, including rejected and failed ones).
   uint64_t tasks_handled() const;

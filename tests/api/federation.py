@@ -60,11 +60,10 @@ class Federation(Cluster):
             self.wait_file("combiner", "combiner.metrics")
         return port
 
-    def start(self, clients=CLIENTS, via_api=False, client_wait=60):
-        """Starts the controller (its --client-wait `client_wait` seconds),
-        the combiner and `clients`; with via_api the clients ask the
-        controller's API for their combiner (clients/add, a client token)
-        instead of dialing it."""
+    def start_controller(self, client_wait=60, extra=(), scheme="http"):
+        """Starts `rondo controller` (tokens; the flags `extra`); sets
+        controller (its middleman address) and api (scheme://host:port of
+        its HTTP API)."""
         w = self.work
         self.spawn("controller", [
             "controller", "--port", "0",
@@ -73,11 +72,19 @@ class Federation(Cluster):
             "--http-port-file", os.path.join(w, "controller.http"),
             "--auth-secret-file", self.secret_file,
             "--db", os.path.join(w, "ctrl-db"), "--client-wait",
-            str(client_wait)])
+            str(client_wait)] + list(extra))
         self.controller = "127.0.0.1:%d" % self.wait_file(
             "controller", "controller.port")
-        self.api = "http://127.0.0.1:%d" % self.wait_file(
-            "controller", "controller.http")
+        self.api = "%s://127.0.0.1:%d" % (scheme, self.wait_file(
+            "controller", "controller.http"))
+
+    def start(self, clients=CLIENTS, via_api=False, client_wait=60):
+        """Starts the controller (its --client-wait `client_wait` seconds),
+        the combiner and `clients`; with via_api the clients ask the
+        controller's API for their combiner (clients/add, a client token)
+        instead of dialing it."""
+        w = self.work
+        self.start_controller(client_wait)
         port = self.start_combiner(["--name", "combiner-a",
                                     "--controller", self.controller])
         self.admin = self.token("admin")
@@ -152,9 +159,10 @@ def parse_metrics(text):
     return out
 
 
-def run_case(prefix, body, keep):
-    """Starts a Federation of RONDO_BIN in a new work directory, runs
-    body(federation, work), stops it. @returns the exit code: 0 when body
+def run_case(prefix, body, keep, make=Federation):
+    """Starts a Federation of RONDO_BIN (make(rondo, work): Federation or
+    a subclass) in a new work directory, runs body(federation, work),
+    stops it. @returns the exit code: 0 when body
     returned, 1 (with the logs' tails; the directory is kept) when it
     raised, 2 without RONDO_BIN."""
     rondo = os.environ.get("RONDO_BIN")
@@ -162,7 +170,7 @@ def run_case(prefix, body, keep):
         print("RONDO_BIN is not set")
         return 2
     work = tempfile.mkdtemp(prefix=prefix)
-    f = Federation(rondo, work)
+    f = make(rondo, work)
     ok = False
     try:
         body(f, work)
