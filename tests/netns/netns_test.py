@@ -362,8 +362,10 @@ def case_partition(t):
     counts = t.start_balanced()
     cut = counts["combiner-2"]
     host = t.fed.combiner_hosts["combiner-2"]
+    # Trainings of 10 s: round 4 begins some 30 s after the cut, well
+    # after the cut clients rejoined (about 17 s).
     follow = t.session("partition", 4, {"sleepers": sorted(CLIENTS),
-                                        "sleep": 8}, grace=15)
+                                        "sleep": 10}, grace=15)
     t.wait_marks(cut, 1)
     cut_at = time.time()
     t.net.link(host, False)
