@@ -177,3 +177,22 @@ TEST_CASE_FIXTURE(assign_fixture,
   REQUIRE(released.size() == 1);
   CHECK(released[0].info.combiner_id == "B");
 }
+
+TEST_CASE_FIXTURE(assign_fixture,
+                  "assign: a combiner that joins later gets the next clients") {
+  known("A", true, 1);
+  known("B", true, 2);
+  for (int i = 0; i < 4; ++i)
+    assign("c" + std::to_string(i));
+  // Scale-out: C joins with no clients and is the least loaded until it
+  // has as many as the others.
+  known("C", true, 3);
+  CHECK(assign("n1") == "C");
+  CHECK(assign("n2") == "C");
+  std::map<std::string, int> per;
+  for (int i = 3; i < 6; ++i)
+    ++per[assign("n" + std::to_string(i))];
+  CHECK(per["A"] == 1);
+  CHECK(per["B"] == 1);
+  CHECK(per["C"] == 1);
+}
