@@ -37,6 +37,7 @@ using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using combiners_atom = caf::atom_constant<caf::atom("combiners")>;
 using committed_atom = caf::atom_constant<caf::atom("committed")>;
 using prune_atom = caf::atom_constant<caf::atom("prune")>;
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
 
 /// Where clients reach a combiner, as it announces itself when it joins
 /// the controller (FEDn's combiner address, fqdn, ip and port, which
@@ -150,6 +151,9 @@ using round_actor = update_sink_actor::extend_with<timer_owner_actor>::extend<
 /// - (failed, correlation_id, reason): the client reported the task failed:
 ///   its round is told at once (task_cancelled with `failed`).
 /// - (get) -> client_record: status for listings.
+/// - (drain, on, reason): the combiner is draining (on) or no longer
+///   (off): while on, the open stream ends and every new one is refused,
+///   each with `reason` (the edge ends the gRPC stream UNAVAILABLE).
 /// - timer_tick: internal liveness check.
 using client_session_actor = timer_owner_actor::extend<
   caf::reacts_to<heartbeat_atom>, caf::reacts_to<caf::open_atom, task_sink_actor>,
@@ -157,7 +161,8 @@ using client_session_actor = timer_owner_actor::extend<
   caf::replies_to<client_task, round_actor>::with<bool>,
   caf::reacts_to<finish_atom, std::string>,
   caf::reacts_to<failed_atom, std::string, std::string>,
-  caf::replies_to<caf::get_atom>::with<client_record>>;
+  caf::replies_to<caf::get_atom>::with<client_record>,
+  caf::reacts_to<drain_atom, bool, std::string>>;
 
 /// An active client and its session, as the combiner hands them to rounds.
 struct active_client {
@@ -241,6 +246,11 @@ using round_queue_actor = update_sink_actor::extend<
 ///   global model: the combiner drops its other staged global models and
 ///   its aggregates (store and staging cache), keeping model_id and every
 ///   model a queued or running job starts from.
+/// - (drain, on): from the controller, once no running round includes the
+///   combiner: on, release the clients (each open task stream ends, and
+///   new ones are refused, with gRPC status UNAVAILABLE and "combiner <id>
+///   is draining: ..."; heartbeats are still answered); off, take task
+///   streams again.
 using combiner_actor = chunk_source_actor::extend_with<
   update_sink_actor, timer_owner_actor>::extend<
   caf::replies_to<client_info>::with<client_session_actor>,
@@ -255,7 +265,8 @@ using combiner_actor = chunk_source_actor::extend_with<
   caf::replies_to<caf::flush_atom>::with<uint64_t>,
   caf::reacts_to<status_record>,
   caf::reacts_to<caf::subscribe_atom, status_sink_actor>,
-  caf::reacts_to<committed_atom, std::string>>;
+  caf::reacts_to<committed_atom, std::string>,
+  caf::reacts_to<drain_atom, bool>>;
 
 /// A combiner as the controller knows it: announced address, whether it is
 /// connected now, and how many clients the controller assigned to it.
@@ -270,12 +281,17 @@ struct combiner_status {
   uint64_t clients_assigned = 0;
   /// Its handle while alive; invalid otherwise.
   combiner_actor handle;
+  /// Being drained (scale-in): no client is assigned to it and no new
+  /// round includes it. Set and cleared by the operator (POST
+  /// /api/v1/combiners/{id}/drain, /undrain); a combiner starts not
+  /// draining whenever it (re)joins. Kept in the controller's memory only.
+  bool draining = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, combiner_status& x) {
   return f(caf::meta::type_name("rondo.combiner_status"), x.info, x.alive,
-           x.joined_at, x.clients_assigned, x.handle);
+           x.joined_at, x.clients_assigned, x.handle, x.draining);
 }
 
 /// The controller: owns sessions, combiner membership and the global model
@@ -292,12 +308,16 @@ typename Inspector::result_type inspect(Inspector& f, combiner_status& x) {
 ///   against its rounds.
 /// - (put, client_assignment_record) -> combiner_status: assign a client
 ///   (FEDn's clients/add): to its combiner_preferred when that one is
-///   alive, else to the alive combiner with the fewest assigned clients
-///   (ties: the smallest id); the assignment is stored (synced).
+///   alive and not draining, else to the alive, not draining combiner with
+///   the fewest assigned clients (ties: the smallest id); the assignment
+///   is stored (synced).
 ///   ec::not_found "combiner <id> not found or unavailable" for a
 ///   preferred one that is not alive; ec::invalid_state "no combiner
 ///   available" when none is.
 /// - (get, combiners) -> every combiner known since start, by id.
+/// - (drain, combiner_id, on) -> combiner_status: drain a combiner (on) or
+///   stop draining it (off); see controller_state::drain. ec::not_found
+///   "no combiner <id>" for an id that never joined.
 /// - (get, model_id, chunk index) -> model_chunk: global models for
 ///   combiners' staging.
 /// - session_config -> session id: start a session (one at a time;
@@ -345,6 +365,7 @@ using controller_actor = chunk_source_actor::extend<
     combiner_status>,
   caf::replies_to<caf::get_atom, combiners_atom>::with<
     std::vector<combiner_status>>,
+  caf::replies_to<drain_atom, std::string, bool>::with<combiner_status>,
   caf::replies_to<session_config>::with<std::string>,
   caf::replies_to<caf::get_atom, session_atom, std::string>::with<
     session_report>,

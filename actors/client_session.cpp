@@ -28,6 +28,11 @@ void client_session_state::heartbeat() {
 }
 
 void client_session_state::open(task_sink_actor sink) {
+  if (sink && !refusal_.empty()) {
+    self->send_exit(sink, caf::make_error(ec::invalid_state, refusal_));
+    seen_(self->clock().now());
+    return;
+  }
   if (sink_) {
     // Another TaskStream of this client id (a reconnect after a half-open
     // connection, or a second process with the same id): the newer one
@@ -77,6 +82,15 @@ void client_session_state::fail(const std::string& correlation_id,
   self->send(i->second, task_cancelled{correlation_id, info.client_id,
                                        reason, true});
   tasks_.erase(i);
+}
+
+void client_session_state::drain(bool on, const std::string& reason) {
+  refusal_ = on ? reason : std::string{};
+  if (!on || !sink_)
+    return;
+  auto old = sink_;
+  close("client " + info.client_id + "'s task stream ended: " + reason);
+  self->send_exit(old, caf::make_error(ec::invalid_state, reason));
 }
 
 void client_session_state::on_down(const caf::down_msg& msg) {
@@ -191,6 +205,9 @@ client_session(client_session_actor::stateful_pointer<client_session_state> self
       self->state.fail(correlation_id, reason);
     },
     [self](caf::get_atom) { return self->state.record(); },
+    [self](drain_atom, bool on, const std::string& reason) {
+      self->state.drain(on, reason);
+    },
     [self](const timer_tick& tick) { self->state.on_timer(tick); },
   };
 }

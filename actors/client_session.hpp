@@ -102,6 +102,13 @@ struct client_session_state {
   /// client's, or already answered) are ignored.
   void fail(const std::string& correlation_id, const std::string& reason);
 
+  /// The combiner is draining (`on`) or no longer: while on, the open
+  /// stream ends as on `close` and its sink is sent an exit with
+  /// `ec::invalid_state` and `reason` (the edge finishes the gRPC stream
+  /// UNAVAILABLE with that text), and `open` refuses every new sink the
+  /// same way (counting it as a heartbeat). Off lifts the refusal.
+  void drain(bool on, const std::string& reason);
+
   /// Handles the down message of a monitored sink: when it is the open
   /// stream's sink, the stream ended (as `close`); else ignored.
   void on_down(const caf::down_msg& msg);
@@ -133,6 +140,11 @@ struct client_session_state {
   /// cancelled).
   size_t outstanding() const {
     return tasks_.size();
+  }
+
+  /// Whether task streams are refused (the combiner is draining).
+  bool draining() const {
+    return !refusal_.empty();
   }
 
   /// Whether a liveness check is pending (at most one ever is).
@@ -169,6 +181,9 @@ private:
 
   /// The open stream's sink; invalid when no stream is open.
   task_sink_actor sink_;
+  /// Why task streams are refused (the combiner is draining); empty when
+  /// they are taken.
+  std::string refusal_;
   /// Outstanding tasks: correlation id -> the round that assigned it.
   std::unordered_map<std::string, round_actor> tasks_;
   /// Actor-clock time of the last sighting (meaningful once seen_once_).
@@ -191,6 +206,7 @@ private:
 /// - (client_task, round) -> bool: see `client_session_state::assign`.
 /// - (finish, correlation_id): forget a task without cancelling it.
 /// - (get) -> client_record: see `client_session_state::record`.
+/// - (drain, on, reason): see `client_session_state::drain`.
 /// - timer_tick: internal liveness check.
 /// A new session is inactive until its first heartbeat or open; the
 /// listener gets `client_activity{info, true}` on each inactive-to-active

@@ -161,6 +161,9 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
       st.clients.emplace(info.client_id,
                          combiner_state::client_entry{info, session, false, false,
                                                       unix_now()});
+      // Queued before the edge gets the handle, so ahead of its open.
+      if (!st.drain_reason.empty())
+        self->send(session, drain_atom::value, true, st.drain_reason);
       return session;
     },
     [self](const client_activity& x) {
@@ -235,6 +238,25 @@ combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
     [self, models, state](committed_atom, const std::string& model_id) {
       self->send(self->state.staging, committed_atom::value, model_id);
       drop_models(self, *models, *state, {model_id});
+    },
+    [self](drain_atom, bool on) {
+      auto& st = self->state;
+      if (on == !st.drain_reason.empty())
+        return;
+      st.drain_reason = on ? "combiner " + st.cfg.combiner_id
+                               + " is draining: ask the controller for "
+                                 "another combiner (clients/add)"
+                           : std::string{};
+      if (on)
+        spdlog::info("combiner {}: draining: the task streams of its {} "
+                     "client(s) end, new ones are refused",
+                     st.cfg.combiner_id, st.clients.size());
+      else
+        spdlog::info("combiner {}: no longer draining: task streams are "
+                     "taken again",
+                     st.cfg.combiner_id);
+      for (auto& [id, c] : st.clients)
+        self->send(c.session, drain_atom::value, on, st.drain_reason);
     },
   };
 }

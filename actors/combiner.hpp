@@ -70,6 +70,10 @@ struct combiner_state {
   /// (keeps cfg.retention.standalone_models) when a round is pushed, as no
   /// controller tells it which global model was committed.
   bool standalone = false;
+  /// While the controller drains the combiner (scale-in), why task
+  /// streams end and are refused ("combiner <id> is draining: ...");
+  /// empty otherwise.
+  std::string drain_reason;
 
   /// Adds `delta` to the active counts of `info`'s roles.
   void count_roles(const client_info& info, int64_t delta);
@@ -92,6 +96,11 @@ struct combiner_state {
 /// (and the jobs') each time a round is pushed. Each pushed round also
 /// bounds the job, round, validation and metric records
 /// (trim_combiner_records).
+///
+/// Draining: on (drain, true) every client session ends its task stream
+/// and refuses new ones with `drain_reason` (the edge ends them with gRPC
+/// status UNAVAILABLE and that text), sessions of clients that connect
+/// later included; (drain, false) lifts the refusal.
 combiner_actor::behavior_type
 combiner_impl(combiner_actor::stateful_pointer<combiner_state> self,
               combiner_config cfg,

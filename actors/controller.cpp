@@ -86,6 +86,29 @@ void count_round(controller_state& st, const round_record& r) {
 
 void start_round(self_ptr self);
 
+// Tells the draining combiners that no running round includes to release
+// their clients (each once).
+void release_drained(self_ptr self) {
+  for (auto& c : self->state.take_releasable()) {
+    if (!c.handle)
+      continue;
+    spdlog::info("controller: combiner {} is draining and in no running "
+                 "round: told to release its clients",
+                 c.info.combiner_id);
+    self->send(c.handle, drain_atom::value, true);
+  }
+}
+
+// The running global round (or prediction run) is over: the combiners it
+// included and that are draining release their clients now.
+void round_over(self_ptr self) {
+  auto& st = self->state;
+  st.round = nullptr;
+  st.instructing = false;
+  st.round_combiners.clear();
+  release_drained(self);
+}
+
 // A session round ended: its record is stored already (by the round).
 void on_round_end(self_ptr self, const round_record& r) {
   auto& st = self->state;
@@ -125,7 +148,10 @@ void spawn_round(self_ptr self, global_round_setup setup) {
   deps.state = st.state;
   deps.request_timeout = st.cfg.request_timeout;
   deps.client_wait = st.cfg.client_wait;
-  setup.combiners = st.combiners;
+  setup.combiners = st.serving_combiners();
+  st.round_combiners.clear();
+  for (auto& [cid, handle] : setup.combiners)
+    st.round_combiners.insert(cid);
   st.instructing = true;
   // Linked: a round dies with the controller, and a round that dies on
   // an error takes the controller down instead of leaving it waiting.
@@ -338,9 +364,12 @@ caf::result<std::string> start_prediction(self_ptr self,
     return caf::make_error(ec::invalid_argument, "prediction_id is empty");
   if (auto err = busy(st))
     return err;
-  if (st.combiners.empty())
+  if (st.serving_combiners().empty())
     return caf::make_error(ec::invalid_state,
-                           "no combiner connected: a prediction needs one");
+                           st.combiners.empty()
+                             ? "no combiner connected: a prediction needs one"
+                             : "every connected combiner is draining: a "
+                               "prediction needs one that is not");
   if (model_id.empty())
     model_id = newest_model(st);
   if (auto have = st.models->exists(model_id); !have || !*have)
@@ -357,7 +386,7 @@ caf::result<std::string> start_prediction(self_ptr self,
   setup.round.started_at = unix_now();
   setup.prediction_id = prediction_id;
   spdlog::info("controller: prediction {} of model {} at {} combiner(s)",
-               prediction_id, model_id, st.combiners.size());
+               prediction_id, model_id, st.serving_combiners().size());
   spawn_round(self, std::move(setup));
   return prediction_id;
 }
@@ -568,11 +597,20 @@ controller_state::assign(client_assignment_record rec) {
       return caf::make_error(ec::not_found,
                              "combiner " + rec.combiner_preferred
                                + " not found or unavailable");
-    chosen = &i->second;
-  } else {
+    if (!i->second.draining)
+      chosen = &i->second;
+    else
+      spdlog::info("controller: client {} prefers combiner {}, which is "
+                   "draining: it gets the least loaded other one",
+                   rec.client_id, rec.combiner_preferred);
+  }
+  if (chosen == nullptr) {
     uint64_t least = 0;
+    std::string draining;
     for (auto& [id, c] : known_combiners) {
-      if (!c.alive)
+      if (c.alive && c.draining)
+        draining += (draining.empty() ? "" : ", ") + id;
+      if (!c.alive || c.draining)
         continue;
       auto n = (*counts)[id];
       if (chosen == nullptr || n < least) {
@@ -581,7 +619,11 @@ controller_state::assign(client_assignment_record rec) {
       }
     }
     if (chosen == nullptr)
-      return caf::make_error(ec::invalid_state, "no combiner available");
+      return caf::make_error(ec::invalid_state,
+                             "no combiner available"
+                               + (draining.empty()
+                                    ? std::string{}
+                                    : " (draining: " + draining + ")"));
   }
   rec.combiner_id = chosen->info.combiner_id;
   rec.assigned_at = unix_now();
@@ -589,6 +631,41 @@ controller_state::assign(client_assignment_record rec) {
     return err;
   auto out = *chosen;
   out.clients_assigned = (*counts)[rec.combiner_id] + 1;
+  return out;
+}
+
+caf::expected<combiner_status>
+controller_state::drain(const std::string& id, bool on) {
+  auto i = known_combiners.find(id);
+  if (i == known_combiners.end())
+    return caf::make_error(ec::not_found, "no combiner " + id);
+  auto counts = assigned_counts(*state);
+  if (!counts)
+    return counts.error();
+  i->second.draining = on;
+  if (!on)
+    released.erase(id);
+  auto out = i->second;
+  out.clients_assigned = (*counts)[id];
+  return out;
+}
+
+std::vector<combiner_status> controller_state::take_releasable() {
+  std::vector<combiner_status> out;
+  for (auto& [id, c] : known_combiners)
+    if (c.draining && c.alive && round_combiners.count(id) == 0
+        && released.insert(id).second)
+      out.push_back(c);
+  return out;
+}
+
+std::map<std::string, combiner_actor>
+controller_state::serving_combiners() const {
+  std::map<std::string, combiner_actor> out;
+  for (auto& [id, handle] : combiners)
+    if (auto i = known_combiners.find(id);
+        i == known_combiners.end() || !i->second.draining)
+      out.emplace(id, handle);
   return out;
 }
 
@@ -680,15 +757,22 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
       if (auto i = st.combiners.find(cid); i != st.combiners.end())
         self->demonitor(i->second.address());
       st.combiners[cid] = handle;
+      // A (re)joining combiner starts not draining. One that kept running
+      // across a reconnect or a controller restart may still be draining
+      // at its end: it takes task streams again.
       st.known_combiners[cid] = combiner_status{info, true, unix_now(), 0,
                                                 handle};
+      st.released.erase(cid);
+      self->send(handle, drain_atom::value, false);
       self->monitor(handle);
       spdlog::info("controller: combiner {} joined (clients reach it at "
                    "{}:{}{})",
                    cid, info.host, info.port, info.tls ? ", TLS" : "");
       note_interrupted(self, cid, interrupted);
-      if (st.round)
+      if (st.round) {
+        st.round_combiners.insert(cid);
         self->send(st.round, caf::join_atom::value, cid, handle);
+      }
       return caf::ok_atom::value;
     },
     [self](caf::put_atom,
@@ -703,6 +787,30 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
       auto out = self->state.combiner_statuses();
       if (!out)
         return out.error();
+      return std::move(*out);
+    },
+    [self](drain_atom, const std::string& id,
+           bool on) -> caf::result<combiner_status> {
+      auto& st = self->state;
+      auto k = st.known_combiners.find(id);
+      auto was = k != st.known_combiners.end() && k->second.draining;
+      auto out = st.drain(id, on);
+      if (!out)
+        return out.error();
+      if (on && !was)
+        spdlog::info("controller: combiner {} is draining: no new clients or "
+                     "rounds{}",
+                     id,
+                     st.round_combiners.count(id) != 0
+                       ? "; it releases its clients when the running round "
+                         "ends"
+                       : "");
+      if (!on && was) {
+        spdlog::info("controller: combiner {} is no longer draining", id);
+        if (out->handle)
+          self->send(out->handle, drain_atom::value, false);
+      }
+      release_drained(self);
       return std::move(*out);
     },
     [self](caf::get_atom, const std::string& model_id,
@@ -771,16 +879,14 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
                   // Empty when the round's own report came first.
                   if (self->state.terminating.empty())
                     return;
-                  self->state.round = nullptr;
-                  self->state.instructing = false;
+                  round_over(self);
                   on_round_end(self, r);
                 },
                 [self](caf::error& err) {
                   auto& st = self->state;
                   if (st.terminating.empty())
                     return;
-                  st.round = nullptr;
-                  st.instructing = false;
+                  round_over(self);
                   spdlog::error("controller: the running round did not "
                                 "stop: {}",
                                 render(err));
@@ -864,8 +970,7 @@ controller_impl(controller_actor::stateful_pointer<controller_state> self,
       auto& st = self->state;
       if (self->current_sender() != st.round.address())
         return;
-      st.round = nullptr;
-      st.instructing = false;
+      round_over(self);
       if (!st.prediction_id.empty()) {
         st.prediction_id.clear();
         return;

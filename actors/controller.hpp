@@ -17,6 +17,7 @@
 #include "actors/global_round.hpp"
 
 #include <deque>
+#include <set>
 
 namespace rondo {
 
@@ -47,6 +48,12 @@ struct controller_state {
   /// Every combiner that joined since start, by id, alive or lost (what
   /// GET /api/v1/combiners/ lists and clients are assigned from).
   std::map<std::string, combiner_status> known_combiners;
+  /// The combiners the running global round (or prediction run) includes:
+  /// those it started with and those that joined while it ran. Empty while
+  /// none runs.
+  std::set<std::string> round_combiners;
+  /// Draining combiners already told to release their clients.
+  std::set<std::string> released;
 
   // -- the running session ---------------------------------------------------
   session_config session;
@@ -93,13 +100,36 @@ struct controller_state {
   uint64_t rounds_ended() const;
 
   /// Assigns a client (FEDn's clients/add): its `combiner_preferred` when
-  /// that combiner is alive, else the alive combiner with the fewest
-  /// stored assignments (ties: the smallest id). Stores the assignment
-  /// (`combiner_id` and `assigned_at` filled in; a reassigned client moves).
+  /// that combiner is alive and not draining, else the alive, not draining
+  /// combiner with the fewest stored assignments (ties: the smallest id).
+  /// A client that prefers a draining combiner is assigned to another one
+  /// as if it preferred none: draining exists to hand clients over, and a
+  /// refusal would leave a client pinned to it with nowhere to go. Stores
+  /// the assignment (`combiner_id` and `assigned_at` filled in; a
+  /// reassigned client moves).
   /// @returns the chosen combiner; ec::not_found naming a preferred
-  ///          combiner that is not alive; ec::invalid_state when no
-  ///          combiner is alive; a storage error.
+  ///          combiner that is not alive; ec::invalid_state "no combiner
+  ///          available" when no combiner is alive and not draining (with
+  ///          the draining ones named); a storage error.
   caf::expected<combiner_status> assign(client_assignment_record rec);
+
+  /// Marks combiner `id` draining (`on`) or not. A draining combiner is
+  /// never assigned clients and no new global round includes it; a round
+  /// that already includes it runs to its end with it. `take_releasable`
+  /// then says when to tell it to release its clients. Draining one that
+  /// is draining, or undraining one that is not, changes nothing.
+  /// @returns its status (clients_assigned filled in); ec::not_found
+  ///          "no combiner <id>" for an id that never joined; a storage
+  ///          error.
+  caf::expected<combiner_status> drain(const std::string& id, bool on);
+
+  /// The draining, alive combiners that no running round includes and
+  /// that were not told yet to release their clients; each is marked told.
+  std::vector<combiner_status> take_releasable();
+
+  /// The alive combiners that are not draining: those a new global round
+  /// or prediction run starts with.
+  std::map<std::string, combiner_actor> serving_combiners() const;
 
   /// `known_combiners` with each one's number of assigned clients.
   caf::expected<std::vector<combiner_status>> combiner_statuses();

@@ -4,7 +4,8 @@
 // status, and also list the clients that connected to a combiner directly
 // (`rondo client --host --port`, FEDn's --combiner path) without an
 // assignment; paged and filtered as every listing
-// (api/listing_routes.hpp).
+// (api/listing_routes.hpp). POST /api/v1/combiners/{id}/drain and
+// /undrain (Rondo's own, for scale-in) start and stop draining a combiner.
 
 #include "api/json_views.hpp"
 #include "api/listing_routes.hpp"
@@ -134,6 +135,7 @@ nlohmann::json combiner_json(const combiner_status& c, const live_view& live) {
           {"tls", c.info.tls},
           {"status", c.alive ? "online" : "offline"},
           {"alive", c.alive},
+          {"draining", c.draining},
           {"clients_assigned", c.clients_assigned},
           {"clients_online", online},
           {"committed_at", http_date(c.joined_at)},
@@ -295,6 +297,22 @@ reply add_client(const controller_context& ctx, const request& req) {
      {"client_id", rec.client_id}});
 }
 
+/// POST /api/v1/combiners/{id}/drain (`on`) or /undrain: the controller's
+/// (drain, id, on); 200 with the combiner as the listing shows it, 404
+/// naming an id that never joined.
+reply drain_combiner(const controller_context& ctx, const request& req,
+                     bool on) {
+  auto& id = req.params.at(0);
+  auto c = ask_controller<combiner_status>(ctx, drain_atom::value, id, on);
+  if (!c && c.error() == ec::not_found)
+    return not_found(id);
+  if (!c)
+    return error_reply(c.error());
+  spdlog::info("combiner {} {} on request", id,
+               on ? "drains" : "no longer drains");
+  return reply::json(combiner_json(*c, live_clients(ctx, {*c})));
+}
+
 } // namespace
 
 void add_client_routes(server& srv, const controller_context& ctx) {
@@ -304,6 +322,14 @@ void add_client_routes(server& srv, const controller_context& ctx) {
   add_find(srv, ctx, "clients", all_clients, "client_id");
   add_listing(srv, ctx, "combiners", all_combiners);
   add_find(srv, ctx, "combiners", all_combiners, "combiner_id");
+  srv.route("POST", "/api/v1/combiners/([^/]+)/drain", right::admin,
+            [ctx](const request& req) {
+              return drain_combiner(ctx, req, true);
+            });
+  srv.route("POST", "/api/v1/combiners/([^/]+)/undrain", right::admin,
+            [ctx](const request& req) {
+              return drain_combiner(ctx, req, false);
+            });
 }
 
 } // namespace rondo::api

@@ -32,6 +32,10 @@ void add_controller_command(CLI::App& app, int& exit_code);
 /// and `rondo seed`: talk to a running controller.
 void add_session_command(CLI::App& app, int& exit_code);
 
+/// `rondo combiners list|drain|undrain`: a running controller's combiners
+/// and scale-in.
+void add_combiners_command(CLI::App& app, int& exit_code);
+
 /// `rondo certs init|issue`: a cluster CA and certificates signed by it.
 void add_certs_command(CLI::App& app, int& exit_code);
 

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   rondo::apps::add_client_command(app, exit_code);
   rondo::apps::add_controller_command(app, exit_code);
   rondo::apps::add_session_command(app, exit_code);
+  rondo::apps::add_combiners_command(app, exit_code);
   rondo::apps::add_certs_command(app, exit_code);
   rondo::apps::add_token_command(app, exit_code);
   CLI11_PARSE(app, argc, argv);

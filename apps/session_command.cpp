@@ -7,6 +7,7 @@
 // between polls.
 
 #include "api/json_views.hpp"
+#include "apps/api_client.hpp"
 #include "apps/commands.hpp"
 #include "apps/process.hpp"
 #include "messages/error.hpp"
@@ -14,10 +15,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include <httplib.h>
 #include <nlohmann/json.hpp>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 
 #include <algorithm>
 #include <cmath>
@@ -43,277 +41,6 @@ using json = nlohmann::json;
 /// (api/operator_routes.cpp's bound).
 constexpr int max_wait_seconds = 300;
 
-struct common_args {
-  std::string controller = "127.0.0.1:8092";
-  double timeout = 30;
-  /// --ca: the CA the controller's HTTPS certificate must verify against.
-  std::string ca;
-  /// --token / --token-file: an admin token (`rondo token create --role
-  /// admin`).
-  std::string token;
-  std::string token_file;
-};
-
-/// The token of --token or the first line of --token-file.
-caf::expected<std::string> load_token(const common_args& a) {
-  if (a.token_file.empty())
-    return a.token;
-  if (!a.token.empty())
-    return caf::make_error(ec::invalid_argument,
-                           "give --token or --token-file, not both");
-  std::string text;
-  if (auto err = security::read_small_file_into(a.token_file, "--token-file",
-                                                text))
-    return err;
-  auto token = text.substr(0, text.find_first_of("\r\n"));
-  while (!token.empty() && token.back() == ' ')
-    token.pop_back();
-  if (token.empty())
-    return caf::make_error(ec::invalid_argument,
-                           "--token-file: " + a.token_file
-                             + " holds no token");
-  return token;
-}
-
-/// A connection to a controller's operator API. Answers with a status
-/// other than 2xx become errors carrying the API's `message`.
-class api_client {
-public:
-  /// Checks the flags and sets up the connection (nothing is sent yet).
-  /// `--controller` is HOST:PORT (HTTPS with --ca, else HTTP) or a URL
-  /// `http://HOST:PORT` / `https://HOST:PORT`.
-  caf::error connect(const common_args& a) {
-    if (!std::isfinite(a.timeout) || a.timeout <= 0)
-      return caf::make_error(ec::invalid_argument,
-                             "--timeout must be > 0 seconds");
-    auto token = load_token(a);
-    if (!token)
-      return token.error();
-    auto address = a.controller;
-    bool https = !a.ca.empty();
-    for (auto [prefix, secure] : {std::pair{"http://", false},
-                                  std::pair{"https://", true}})
-      if (address.rfind(prefix, 0) == 0) {
-        address = address.substr(std::string{prefix}.size());
-        https = secure;
-      }
-    while (!address.empty() && address.back() == '/')
-      address.pop_back();
-    std::string problem;
-    auto at = parse_endpoint(address, problem);
-    if (!problem.empty())
-      return caf::make_error(ec::invalid_argument,
-                             "--controller: " + problem);
-    if (https && !a.ca.empty() && !std::filesystem::exists(a.ca))
-      return caf::make_error(ec::not_found, "--ca: no file " + a.ca);
-    where_ = std::string{https ? "https://" : "http://"} + address;
-    host_ = at.host;
-    if (https) {
-      auto ssl = std::make_unique<httplib::SSLClient>(at.host, at.port);
-      if (a.ca.empty())
-        SSL_CTX_set_default_verify_paths(ssl->ssl_context());
-      else
-        ssl->set_ca_cert_path(a.ca.c_str());
-      ssl->enable_server_certificate_verification(true);
-      ssl_ = ssl.get();
-      http_ = std::move(ssl);
-    } else {
-      http_ = std::make_unique<httplib::ClientImpl>(at.host, at.port);
-    }
-    auto whole = static_cast<time_t>(a.timeout);
-    auto micros = static_cast<time_t>((a.timeout - whole) * 1e6);
-    http_->set_connection_timeout(whole, micros);
-    http_->set_read_timeout(whole, micros);
-    http_->set_write_timeout(whole, micros);
-    timeout_ = a.timeout;
-    if (!token->empty())
-      http_->set_bearer_token_auth(token->c_str());
-    return caf::none;
-  }
-
-  /// GET `path`; @returns the JSON body.
-  caf::expected<json> get(const std::string& path,
-                          const httplib::Headers& headers = {}) {
-    return answer(path, http_->Get(path.c_str(), headers));
-  }
-
-  /// The last request got no HTTP answer at all (nothing listening, the
-  /// connection dropped), as when the controller restarts.
-  bool unreachable() const {
-    return unreachable_;
-  }
-
-  /// GET `path` with a read timeout of `wait_s` seconds beyond --timeout;
-  /// @returns the JSON body, or none on 204 No Content.
-  caf::expected<std::optional<json>> long_poll(const std::string& path,
-                                               double wait_s) {
-    http_->set_read_timeout(static_cast<time_t>(timeout_ + wait_s), 0);
-    auto res = http_->Get(path.c_str());
-    auto whole = static_cast<time_t>(timeout_);
-    http_->set_read_timeout(
-      whole, static_cast<time_t>((timeout_ - whole) * 1e6));
-    if (res && res->status == 204)
-      return std::optional<json>{};
-    auto j = answer(path, std::move(res));
-    if (!j)
-      return j.error();
-    return std::optional<json>{std::move(*j)};
-  }
-
-  /// POST a JSON body to `path`; @returns the JSON answer.
-  caf::expected<json> post(const std::string& path, const json& body) {
-    return answer(path, http_->Post(path.c_str(), body.dump(),
-                                    "application/json"));
-  }
-
-  /// POST a multipart form to `path`; @returns the JSON answer.
-  caf::expected<json> post(const std::string& path,
-                           const httplib::MultipartFormDataItems& form) {
-    return answer(path, http_->Post(path.c_str(), form));
-  }
-
-  /// GET `path` into `out` as it arrives.
-  /// @returns the number of bytes written.
-  caf::expected<uint64_t> download(const std::string& path,
-                                   std::ostream& out) {
-    uint64_t bytes = 0;
-    std::string error_body;
-    int status = 0;
-    auto res = http_->Get(
-      path.c_str(),
-      [&](const httplib::Response& r) {
-        status = r.status;
-        return true;
-      },
-      [&](const char* data, size_t n) {
-        if (status / 100 != 2) {
-          error_body.append(data, n);
-          return true;
-        }
-        out.write(data, static_cast<std::streamsize>(n));
-        bytes += n;
-        return static_cast<bool>(out);
-      });
-    if (res && res->status / 100 != 2)
-      res->body = error_body;
-    if (auto j = answer(path, std::move(res), false); !j)
-      return j.error();
-    return bytes;
-  }
-
-private:
-  /// The JSON of a 2xx answer (`want_json`: the body must be JSON), or an
-  /// error naming the controller and the problem.
-  caf::expected<json> answer(const std::string& path, httplib::Result res,
-                             bool want_json = true) {
-    unreachable_ = !res;
-    if (!res)
-      return transport_error(res.error());
-    auto body = json::parse(res->body, nullptr, false);
-    if (res->status / 100 != 2) {
-      auto message = body.is_object() && body.contains("message")
-                         && body["message"].is_string()
-                       ? body["message"].get<std::string>()
-                       : res->body.substr(0, 200);
-      auto detail = message + " (HTTP " + std::to_string(res->status) + ")";
-      switch (res->status) {
-        case 401:
-          return caf::make_error(ec::unauthenticated,
-                                 "the controller at " + where_
-                                   + " refused the token: " + detail
-                                   + "; give an admin token with --token or "
-                                     "--token-file");
-        case 403:
-          return caf::make_error(ec::permission_denied,
-                                 "the controller at " + where_
-                                   + " refused the token's role: " + detail
-                                   + "; these commands need an admin token");
-        case 404:
-          return caf::make_error(ec::not_found, detail);
-        case 400:
-        case 409:
-        case 413:
-          return caf::make_error(ec::invalid_argument, detail);
-        default:
-          return caf::make_error(ec::invalid_state,
-                                 "the controller at " + where_
-                                   + " failed " + path + ": " + detail);
-      }
-    }
-    if (!want_json)
-      return json{};
-    if (body.is_discarded())
-      return caf::make_error(ec::invalid_state,
-                             "the controller at " + where_ + " answered "
-                               + path + " with something that is not JSON");
-    return body;
-  }
-
-  caf::error transport_error(httplib::Error e) {
-    std::string why = httplib::to_string(e);
-    if (e == httplib::Error::SSLServerVerification && ssl_ != nullptr) {
-      auto result = ssl_->get_openssl_verify_result();
-      why = result == X509_V_OK
-              ? "its certificate does not list the host " + host_
-                  + " (see `rondo certs issue --host`)"
-              : std::string{"its certificate does not verify against "
-                            "--ca: "}
-                  + X509_verify_cert_error_string(result);
-    }
-    else if (e == httplib::Error::SSLConnection)
-      why = "no TLS handshake (is it serving plain HTTP? then drop --ca or "
-            "use http://)";
-    else if (e == httplib::Error::Read)
-      why = "no answer within --timeout, or the connection closed (is it "
-            "serving HTTPS? then give --ca)";
-    return caf::make_error(ec::not_found, "cannot reach a Rondo controller "
-                                          "API at "
-                                            + where_ + ": " + why);
-  }
-
-  std::unique_ptr<httplib::ClientImpl> http_;
-  httplib::SSLClient* ssl_ = nullptr;
-  std::string host_;
-  std::string where_;
-  double timeout_ = 30;
-  bool unreachable_ = false;
-};
-
-/// Connects, runs `fn(client)`, prints an error and sets `exit_code` to 1
-/// on failure.
-template <class F>
-void with_controller(const common_args& a, int& exit_code, F fn) {
-  api_client client;
-  auto err = client.connect(a);
-  if (!err)
-    err = fn(client);
-  if (err) {
-    std::cerr << "error: " << render(err) << "\n";
-    exit_code = 1;
-  }
-}
-
-void add_common(CLI::App* cmd, common_args& a) {
-  cmd->add_option("--controller", a.controller,
-                  "The controller's API: HOST:PORT of `rondo controller "
-                  "--http-port` (HTTPS with --ca), or an http:// or "
-                  "https:// URL")
-    ->capture_default_str();
-  cmd->add_option("--timeout", a.timeout,
-                  "Seconds each request to the controller may take")
-    ->capture_default_str();
-  cmd->add_option("--ca", a.ca,
-                  "The CA (PEM) the controller's HTTPS certificate must "
-                  "verify against; implies HTTPS");
-  cmd->add_option("--token", a.token,
-                  "An admin token (`rondo token create --role admin`), sent "
-                  "as `Authorization: Bearer <token>`");
-  cmd->add_option("--token-file", a.token_file,
-                  "A file holding the admin token (first line). --ca and a "
-                  "token replace the operator's former --cert/--key: the "
-                  "API authenticates operators by token, not certificate");
-}
-
 caf::error write_file(const std::string& path, const std::string& text) {
   std::ofstream out{path, std::ios::trunc};
   out << text;
@@ -325,21 +52,6 @@ caf::error write_file(const std::string& path, const std::string& text) {
 
 bool is_terminal(session_status s) {
   return s != session_status::pending && s != session_status::running;
-}
-
-/// `path` with `id` percent-encoded as one path segment.
-std::string with_id(const std::string& prefix, const std::string& id,
-                    const std::string& suffix = "") {
-  std::ostringstream os;
-  os << prefix;
-  for (unsigned char c : id)
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
-      os << c;
-    else
-      os << '%' << std::uppercase << std::hex << std::setw(2)
-         << std::setfill('0') << static_cast<int>(c) << std::dec;
-  os << suffix;
-  return os.str();
 }
 
 // -- the API's records as Rondo's -------------------------------------------
@@ -515,21 +227,6 @@ session_report report_from_json(const json& session, const json& rounds,
       report.session.round_ids.push_back(r.round_id);
   attach_validations(report.rounds, validations);
   return report;
-}
-
-/// The `result` list of a paged answer (`{"count", "result"}`).
-json result_of(const json& page) {
-  auto i = page.find("result");
-  return i != page.end() && i->is_array() ? *i : json::array();
-}
-
-/// Every record of a list route, oldest first (by the time the API
-/// sorts by without X-Sort-Key: committed_at).
-caf::expected<json> list_all(api_client& client, const std::string& path) {
-  auto page = client.get(path, {{"X-Sort-Order", "asc"}});
-  if (!page)
-    return page.error();
-  return result_of(*page);
 }
 
 /// The session `id` and everything it did so far, from FEDn's routes.
@@ -1188,7 +885,7 @@ void add_model_commands(CLI::App& app, int& exit_code) {
       bytes << in.rdbuf();
       if (!in && !in.eof())
         return caf::make_error(ec::storage_error, "cannot read " + s->file);
-      httplib::MultipartFormDataItems form{
+      std::vector<form_part> form{
         {"file", bytes.str(),
          std::filesystem::path{s->file}.filename().string(),
          "application/octet-stream"}};

@@ -323,7 +323,8 @@ function drawCombiners(combiners, clients) {
       ? c.address + (c.port ? ":" + c.port : "") : "—";
     return el("tr", { "data-combiner": name },
       el("td", { class: "id" }, name), el("td", {}, address),
-      statusCell(c.status || "—"), el("td", { class: "num" }, n),
+      statusCell(c.alive && c.draining ? "draining" : (c.status || "—")),
+      el("td", { class: "num" }, n),
       el("td", {}, when(c.updated_at || c.committed_at)));
   }));
 }

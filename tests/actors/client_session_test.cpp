@@ -526,3 +526,44 @@ TEST_CASE_FIXTURE(session_fixture,
   CHECK(cancelled->size() == 1);
   CHECK(old_tasks->size() == 1);
 }
+
+TEST_CASE_FIXTURE(session_fixture,
+                  "client session: draining ends the open stream and refuses "
+                  "new ones with the reason until it is lifted") {
+  const std::string why = "combiner c1 is draining: ask the controller for "
+                          "another combiner (clients/add)";
+  auto s = spawn_session();
+  auto tasks = std::make_shared<std::vector<client_task>>();
+  auto first_exit = std::make_shared<std::optional<caf::error>>();
+  auto first = keep(sys.spawn(mock_sink_noting_exit, tasks, first_exit));
+  auto [round, cancelled] = make_round();
+  open(s, first);
+  CHECK(assign(s, make_task("cid-1"), round));
+  self->send(s, drain_atom::value, true, why);
+  sched.run();
+  // The open stream ends with the reason; its task is cancelled.
+  REQUIRE(first_exit->has_value());
+  CHECK(error_detail(**first_exit) == why);
+  REQUIRE(cancelled->size() == 1);
+  CHECK(cancelled->front().correlation_id == "cid-1");
+  CHECK_FALSE(assign(s, make_task("cid-2"), round));
+  // A new stream is refused the same way; the client still counts as seen.
+  auto refused_exit = std::make_shared<std::optional<caf::error>>();
+  auto refused = keep(
+    sys.spawn(mock_sink_noting_exit,
+              std::make_shared<std::vector<client_task>>(), refused_exit));
+  open(s, refused);
+  REQUIRE(refused_exit->has_value());
+  CHECK(error_detail(**refused_exit) == why);
+  CHECK_FALSE(assign(s, make_task("cid-3"), round));
+  CHECK(get(s).status == "online");
+  // Lifted: a new stream is kept and gets tasks.
+  self->send(s, drain_atom::value, false, std::string{});
+  sched.run();
+  auto [again, again_tasks] = make_sink();
+  open(s, again);
+  CHECK(assign(s, make_task("cid-4"), round));
+  REQUIRE(again_tasks->size() == 1);
+  CHECK(again_tasks->front().correlation_id == "cid-4");
+  CHECK(tasks->size() == 1);
+}

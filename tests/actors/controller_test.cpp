@@ -569,3 +569,102 @@ TEST_CASE_FIXTURE(cluster_fixture,
   CHECK(rep.rounds[0].validation_failure.rfind("no validation accepted", 0)
         == 0);
 }
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "controller: a combiner drained mid-round loses none of its "
+                  "clients' updates, then releases them and is left out of "
+                  "the next round") {
+  // Opens a task stream of `id` at `m`; the text says why its sink stopped
+  // (empty while it runs).
+  auto open_stream = [&](member& m, const std::string& id) {
+    auto rh = self->request(m.handle, caf::infinite,
+                            client_info{id, id, true, true});
+    sched.run();
+    client_session_actor session;
+    rh.receive([&](client_session_actor& s) { session = s; },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    REQUIRE(session);
+    auto log = std::make_shared<rondo::test::sink_log>();
+    auto ended = std::make_shared<std::string>();
+    auto sink = sys.spawn(
+      [log, ended](
+        task_sink_actor::pointer s) -> task_sink_actor::behavior_type {
+        s->attach_functor([ended](const caf::error& why) {
+          *ended = why ? error_detail(why) : "stopped";
+        });
+        return {[log](const client_task& t) { log->tasks.push_back(t); }};
+      });
+    sinks[id] = log;
+    m.sinks[id] = log;
+    self->send(session, heartbeat_atom::value);
+    self->send(session, caf::open_atom::value, sink);
+    sched.run();
+    return ended;
+  };
+  auto drain = [&](const std::string& id, bool on) {
+    auto rh = self->request(controller, caf::infinite, drain_atom::value, id,
+                            on);
+    sched.run();
+    combiner_status out;
+    rh.receive([&](combiner_status& c) { out = c; },
+               [&](caf::error& err) { FAIL_CHECK(render(err)); });
+    return out;
+  };
+  auto& a = add_combiner("A");
+  auto& b = add_combiner("B");
+  auto a1_ended = open_stream(a, "a1");
+  connect_to(b, "b1");
+  seed_global({0});
+  auto cfg = one_round();
+  cfg.rounds = 2;
+  auto sid = start(cfg);
+  REQUIRE(a.sinks["a1"]->tasks.size() == 1);
+  REQUIRE(b.sinks["b1"]->tasks.size() == 1);
+  auto drained = drain("A", true);
+  CHECK(drained.info.combiner_id == "A");
+  CHECK(drained.alive);
+  CHECK(drained.draining);
+  // The running round keeps A and its client's stream.
+  CHECK(a1_ended->empty());
+  CHECK(answer_at(a, "a1", {1}, 10).accepted);
+  CHECK(a1_ended->empty());
+  CHECK(answer_at(b, "b1", {3}, 30).accepted);
+  auto rep = status(sid);
+  REQUIRE(rep.rounds.size() >= 1);
+  auto& r1 = rep.rounds[0];
+  CHECK(r1.status == round_status::success);
+  CHECK(r1.combiners.size() == 2);
+  CHECK(r1.num_examples == 40);
+  CHECK(r1.clients_accepted.size() == 2);
+  // A's update counts: (10 * 1 + 30 * 3) / 40 = 2.5.
+  auto global = load(r1.model_id);
+  REQUIRE(global.size() == 1);
+  CHECK(global[0] == doctest::Approx(2.5).epsilon(1e-6));
+  // Once that round ended, A released its client.
+  CHECK(*a1_ended
+        == "combiner A is draining: ask the controller for another combiner "
+           "(clients/add)");
+  // Round 2 runs at B alone; a new stream to A is refused meanwhile.
+  CHECK(a.sinks["a1"]->tasks.size() == 1);
+  REQUIRE(b.sinks["b1"]->tasks.size() == 2);
+  auto refused = open_stream(a, "a1");
+  CHECK(refused->find("combiner A is draining") != std::string::npos);
+  CHECK(answer_at(b, "b1", {5}, 10).accepted);
+  rep = status(sid);
+  CHECK(rep.session.status == session_status::finished);
+  REQUIRE(rep.rounds.size() == 2);
+  REQUIRE(rep.rounds[1].combiners.size() == 1);
+  CHECK(rep.rounds[1].combiners[0].combiner_id == "B");
+  // Undrained, A takes task streams again.
+  CHECK_FALSE(drain("A", false).draining);
+  auto back = open_stream(a, "a1");
+  CHECK(back->empty());
+  auto rh = self->request(controller, caf::infinite, drain_atom::value,
+                          std::string{"Z"}, true);
+  sched.run();
+  rh.receive([](combiner_status&) { FAIL_CHECK("drained an unknown id"); },
+             [](caf::error& err) {
+               CHECK(err == ec::not_found);
+               CHECK(error_detail(err) == "no combiner Z");
+             });
+}

@@ -28,6 +28,14 @@ Cases (--case):
 - api_client_tls: the same with every node on TLS (HTTPS API, TLS edge and
   middleman; the client has only --ca): the answer's "tls" makes the
   client dial the combiner over TLS.
+- drain: with combiners A and B and a FEDn-protocol client streaming at A
+  directly: POST /api/v1/combiners/A/drain answers A draining; the
+  client's TaskStream ends UNAVAILABLE "combiner A is draining: ..."; the
+  listings and `rondo combiners list` show A draining; clients/add never
+  returns A (also when A is preferred); a new TaskStream to A is refused
+  the same way; an unknown id is 404 (and `rondo combiners drain` fails
+  naming it); `rondo combiners undrain A` -> clients/add returns A again
+  and A keeps a new TaskStream open.
 
 Usage: assign_test.py --rondo PATH --case NAME. Exit 0 on success, 1 on a
 failed check (with the logs' tails), 77 when python3-requests is missing.
@@ -385,6 +393,13 @@ def case_auth(c):
     check(r.status_code == 200, "a token for c1 adds c1")
     r = c.api("GET", "/api/v1/packages/download", token=client)
     check(r.status_code == 200, "a client token downloads the package")
+    r = c.api("POST", "/api/v1/combiners/A/drain")
+    check(r.status_code == 401, "drain without a token: 401")
+    r = c.api("POST", "/api/v1/combiners/A/drain", token=client)
+    check(r.status_code == 403, "drain with a client token: 403")
+    r = c.api("POST", "/api/v1/combiners/A/undrain", token=admin)
+    check(r.status_code == 200 and r.json()["draining"] is False,
+          "undrain with an admin token: %s" % r.text)
 
 
 def case_direct(c):
@@ -437,6 +452,112 @@ def case_direct(c):
     r = c.api("GET", "/api/v1/combiners/A")
     check(r.status_code == 200 and r.json()["clients_online"] == 2,
           "combiners/A counts d1 and d2 online: %s" % r.text)
+
+
+def fedn_client(port, name):
+    """A FEDn-protocol test client (tests/conformance/fedn_client.py) of
+    combiner 127.0.0.1:port; skips (77) without Python gRPC stubs."""
+    sys.path.insert(0, os.path.join(HERE, "..", "conformance"))
+    import harness
+    harness.load_stubs()
+    import fedn_client as fc
+    return fc.FednClient("127.0.0.1:%d" % port, name)
+
+
+def stream_end(client, timeout, what):
+    """How `client`'s TaskStream ended (code, details), within `timeout`
+    seconds."""
+    check(client.stream_ended.wait(timeout),
+          "%s within %d s" % (what, timeout))
+    e = client.stream_error
+    check(e is not None, "%s with an error status" % what)
+    return e.code().name, e.details()
+
+
+def case_drain(c):
+    c.start_controller()
+    ports = {"A": c.start_combiner("A"), "B": c.start_combiner("B")}
+    c.wait_alive(["A", "B"])
+    by_port = {p: n for n, p in ports.items()}
+    direct = fedn_client(ports["A"], "direct1")
+    streams = [direct]
+    try:
+        direct.start()
+        deadline = time.monotonic() + 30
+        while c.api("GET", "/api/v1/combiners/A").json()[
+                "clients_online"] != 1:
+            check(time.monotonic() < deadline,
+                  "direct1 online at A within 30 s")
+            time.sleep(0.1)
+        r = c.api("POST", "/api/v1/combiners/A/drain")
+        check(r.status_code == 200 and r.json()["combiner_id"] == "A"
+              and r.json()["draining"] is True and r.json()["alive"] is True,
+              "POST combiners/A/drain: A draining: %s" % r.text)
+        code, details = stream_end(direct, 15,
+                                   "direct1's TaskStream at idle A ends")
+        check(code == "UNAVAILABLE"
+              and details == "combiner A is draining: ask the controller "
+                             "for another combiner (clients/add)",
+              "... with UNAVAILABLE 'combiner A is draining': %s %s"
+              % (code, details))
+        listed = {x["name"]: x for x in
+                  c.api("GET", "/api/v1/combiners/").json()["result"]}
+        check(listed["A"]["draining"] is True
+              and listed["B"]["draining"] is False,
+              "combiners/ shows A draining, B not")
+        check(c.api("GET", "/api/v1/combiners/A").json()["draining"] is True,
+              "combiners/A shows it draining")
+        got = [by_port[add(c, "c%d" % i).json()["port"]] for i in range(4)]
+        r = add(c, "prefers_a", combiner_preferred="A")
+        check(r.status_code == 200, "a client preferring A is assigned")
+        got.append(by_port[r.json()["port"]])
+        check(got == ["B"] * 5, "while A drains clients/add gives B only, "
+              "also to a client preferring A: %s" % got)
+        late = fedn_client(ports["A"], "late1")
+        streams.append(late)
+        late.start()
+        code, details = stream_end(late, 15, "a new TaskStream to A ends")
+        check(code == "UNAVAILABLE" and "is draining" in details,
+              "... refused with UNAVAILABLE 'is draining': %s %s"
+              % (code, details))
+        log = open(os.path.join(c.work, "A.log")).read()
+        check("combiner A is draining" in log,
+              "A's log tells why it ended the streams")
+        r = c.api("POST", "/api/v1/combiners/Z/drain")
+        check(r.status_code == 404 and "Z" in r.json()["message"],
+              "draining an unknown combiner is 404 naming it: %s" % r.text)
+        r = c.operator("combiners", "list")
+        rows = {x.split()[0]: x.split() for x in r.stdout.splitlines()[1:]}
+        check(r.returncode == 0
+              and rows["A"] == ["A", "127.0.0.1:%d" % ports["A"], "yes",
+                                "yes", "0"]
+              and rows["B"] == ["B", "127.0.0.1:%d" % ports["B"], "yes",
+                                "no", "5"],
+              "`rondo combiners list`: A draining, B with 5 clients:\n"
+              + r.stdout + r.stderr)
+        r = c.operator("combiners", "drain", "Z")
+        check(r.returncode == 1 and "Z" in r.stderr,
+              "`rondo combiners drain Z` fails naming Z: " + r.stderr)
+        r = c.operator("combiners", "undrain", "A")
+        check(r.returncode == 0 and "A is not draining" in r.stdout,
+              "`rondo combiners undrain A`: " + r.stdout + r.stderr)
+        r = add(c, "after")
+        check(r.status_code == 200 and r.json()["port"] == ports["A"],
+              "undrained, A is the least loaded and assigned again")
+        back = fedn_client(ports["A"], "back1")
+        streams.append(back)
+        back.start()
+        check(not back.stream_ended.wait(2.0),
+              "undrained, A keeps a new TaskStream open")
+        r = c.operator("combiners", "drain", "A")
+        check(r.returncode == 0 and "A is draining" in r.stdout,
+              "`rondo combiners drain A`: " + r.stdout + r.stderr)
+        code, details = stream_end(back, 15, "back1's TaskStream ends")
+        check(code == "UNAVAILABLE" and "is draining" in details,
+              "drained by the command: %s %s" % (code, details))
+    finally:
+        for x in streams:
+            x.close()
 
 
 def train_through_api(c):
@@ -509,7 +630,7 @@ def case_api_client_tls(c):
 
 CASES = {"balance": case_balance, "packages": case_packages,
          "auth": case_auth, "direct": case_direct, "api_client_trains": case_api_client_trains,
-         "api_client_tls": case_api_client_tls}
+         "api_client_tls": case_api_client_tls, "drain": case_drain}
 
 
 def main():
