@@ -29,9 +29,10 @@ Cases (--case):
 - drain: 9 clients spread 3/3/3; while combiner-2's clients train in round
   1 (they sleep 6 s), `rondo combiners drain combiner-2`: round 1's part of
   combiner-2 is Success with all its clients' examples; the listing shows
-  it draining; clients/add never returns it afterwards; its clients move
-  (log "reassigned") and rounds 2 and 3 do not include it; round 3 has all
-  9 updates.
+  it draining; clients/add never returns it afterwards; its clients are
+  told "is draining" once their round-1 training is done and move (log
+  "reassigned"); rounds 2 and 3 do not include it; round 3 has all 9
+  updates.
 
 Usage: netns_test.py --rondo PATH --case NAME [--keep]. Exit 0 on success,
 1 on a failed check (with the logs' tails), 77 (skipped) when network
@@ -346,7 +347,12 @@ def case_drain(t):
               "combiner-2" not in parts_of(rnd),
               "round %s does not include combiner-2" % rnd["round_id"])
     for x in drained:
-        check("reassigned" in t.log(x), "%s logged 'reassigned'" % x)
+        at = t.logged_at(x, "reassigned")
+        done = os.path.getmtime(os.path.join(t.marks, x + ".0.done"))
+        check("is draining" in t.log(x) and at is not None and at >= done,
+              "%s was told 'is draining' and logged 'reassigned' %.1f s "
+              "after it finished its training of round 1"
+              % (x, (at or 0) - done))
     where = t.clients()
     check(all(where[x] in ("combiner-1", "combiner-3") for x in drained),
           "the drained combiner's clients moved: %s"
