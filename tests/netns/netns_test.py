@@ -131,6 +131,14 @@ class Test:
               "clients/add spread the clients 3/3/3: %s" % counts)
         return counts
 
+    def check_moved(self, names):
+        """Checks that GET /api/v1/clients/ lists each of names (combiner-2's
+        clients) on combiner-1 or combiner-3."""
+        where = self.clients()
+        check(all(where[x] in ("combiner-1", "combiner-3") for x in names),
+              "combiner-2's clients now belong to the other combiners: %s"
+              % {x: where[x] for x in names})
+
     def wait_online(self, total, timeout=90, exclude=()):
         """Until the live combiners (but `exclude`) count `total` clients
         online; returns {combiner: clients_online}."""
@@ -291,10 +299,7 @@ def case_failover(t):
         check(at is not None and at - killed_at < 30,
               "%s logged 'reassigned' %.1f s after the loss"
               % (x, (at or 0) - killed_at))
-    where = t.clients()
-    check(all(where[x] in ("combiner-1", "combiner-3") for x in lost),
-          "combiner-2's clients now belong to live combiners: %s"
-          % {x: where[x] for x in lost})
+    t.check_moved(lost)
     online = t.wait_online(9, exclude=("combiner-2",))
     check(sorted(online) == ["combiner-1", "combiner-3"],
           "9 clients online on the live combiners: %s" % online)
@@ -353,10 +358,7 @@ def case_drain(t):
               "%s was told 'is draining' and logged 'reassigned' %.1f s "
               "after it finished its training of round 1"
               % (x, (at or 0) - done))
-    where = t.clients()
-    check(all(where[x] in ("combiner-1", "combiner-3") for x in drained),
-          "the drained combiner's clients moved: %s"
-          % {x: where[x] for x in drained})
+    t.check_moved(drained)
     check(rounds[2]["updates_accepted"] == 9, "round 3 has all 9 updates")
     r2_value = t.model(rounds[1]["model_id"])[0]
     t.check_model(rounds[2], r2_value + fedavg(CLIENTS),
