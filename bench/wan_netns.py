@@ -7,8 +7,10 @@ tokens on) where every client host's link is limited by a token bucket
 adds a delta, reports num_examples).
 
 Prints, per round: status, seconds, updates accepted of clients asked,
-and the round's transfer rate per client host (the model down and the
-update up: 2 x model bytes x clients on the host / seconds); then whether
+and the round's mean rate per client host (the model down and the update
+up: 2 x model bytes x clients on the host / the round's seconds); per
+client and round its own fetch, train and upload times and the rates of
+its download and upload; then whether
 every round succeeded, whether no client was dropped (updates_accepted ==
 clients every round), the reduced model's check (seed + rounds x the mean
 of the deltas weighted by examples), the clients' liveness state (warnings
@@ -137,6 +139,24 @@ def main():
                   % (rnd["round_id"], rnd["status"], secs,
                      rnd["updates_accepted"], n_clients, rate))
         print("session: %d rounds in %.1f s" % (len(rounds), took))
+        # Each client's own timing of its training task (its log line
+        # "round R: model update ... sent (..., fetch F s, train T s,
+        # upload U s)"): the model's download and the update's upload
+        # across its limited link.
+        timing = re.compile(r"round (\d+): model update \S+ sent \(.*?"
+                            r"fetch ([\d.]+) s, train ([\d.]+) s, upload "
+                            r"([\d.]+) s\)")
+        print("\n%-10s %6s %8s %8s %8s %13s %13s"
+              % ("client", "round", "fetch s", "train s", "upload s",
+                 "fetch Mbit/s", "upload Mbit/s"))
+        for name in clients:
+            for m in timing.finditer(open(fed.path(name + ".log"),
+                                          errors="replace").read()):
+                fetch, train, upload = (float(x) for x in m.groups()[1:])
+                print("%-10s %6s %8.2f %8.2f %8.2f %13.1f %13.1f"
+                      % (name, m.group(1), fetch, train, upload,
+                         model_bits / fetch / 1e6 if fetch else 0,
+                         model_bits / upload / 1e6 if upload else 0))
         all_ok = (len(rounds) == args.rounds and
                   all(x["status"] == "success" for x in rounds))
         none_dropped = all(x["updates_accepted"] == n_clients
