@@ -179,7 +179,14 @@ class Test:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def finish(self, follow, sid, timeout=300):
-        text, _ = follow.communicate(timeout=timeout)
+        """Waits (timeout s) for session sid's `--follow` to end, prints
+        its output; returns (its exit code, `session status --json`)."""
+        try:
+            text, _ = follow.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            follow.kill()
+            follow.communicate(timeout=10)
+            raise
         print(text, end="", flush=True)
         r = self.fed.operator("session", "status", sid, "--json")
         check(r.returncode == 0, "session status %s" % sid + failure(r))
