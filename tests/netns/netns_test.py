@@ -90,6 +90,7 @@ class Test:
         self.net, self.work = net, work
         self.marks = os.path.join(work, "marks")
         os.makedirs(self.marks)
+        self.followers = []  # the sessions' `--follow` processes
         self.fed = netns_cluster.Federation(net, rondo, work, combiners=3,
                                             client_hosts=3)
 
@@ -173,10 +174,19 @@ class Test:
         for k, v in extra.items():
             args += ["--" + k.replace("_", "-"), str(v)]
         fed = self.fed
-        return subprocess.Popen(
+        follow = subprocess.Popen(
             [fed.rondo] + args + ["--controller", fed.url, "--ca", fed.ca,
                                   "--token-file", fed.admin_token_file],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.followers.append(follow)
+        return follow
+
+    def stop_followers(self):
+        """Kills the `--follow` commands still running (after a failure)."""
+        for follow in self.followers:
+            if follow.poll() is None:
+                follow.kill()
+                follow.wait(timeout=10)
 
     def finish(self, follow, sid, timeout=300):
         """Waits (timeout s) for session sid's `--follow` to end, prints
@@ -452,6 +462,8 @@ def main():
         if t:
             t.fed.tails()
     finally:
+        if t:
+            t.stop_followers()
         net.close()
     return netns_cluster.finish(net, work, ok, args.keep)
 
