@@ -120,6 +120,9 @@ struct api_client::impl {
     } else if (e == httplib::Error::SSLConnection)
       why = "no TLS handshake (is it serving plain HTTP? then drop --ca or "
             "use http://)";
+    else if (e == httplib::Error::Connection)
+      why = "no connection (refused, unreachable or timed out: is the "
+            "controller running, and is this its --http-port?)";
     else if (e == httplib::Error::Read)
       why = "no answer within --timeout, or the connection closed (is it "
             "serving HTTPS? then give --ca)";
