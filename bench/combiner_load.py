@@ -605,6 +605,34 @@ def int_list(text, what):
              f"{text!r}")
 
 
+def load_client_modules(rondo, stubs):
+    """Checks the `rondo` executable and the folder `stubs` of the generated
+    fedn_pb2*.py, and makes the conformance client, harness and stubs
+    importable (fails the bench naming what is missing). The clients then
+    open one TCP connection each, as separate client processes do."""
+    if not os.access(rondo, os.X_OK):
+        fail(f"--rondo {rondo!r} is not an executable")
+    if not os.path.exists(os.path.join(stubs, "fedn_pb2_grpc.py")):
+        fail(f"--stubs {stubs!r} has no fedn_pb2_grpc.py: build the "
+             f"conformance_stubs target (needs protobuf-compiler-grpc)")
+    try:
+        import numpy  # noqa: F401
+        import grpc  # noqa: F401
+    except ImportError as e:
+        fail(f"{sys.executable} lacks {e.name}: install Debian's "
+             f"python3-numpy, python3-grpcio and python3-protobuf (and run "
+             f"/usr/bin/python3)")
+    # harness.Combiner runs RONDO_BIN; the conformance client and harness
+    # and the generated stubs are imported from their folders.
+    os.environ["RONDO_BIN"] = os.path.abspath(rondo)
+    sys.path[:0] = [os.path.abspath(stubs), CONFORMANCE]
+    import fedn_client
+    # One TCP connection per client, as separate client processes have
+    # (gRPC would otherwise share one between channels of equal options).
+    fedn_client.CHANNEL_OPTIONS = fedn_client.CHANNEL_OPTIONS + [
+        ("grpc.use_local_subchannel_pool", 1)]
+
+
 def main(argv):
     p = argparse.ArgumentParser(
         description="CPU and memory of a rondo combiner under FEDn-protocol "
@@ -665,29 +693,9 @@ def main(argv):
         fail(f"--rounds has {len(rounds)} entries, --clients {len(counts)}")
     if any(n < 1 for n in counts) or any(r < 1 for r in rounds):
         fail("client and round counts must be >= 1")
-    if not os.access(args.rondo, os.X_OK):
-        fail(f"--rondo {args.rondo!r} is not an executable")
-    if not os.path.exists(os.path.join(args.stubs, "fedn_pb2_grpc.py")):
-        fail(f"--stubs {args.stubs!r} has no fedn_pb2_grpc.py: build the "
-             f"conformance_stubs target (needs protobuf-compiler-grpc)")
     if args.bad and args.bad_bytes < 4096:
         fail("--bad-bytes must be at least 4096")
-    try:
-        import numpy  # noqa: F401
-        import grpc  # noqa: F401
-    except ImportError as e:
-        fail(f"{sys.executable} lacks {e.name}: install Debian's "
-             f"python3-numpy, python3-grpcio and python3-protobuf (and run "
-             f"/usr/bin/python3)")
-    # harness.Combiner runs RONDO_BIN; the conformance client and harness
-    # and the generated stubs are imported from their folders.
-    os.environ["RONDO_BIN"] = os.path.abspath(args.rondo)
-    sys.path[:0] = [os.path.abspath(args.stubs), CONFORMANCE]
-    import fedn_client
-    # One TCP connection per client, as separate client processes have
-    # (gRPC would otherwise share one between channels of equal options).
-    fedn_client.CHANNEL_OPTIONS = fedn_client.CHANNEL_OPTIONS + [
-        ("grpc.use_local_subchannel_pool", 1)]
+    load_client_modules(args.rondo, args.stubs)
 
     print(f"rondo {args.rondo}; model {args.params} float32; updates "
           f"{args.format}; load average {os.getloadavg()[0]:.2f} "
