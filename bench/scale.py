@@ -10,7 +10,8 @@ Usage (from the repository root, after a build):
   bench/scale.py --rondo build/apps/rondo --stubs build/tests/pystubs
       [--combiners 1,2,4] [--clients 8] [--params 1000000,25000000]
       [--rounds 10,3] [--client-cores CPUS] [--controller-cores CPUS]
-      [--no-pin] [--round-timeout 600] [--updates DIR] [--keep]
+      [--no-pin] [--round-timeout 600] [--updates DIR] [--perf DIR]
+      [--keep]
 or `cmake --build build --target bench_scale` (the defaults, with the
 build's rondo and stubs). Needs Debian's python3-numpy, python3-grpcio and
 python3-protobuf and the Python stubs of fedn.proto (the target
@@ -55,7 +56,10 @@ Over the measured session (its wall time, set-up excluded) it prints:
 Then per size the throughput of K combiners against one (the ratio issue
 #16 asks of 2 combiners: >= 1.8). The last line holds key=value pairs.
 
---client-cores CPUS pins this process (the load clients) and
+--perf DIR records `perf record -F 499 -g -p PIDS` of the controller and
+the combiners during each measured session (read a file with `perf report
+--no-children --sort comm,dso,symbol --stdio -i FILE`; perf's own CPU
+weighs on the figures). --client-cores CPUS pins this process (the load clients) and
 --controller-cores CPUS the controller (taskset lists, e.g. "0"); by
 default both may run on every CPU. Every wait is bounded (port files, the
 controller's combiner list, client connections, the sessions: rounds x
@@ -356,6 +360,7 @@ def measure(k, params, rounds, updates, seed, args, work):
     fed = Federation(os.path.abspath(args.rondo), work)
     Client = timed_client_class()
     clients, admins = [], []
+    perf = None
     try:
         fed.start(k, pins, args.controller_cpus)
         for j, (name, address) in enumerate(fed.combiners):
@@ -378,6 +383,11 @@ def measure(k, params, rounds, updates, seed, args, work):
         me0, machine0, snap0 = cpu_seconds(os.getpid()), machine_seconds(), \
             process_cpu()
         load0 = os.getloadavg()[0]
+        if args.perf:
+            perf_path = os.path.join(os.path.abspath(args.perf),
+                                     f"perf-k{k}-p{params}.data")
+            perf = load.start_perf(",".join(map(str, pids.values())),
+                                   perf_path)
         # `rondo session start --follow` is a child this process waits for:
         # its CPU lands in the children's times.
         cli0 = os.times()
@@ -385,6 +395,9 @@ def measure(k, params, rounds, updates, seed, args, work):
         seconds = run_session(fed, f"scale-{k}", rounds, per, k, n, model_id,
                               args)
         wall = time.monotonic() - t0
+        if perf:
+            load.stop_perf(perf, perf_path)
+            perf = None
         used = {name: cpu_seconds(pid) - before[name]
                 for name, pid in pids.items()}
         me = cpu_seconds(os.getpid()) - me0
@@ -399,6 +412,9 @@ def measure(k, params, rounds, updates, seed, args, work):
                          key=lambda rec: rec["started_at"])
         seen = phases(clients, records)
     finally:
+        if perf:
+            perf.kill()
+            perf.wait(timeout=10)
         for c in clients:
             c.close()
         for a in admins:
@@ -499,6 +515,10 @@ def main(argv):
     p.add_argument("--updates", metavar="DIR",
                    help="make the updates in DIR and keep them there for "
                         "the next run (default: in the work folder)")
+    p.add_argument("--perf", metavar="DIR",
+                   help="record `perf record -F 499 -g` of the controller "
+                        "and the combiners during each measured session "
+                        "into DIR/perf-kK-pPARAMS.data")
     p.add_argument("--keep", action="store_true",
                    help="keep the work folder (logs, databases, updates)")
     args = p.parse_args(argv)
@@ -522,6 +542,8 @@ def main(argv):
         os.sched_setaffinity(0, cpu_list(args.client_cores,
                                          "--client-cores"))
     load.load_client_modules(args.rondo, args.stubs)
+    if args.perf:
+        os.makedirs(args.perf, exist_ok=True)
 
     print(f"rondo {args.rondo}; {args.clients} load clients in this process "
           f"(CPUs {args.client_cores or 'all'}), controller on CPUs "
