@@ -59,12 +59,13 @@ Then per size the throughput of K combiners against one (the ratio issue
 --perf DIR records `perf record -F 499 -g -p PIDS` of the controller and
 the combiners during each measured session (read a file with `perf report
 --no-children --sort comm,dso,symbol --stdio -i FILE`; perf's own CPU
-weighs on the figures). --client-cores CPUS pins this process (the load clients) and
---controller-cores CPUS the controller (taskset lists, e.g. "0"); by
-default both may run on every CPU. Every wait is bounded (port files, the
-controller's combiner list, client connections, the sessions: rounds x
-(--round-timeout + 60) s). Ctrl-C stops every process it started; the work
-folder (logs, databases, updates) is removed unless --keep.
+weighs on the figures). --client-cores CPUS pins this process (the load
+clients) and --controller-cores CPUS the controller (taskset lists, e.g.
+"0"); by default both may run on every CPU. Every wait is bounded (port
+files, the controller's combiner list, client connections, the sessions:
+rounds x (--round-timeout + 60) s). Ctrl-C stops every process it
+started; the work folder (logs, databases, updates) is removed unless
+--keep.
 """
 
 import argparse
@@ -331,7 +332,7 @@ def check_clients(clients, rounds):
                  f"rounds, answers {sorted(set(answers))}")
 
 
-# -- one measurement ------------------------------------------------------------
+# -- one measurement ---------------------------------------------------------
 
 def make_updates(d, params, n):
     """`n` update files of `params` random normal float32 as FEDn's
@@ -365,7 +366,7 @@ def measure(k, params, rounds, updates, seed, args, work):
         fed.start(k, pins, args.controller_cpus)
         for j, (name, address) in enumerate(fed.combiners):
             mine = [Client(address, f"client-{j * per + i}",
-                              updates[j * per + i], 100 + j * per + i)
+                           updates[j * per + i], 100 + j * per + i)
                     for i in range(per)]
             admin = FednClient(address, f"bench-admin-{j}")
             admins.append(admin)
@@ -473,13 +474,14 @@ def print_result(o):
     print("per round, seconds: " + ", ".join(
         f"{key} {o['phases'][key]:.2f}" for key, _ in PHASES))
     print(f"combiner CPU per update {o['combiner_cpu_per_update_s']:.3f} s "
-          f"(a combiner with a core to itself: at most "
-          f"{1 / o['combiner_cpu_per_update_s']:.1f} updates/s); controller "
+          f"(a combiner with a core to itself, if CPU were its only "
+          f"limit: {1 / o['combiner_cpu_per_update_s']:.1f} updates/s); "
+          f"controller "
           f"CPU per round {o['controller_cpu_per_round_s']:.3f} s; load "
           f"average {o['load'][0]:.2f} -> {o['load'][1]:.2f}", flush=True)
 
 
-# -- main -----------------------------------------------------------------------
+# -- main --------------------------------------------------------------------
 
 def main(argv):
     p = argparse.ArgumentParser(
@@ -549,7 +551,8 @@ def main(argv):
           f"(CPUs {args.client_cores or 'all'}), controller on CPUs "
           f"{args.controller_cores or 'all'}, {len(ALL_CPUS)} CPUs "
           f"{ALL_CPUS}; updates DEFLATE npz; load average "
-          f"{os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+          f"{os.getloadavg()[0]:.2f}; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
           flush=True)
     work = tempfile.mkdtemp(prefix="rondo-bench-scale-")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
@@ -588,13 +591,15 @@ def main(argv):
           f"combiners={','.join(map(str, ks))}"]
     for params in sizes:
         mb = f"{4 * params / 1e6:.0f}mb"
-        base = results.get((params, 1))
-        line = [f"K={k}: {results[(params, k)]['updates_per_s']:.2f}/s"
-                + (f" ({results[(params, k)]['updates_per_s'] / base['updates_per_s']:.2f}x)"
-                   if base else "") for k in ks]
-        print(f"{mb.upper():>6}: " + "; ".join(line))
-        col = lambda key, fmt: ",".join(fmt.format(results[(params, k)][key])
-                                        for k in ks)
+        rate = {k: results[(params, k)]["updates_per_s"] for k in ks}
+        base = rate.get(1)
+        print(f"{mb.upper():>6}: " + "; ".join(
+            f"K={k}: {rate[k]:.2f}/s"
+            + (f" ({rate[k] / base:.2f}x)" if base else "") for k in ks))
+
+        def col(key, fmt):
+            return ",".join(fmt.format(results[(params, k)][key])
+                            for k in ks)
         kv += [f"updates_per_s_{mb}={col('updates_per_s', '{:.2f}')}",
                f"gb_per_s_{mb}={col('gb_per_s', '{:.3f}')}",
                f"round_s_{mb}={col('round_s', '{:.2f}')}",
@@ -602,9 +607,8 @@ def main(argv):
                f"{col('combiner_cpu_per_update_s', '{:.3f}')}",
                f"clients_cpu_pct_{mb}={col('clients_cpu_pct', '{:.0f}')}"]
         if base:
-            kv.append(f"speedup_{mb}=" + ",".join(
-                f"{results[(params, k)]['updates_per_s'] / base['updates_per_s']:.2f}"
-                for k in ks))
+            kv.append(f"speedup_{mb}="
+                      + ",".join(f"{rate[k] / base:.2f}" for k in ks))
     print(" ".join(kv), flush=True)
 
 
