@@ -432,6 +432,9 @@ def measure(k, params, rounds, updates, seed, args, work):
         "round_max_s": max(seconds),
         "combiner_cpu_pct": [100 * c / wall for c in comb],
         "combiner_cpu_per_update_s": sum(comb) / (n * rounds),
+        # Everything the federation and its load used, per update.
+        "all_cpu_per_update_s": (sum(used.values()) + me + cli)
+                                / (n * rounds),
         "controller_cpu_pct": 100 * used["controller"] / wall,
         "controller_cpu_per_round_s": used["controller"] / rounds,
         "clients_cpu_pct": 100 * me / wall,
@@ -476,9 +479,12 @@ def print_result(o):
     print(f"combiner CPU per update {o['combiner_cpu_per_update_s']:.3f} s "
           f"(a combiner with a core to itself, if CPU were its only "
           f"limit: {1 / o['combiner_cpu_per_update_s']:.1f} updates/s); "
-          f"controller "
-          f"CPU per round {o['controller_cpu_per_round_s']:.3f} s; load "
-          f"average {o['load'][0]:.2f} -> {o['load'][1]:.2f}", flush=True)
+          f"controller CPU per round {o['controller_cpu_per_round_s']:.3f} "
+          f"s; all of this bench's processes {o['all_cpu_per_update_s']:.3f} "
+          f"s per update (so with all {len(ALL_CPUS)} CPUs to themselves at "
+          f"most {len(ALL_CPUS) / o['all_cpu_per_update_s']:.1f} updates/s, "
+          f"whatever K); load average {o['load'][0]:.2f} -> "
+          f"{o['load'][1]:.2f}", flush=True)
 
 
 # -- main --------------------------------------------------------------------
@@ -605,7 +611,9 @@ def main(argv):
                f"round_s_{mb}={col('round_s', '{:.2f}')}",
                f"combiner_cpu_per_update_s_{mb}="
                f"{col('combiner_cpu_per_update_s', '{:.3f}')}",
-               f"clients_cpu_pct_{mb}={col('clients_cpu_pct', '{:.0f}')}"]
+               f"clients_cpu_pct_{mb}={col('clients_cpu_pct', '{:.0f}')}",
+               f"all_cpu_per_update_s_{mb}="
+               f"{col('all_cpu_per_update_s', '{:.3f}')}"]
         if base:
             kv.append(f"speedup_{mb}="
                       + ",".join(f"{rate[k] / base:.2f}" for k in ks))
