@@ -354,6 +354,16 @@ def stop_perf(proc, path):
     print(f"perf profile of the rounds: {path}", flush=True)
 
 
+def end_clients(perf, clients):
+    """Kills `perf` (a `perf record` an error left running, or None) and
+    closes `clients`."""
+    if perf:
+        perf.kill()
+        perf.wait(timeout=10)
+    for c in clients:
+        c.close()
+
+
 def run_clients(n, rounds, args, perf_path):
     """One combiner, `n` clients, `rounds` rounds: the figures as a dict."""
     import fedn_pb2 as fedn
@@ -417,12 +427,7 @@ def run_clients(n, rounds, args, perf_path):
             out["rss_after"] = status_mib(pid, "VmRSS")
             out["peak_rss"] = status_mib(pid, "VmHWM")
         finally:
-            if perf:
-                perf.kill()
-                perf.wait(timeout=10)
-            for c in clients:
-                c.close()
-            admin.close()
+            end_clients(perf, clients + [admin])
     return out
 
 
@@ -633,15 +638,24 @@ def load_client_modules(rondo, stubs):
         ("grpc.use_local_subchannel_pool", 1)]
 
 
-def main(argv):
-    p = argparse.ArgumentParser(
-        description="CPU and memory of a rondo combiner under FEDn-protocol "
-                    "clients (issue #14); see the file's comment.")
+def add_common_args(p):
+    """The argparse options every bench driving `rondo` over FEDn's
+    protocol takes: --rondo, --stubs and --round-timeout (seconds)."""
     p.add_argument("--rondo", default="build/apps/rondo",
                    help="the rondo executable (default %(default)s)")
     p.add_argument("--stubs", default="build/tests/pystubs",
                    help="the folder of the generated fedn_pb2.py and "
                         "fedn_pb2_grpc.py (default %(default)s)")
+    p.add_argument("--round-timeout", type=float, default=600.0,
+                   help="each round's round_timeout in seconds (default "
+                        "%(default)s)")
+
+
+def main(argv):
+    p = argparse.ArgumentParser(
+        description="CPU and memory of a rondo combiner under FEDn-protocol "
+                    "clients (issue #14); see the file's comment.")
+    add_common_args(p)
     p.add_argument("--clients", default="3,20,50",
                    help="client counts, one combiner each; 'none' runs no "
                         "rounds (default %(default)s)")
@@ -656,9 +670,6 @@ def main(argv):
                         "numpyhelper (deflate) or np.savez (stored)")
     p.add_argument("--idle-seconds", type=float, default=20.0,
                    help="idle CPU sampling time (default %(default)s)")
-    p.add_argument("--round-timeout", type=float, default=600.0,
-                   help="each round's round_timeout in seconds (default "
-                        "%(default)s)")
     p.add_argument("--perf", metavar="FILE",
                    help="record `perf record -F 499 -g` of the combiner "
                         "during the rounds of the largest client count")

@@ -413,13 +413,7 @@ def measure(k, params, rounds, updates, seed, args, work):
                          key=lambda rec: rec["started_at"])
         seen = phases(clients, records)
     finally:
-        if perf:
-            perf.kill()
-            perf.wait(timeout=10)
-        for c in clients:
-            c.close()
-        for a in admins:
-            a.close()
+        load.end_clients(perf, clients + admins)
         fed.stop()
     size = sum(os.path.getsize(p) for p in updates) / n
     comb = [used[name] for name, _ in fed.combiners]
@@ -494,11 +488,7 @@ def main(argv):
         description="Horizontal scale: a controller and K combiners under a "
                     "fixed number of load clients (issue #16); see the "
                     "file's comment.")
-    p.add_argument("--rondo", default="build/apps/rondo",
-                   help="the rondo executable (default %(default)s)")
-    p.add_argument("--stubs", default="build/tests/pystubs",
-                   help="the folder of the generated fedn_pb2.py and "
-                        "fedn_pb2_grpc.py (default %(default)s)")
+    load.add_common_args(p)
     p.add_argument("--combiners", default="1,2,4",
                    help="combiner counts K (default %(default)s)")
     p.add_argument("--clients", type=int, default=8,
@@ -510,9 +500,6 @@ def main(argv):
     p.add_argument("--rounds", default="10,3",
                    help="measured rounds: one number, or one per --params "
                         "entry (default %(default)s)")
-    p.add_argument("--round-timeout", type=float, default=600.0,
-                   help="each round's round_timeout in seconds (default "
-                        "%(default)s)")
     p.add_argument("--client-cores", metavar="CPUS",
                    help="pin the load clients (this process) to these CPUs "
                         "(a taskset list; default: all)")
