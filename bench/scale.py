@@ -10,8 +10,8 @@ Usage (from the repository root, after a build):
   bench/scale.py --rondo build/apps/rondo --stubs build/tests/pystubs
       [--combiners 1,2,4] [--clients 8] [--params 1000000,25000000]
       [--rounds 10,3] [--client-cores CPUS] [--controller-cores CPUS]
-      [--no-pin] [--round-timeout 600] [--updates DIR] [--perf DIR]
-      [--keep]
+      [--no-pin] [--round-timeout 600] [--combiner-args "..."]
+      [--updates DIR] [--perf DIR] [--keep]
 or `cmake --build build --target bench_scale` (the defaults, with the
 build's rondo and stubs). Needs Debian's python3-numpy, python3-grpcio and
 python3-protobuf and the Python stubs of fedn.proto (the target
@@ -71,6 +71,7 @@ started; the work folder (logs, databases, updates) is removed unless
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -175,8 +176,9 @@ class Federation(Cluster):
             env=env)
         log.close()
 
-    def start(self, k, combiner_pins, controller_pin):
+    def start(self, k, combiner_pins, controller_pin, combiner_args=()):
         w = self.work
+        self.combiner_args = list(combiner_args)
         self.spawn("controller", [
             "controller", "--port", "0", "--port-file",
             f"{w}/controller.port", "--db", f"{w}/controller-db",
@@ -190,7 +192,7 @@ class Federation(Cluster):
             self.spawn(name, [
                 "combiner", "--port", "0", "--port-file",
                 f"{w}/{name}.port", "--db", f"{w}/{name}-db", "--name", name,
-                "--controller", self.controller],
+                "--controller", self.controller] + self.combiner_args,
                 cpus=None if combiner_pins is None else {combiner_pins[i]})
             self.combiners.append(
                 (name, "127.0.0.1:%d" % self.wait_port(name)))
@@ -363,7 +365,8 @@ def measure(k, params, rounds, updates, seed, args, work):
     clients, admins = [], []
     perf = None
     try:
-        fed.start(k, pins, args.controller_cpus)
+        fed.start(k, pins, args.controller_cpus,
+                  shlex.split(args.combiner_args))
         for j, (name, address) in enumerate(fed.combiners):
             mine = [Client(address, f"client-{j * per + i}",
                            updates[j * per + i], 100 + j * per + i)
@@ -507,6 +510,9 @@ def main(argv):
                    help="pin the controller to these CPUs (default: all)")
     p.add_argument("--no-pin", action="store_true",
                    help="do not pin the combiners")
+    p.add_argument("--combiner-args", default="",
+                   help="extra `rondo combiner` flags, one shell-quoted "
+                        "string")
     p.add_argument("--updates", metavar="DIR",
                    help="make the updates in DIR and keep them there for "
                         "the next run (default: in the work folder)")
