@@ -47,12 +47,20 @@ Over the measured session (its wall time, set-up excluded) it prints:
    combiner; GB/s of updates: their npz bytes (10^9) / wall time;
  - round time: the mean of the rounds' recorded times (--follow's
    column, in steps of 10 ms);
+ - per round, where the time went (PHASES below): round start to the
+   first task, download, upload (the slowest client), last update to
+   the round recorded, and the gap to the next round, from the clients'
+   notes and the controller's round records (GET /api/v1/rounds/ID);
  - CPU (utime + stime from /proc/PID/stat, as % of one core over the wall
-   time) of each combiner, the controller and this process (the load
-   clients), and combiner CPU seconds per update;
- - who took the cores: the machine's busy CPUs (/proc/stat) and the other
-   processes that used the most CPU meanwhile (/proc/*/stat), e.g. a
-   compiler; the load average before and after.
+   time) of each combiner, the controller, this process (the load
+   clients) and `rondo session start --follow`; combiner CPU seconds per
+   update, controller CPU seconds per round, and all of these per update
+   (with the ceiling it sets: CPUs / CPU seconds per update);
+ - who took the cores: the machine's busy CPUs and I/O wait (/proc/stat),
+   the CPU of every other process (busy minus the bench's own, so also
+   processes that ended meanwhile) and the largest of those still
+   running by name (/proc/*/stat), e.g. a compiler; the load average
+   before and after.
 Then per size the throughput of K combiners against one (the ratio issue
 #16 asks of 2 combiners: >= 1.8). The last line holds key=value pairs.
 
