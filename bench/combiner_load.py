@@ -354,6 +354,16 @@ def stop_perf(proc, path):
     print(f"perf profile of the rounds: {path}", flush=True)
 
 
+def end_clients(perf, clients):
+    """Kills `perf` (a `perf record` an error left running, or None) and
+    closes `clients`."""
+    if perf:
+        perf.kill()
+        perf.wait(timeout=10)
+    for c in clients:
+        c.close()
+
+
 def run_clients(n, rounds, args, perf_path):
     """One combiner, `n` clients, `rounds` rounds: the figures as a dict."""
     import fedn_pb2 as fedn
@@ -417,12 +427,7 @@ def run_clients(n, rounds, args, perf_path):
             out["rss_after"] = status_mib(pid, "VmRSS")
             out["peak_rss"] = status_mib(pid, "VmHWM")
         finally:
-            if perf:
-                perf.kill()
-                perf.wait(timeout=10)
-            for c in clients:
-                c.close()
-            admin.close()
+            end_clients(perf, clients + [admin])
     return out
 
 
@@ -605,15 +610,52 @@ def int_list(text, what):
              f"{text!r}")
 
 
-def main(argv):
-    p = argparse.ArgumentParser(
-        description="CPU and memory of a rondo combiner under FEDn-protocol "
-                    "clients (issue #14); see the file's comment.")
+def load_client_modules(rondo, stubs):
+    """Checks the `rondo` executable and the folder `stubs` of the generated
+    fedn_pb2*.py, and makes the conformance client, harness and stubs
+    importable (fails the bench naming what is missing). The clients then
+    open one TCP connection each, as separate client processes do."""
+    if not os.access(rondo, os.X_OK):
+        fail(f"--rondo {rondo!r} is not an executable")
+    if not os.path.exists(os.path.join(stubs, "fedn_pb2_grpc.py")):
+        fail(f"--stubs {stubs!r} has no fedn_pb2_grpc.py: build the "
+             f"conformance_stubs target (needs protobuf-compiler-grpc)")
+    try:
+        import numpy  # noqa: F401
+        import grpc  # noqa: F401
+    except ImportError as e:
+        fail(f"{sys.executable} lacks {e.name}: install Debian's "
+             f"python3-numpy, python3-grpcio and python3-protobuf (and run "
+             f"/usr/bin/python3)")
+    # harness.Combiner runs RONDO_BIN; the conformance client and harness
+    # and the generated stubs are imported from their folders.
+    os.environ["RONDO_BIN"] = os.path.abspath(rondo)
+    sys.path[:0] = [os.path.abspath(stubs), CONFORMANCE]
+    import fedn_client
+    # One TCP connection per client, as separate client processes have
+    # (gRPC would otherwise share one between channels of equal options).
+    fedn_client.CHANNEL_OPTIONS = fedn_client.CHANNEL_OPTIONS + [
+        ("grpc.use_local_subchannel_pool", 1)]
+
+
+def add_common_args(p):
+    """The argparse options every bench driving `rondo` over FEDn's
+    protocol takes: --rondo, --stubs and --round-timeout (seconds)."""
     p.add_argument("--rondo", default="build/apps/rondo",
                    help="the rondo executable (default %(default)s)")
     p.add_argument("--stubs", default="build/tests/pystubs",
                    help="the folder of the generated fedn_pb2.py and "
                         "fedn_pb2_grpc.py (default %(default)s)")
+    p.add_argument("--round-timeout", type=float, default=600.0,
+                   help="each round's round_timeout in seconds (default "
+                        "%(default)s)")
+
+
+def main(argv):
+    p = argparse.ArgumentParser(
+        description="CPU and memory of a rondo combiner under FEDn-protocol "
+                    "clients (issue #14); see the file's comment.")
+    add_common_args(p)
     p.add_argument("--clients", default="3,20,50",
                    help="client counts, one combiner each; 'none' runs no "
                         "rounds (default %(default)s)")
@@ -628,9 +670,6 @@ def main(argv):
                         "numpyhelper (deflate) or np.savez (stored)")
     p.add_argument("--idle-seconds", type=float, default=20.0,
                    help="idle CPU sampling time (default %(default)s)")
-    p.add_argument("--round-timeout", type=float, default=600.0,
-                   help="each round's round_timeout in seconds (default "
-                        "%(default)s)")
     p.add_argument("--perf", metavar="FILE",
                    help="record `perf record -F 499 -g` of the combiner "
                         "during the rounds of the largest client count")
@@ -665,29 +704,9 @@ def main(argv):
         fail(f"--rounds has {len(rounds)} entries, --clients {len(counts)}")
     if any(n < 1 for n in counts) or any(r < 1 for r in rounds):
         fail("client and round counts must be >= 1")
-    if not os.access(args.rondo, os.X_OK):
-        fail(f"--rondo {args.rondo!r} is not an executable")
-    if not os.path.exists(os.path.join(args.stubs, "fedn_pb2_grpc.py")):
-        fail(f"--stubs {args.stubs!r} has no fedn_pb2_grpc.py: build the "
-             f"conformance_stubs target (needs protobuf-compiler-grpc)")
     if args.bad and args.bad_bytes < 4096:
         fail("--bad-bytes must be at least 4096")
-    try:
-        import numpy  # noqa: F401
-        import grpc  # noqa: F401
-    except ImportError as e:
-        fail(f"{sys.executable} lacks {e.name}: install Debian's "
-             f"python3-numpy, python3-grpcio and python3-protobuf (and run "
-             f"/usr/bin/python3)")
-    # harness.Combiner runs RONDO_BIN; the conformance client and harness
-    # and the generated stubs are imported from their folders.
-    os.environ["RONDO_BIN"] = os.path.abspath(args.rondo)
-    sys.path[:0] = [os.path.abspath(args.stubs), CONFORMANCE]
-    import fedn_client
-    # One TCP connection per client, as separate client processes have
-    # (gRPC would otherwise share one between channels of equal options).
-    fedn_client.CHANNEL_OPTIONS = fedn_client.CHANNEL_OPTIONS + [
-        ("grpc.use_local_subchannel_pool", 1)]
+    load_client_modules(args.rondo, args.stubs)
 
     print(f"rondo {args.rondo}; model {args.params} float32; updates "
           f"{args.format}; load average {os.getloadavg()[0]:.2f} "
