@@ -7,6 +7,8 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include <algorithm>
+
 namespace rondo {
 
 caf::expected<model_chunk> read_model_chunk(storage::model_store& store,
@@ -60,42 +62,85 @@ void conclude(fetcher_ptr self, caf::expected<std::string> result) {
 }
 
 void request_chunk(fetcher_ptr self, chunk_source_actor source,
+                   uint64_t index, caf::timespan timeout);
+
+/// Requests chunks until `fetch_window` are in flight or all are asked.
+void fill_window(fetcher_ptr self, chunk_source_actor source,
+                 caf::timespan timeout) {
+  auto& st = self->state;
+  while (!st.finished && st.next_request < st.count
+         && st.next_request < st.next_write + fetch_window)
+    request_chunk(self, source, st.next_request++, timeout);
+}
+
+/// All chunks written: checks the size, commits, checks the checksum.
+void finish_fetch(fetcher_ptr self) {
+  auto& st = self->state;
+  if (st.writer->size() != st.total_bytes)
+    return conclude(self,
+                    caf::make_error(ec::corrupt,
+                                    "fetched model " + st.model_id + " has "
+                                      + std::to_string(st.writer->size())
+                                      + " bytes, the source has "
+                                      + std::to_string(st.total_bytes)));
+  auto info = st.writer->commit();
+  if (!info)
+    return conclude(self, info.error());
+  if (info->checksum != st.checksum) {
+    static_cast<void>(st.store->remove(st.model_id));
+    return conclude(self, caf::make_error(ec::corrupt,
+                                          "fetched model " + st.model_id
+                                            + " fails its checksum"));
+  }
+  conclude(self, st.model_id);
+}
+
+void on_chunk(fetcher_ptr self, chunk_source_actor source, uint64_t index,
+              caf::timespan timeout, model_chunk& c) {
+  auto& st = self->state;
+  if (st.finished)
+    return; // an earlier chunk failed the fetch
+  auto where = "chunk " + std::to_string(index) + " of model " + st.model_id;
+  if (c.index != index || c.model_id != st.model_id)
+    return conclude(self, caf::make_error(ec::corrupt, "fetching " + where
+                                                         + ": got another "
+                                                           "chunk"));
+  if (index == 0) {
+    st.count = std::max<uint64_t>(c.count, 1);
+    st.total_bytes = c.total_bytes;
+    st.checksum = c.checksum;
+  } else if (std::max<uint64_t>(c.count, 1) != st.count
+             || c.total_bytes != st.total_bytes
+             || c.checksum != st.checksum) {
+    return conclude(self, caf::make_error(ec::corrupt,
+                                          "fetching " + where
+                                            + ": the model's size or "
+                                              "checksum changed"));
+  }
+  st.early.emplace(index, std::move(c));
+  for (auto i = st.early.find(st.next_write); i != st.early.end();
+       i = st.early.find(st.next_write)) {
+    if (auto err = st.writer->write(i->second.bytes))
+      return conclude(self, err);
+    st.early.erase(i);
+    ++st.next_write;
+  }
+  if (st.next_write == st.count)
+    return finish_fetch(self);
+  fill_window(self, source, timeout);
+}
+
+void request_chunk(fetcher_ptr self, chunk_source_actor source,
                    uint64_t index, caf::timespan timeout) {
   auto& id = self->state.model_id;
   self->request(source, timeout, caf::get_atom::value, id, index)
     .then(
       [self, source, index, timeout](model_chunk& c) {
-        auto& st = self->state;
-        auto where = "chunk " + std::to_string(index) + " of model "
-                     + st.model_id;
-        if (c.index != index || c.model_id != st.model_id)
-          return conclude(self, caf::make_error(ec::corrupt,
-                                                "fetching " + where
-                                                  + ": got another chunk"));
-        if (auto err = st.writer->write(c.bytes))
-          return conclude(self, err);
-        if (index + 1 < c.count)
-          return request_chunk(self, source, index + 1, timeout);
-        if (st.writer->size() != c.total_bytes)
-          return conclude(self,
-                          caf::make_error(ec::corrupt,
-                                          "fetched model " + st.model_id
-                                            + " has "
-                                            + std::to_string(st.writer->size())
-                                            + " bytes, the source has "
-                                            + std::to_string(c.total_bytes)));
-        auto info = st.writer->commit();
-        if (!info)
-          return conclude(self, info.error());
-        if (info->checksum != c.checksum) {
-          static_cast<void>(st.store->remove(st.model_id));
-          return conclude(self, caf::make_error(ec::corrupt,
-                                                "fetched model " + st.model_id
-                                                  + " fails its checksum"));
-        }
-        conclude(self, st.model_id);
+        on_chunk(self, source, index, timeout, c);
       },
       [self, index](caf::error& err) {
+        if (self->state.finished)
+          return;
         conclude(self, caf::make_error(
                          ec::staging_failed,
                          "fetching chunk " + std::to_string(index)
@@ -130,7 +175,9 @@ model_fetcher(fetcher_actor::stateful_pointer<fetcher_state> self,
       conclude(self, writer.error());
     else {
       st.writer = std::move(*writer);
-      request_chunk(self, source, 0, timeout);
+      // Chunk 0 first: its reply gives the chunk count that bounds the
+      // window.
+      fill_window(self, source, timeout);
     }
   }
   return {

@@ -11,6 +11,7 @@
 #include <caf/typed_response_promise.hpp>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -42,10 +43,26 @@ struct fetcher_state {
   caf::expected<std::string> result = caf::make_error(caf::sec::none);
   bool finished = false;
   std::vector<caf::typed_response_promise<std::string>> waiting;
+  /// Chunks of the model (at least 1: an empty model is one empty chunk),
+  /// its size and checksum, as the first chunk's reply gave them.
+  uint64_t count = 1;
+  uint64_t total_bytes = 0;
+  uint64_t checksum = 0;
+  /// The next chunk to request and the next one to write.
+  uint64_t next_request = 0;
+  uint64_t next_write = 0;
+  /// Chunks that arrived before an earlier one, by index (at most
+  /// fetch_window of them).
+  std::map<uint64_t, model_chunk> early;
 };
 
-/// Fetches `model_id` from `source` chunk by chunk (one request in flight,
-/// each bounded by `timeout`) into `store` under the same id, verifying
+/// Chunk requests a fetcher keeps in flight once it knows the model's
+/// size: chunks are 1 MiB, so at most this many MiB wait out of order. With
+/// one request in flight the link idled for a round trip per chunk.
+constexpr uint64_t fetch_window = 4;
+
+/// Fetches `model_id` from `source` chunk by chunk (up to `fetch_window`
+/// requests in flight, each bounded by `timeout`; written in order) into `store` under the same id, verifying
 /// size and XXH3 checksum: nothing becomes visible unless all of it arrived
 /// intact. A model the store already has is not fetched again. The actor
 /// quits once it has answered.
