@@ -364,7 +364,8 @@ caf::result<std::string> start_prediction(self_ptr self,
     return caf::make_error(ec::invalid_argument, "prediction_id is empty");
   if (auto err = busy(st))
     return err;
-  if (st.serving_combiners().empty())
+  auto serving = st.serving_combiners().size();
+  if (serving == 0)
     return caf::make_error(ec::invalid_state,
                            st.combiners.empty()
                              ? "no combiner connected: a prediction needs one"
@@ -386,7 +387,7 @@ caf::result<std::string> start_prediction(self_ptr self,
   setup.round.started_at = unix_now();
   setup.prediction_id = prediction_id;
   spdlog::info("controller: prediction {} of model {} at {} combiner(s)",
-               prediction_id, model_id, st.serving_combiners().size());
+               prediction_id, model_id, serving);
   spawn_round(self, std::move(setup));
   return prediction_id;
 }

@@ -38,7 +38,8 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
-import uuid
+
+import requests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "api"))
@@ -180,24 +181,14 @@ class Failover(Federation):
             for name in ("fedn.yaml", "npz_task.py"):
                 tar.add(os.path.join(PACKAGE, name),
                         arcname="package/" + name)
-        boundary = uuid.uuid4().hex
-        parts = []
-        for field, value in (("name", "failover"), ("helper",
-                                                    "numpyhelper")):
-            parts.append(("--%s\r\nContent-Disposition: form-data; "
-                          "name=\"%s\"\r\n\r\n%s\r\n"
-                          % (boundary, field, value)).encode())
-        parts.append(("--%s\r\nContent-Disposition: form-data; name=\"file\"; "
-                      "filename=\"package.tgz\"\r\nContent-Type: "
-                      "application/octet-stream\r\n\r\n" % boundary).encode()
-                     + buf.getvalue() + b"\r\n")
-        parts.append(("--%s--\r\n" % boundary).encode())
-        status, text = self.http(
-            "POST", "/api/v1/packages/", b"".join(parts),
-            {"Content-Type": "multipart/form-data; boundary=" + boundary})
-        if status != 200:
+        r = requests.post(self.api + "/api/v1/packages/",
+                          headers={"Authorization": "Bearer " + self.admin},
+                          files={"file": ("package.tgz", buf.getvalue())},
+                          data={"name": "failover", "helper": "numpyhelper"},
+                          verify=self.ca if self.tls else True, timeout=30)
+        if r.status_code != 200:
             raise RuntimeError("package upload: HTTP %d: %s"
-                               % (status, text[:300]))
+                               % (r.status_code, r.text[:300]))
 
 
 def assigned(f, name):
